@@ -1,0 +1,97 @@
+"""What a Spark Connect driver is to the platform, and the protocol every cluster provider implements.
+
+A *provider* knows how to start, stop and list drivers on one engine (local processes today;
+Spark standalone and Kubernetes with the Spark Operator plug in the same way). Everything above it —
+the warm pool, placement, the gateway — talks only to :class:`ClusterProvider` and :class:`Driver`.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class DriverState(str, enum.Enum):
+    WARMING = "warming"  #: started, not yet answering / warm-up query not done
+    READY = "ready"  #: answers and has run its warm-up query
+    DRAINING = "draining"  #: takes no new sessions; existing ones continue
+    DEAD = "dead"  #: gone or unreachable
+
+
+#: Namespace of a warm driver nobody has claimed yet.
+POOL_NAMESPACE = ""
+
+
+def namespace_for(team: str, environment: str) -> str:
+    """The seed's namespace convention: ``sjns-{team}-{environment}``."""
+    return f"sjns-{team}-{environment}"
+
+
+@dataclass(eq=False)
+class Driver:
+    """One Spark Connect server the gateway can send sessions to."""
+
+    id: str
+    #: ``host:port`` of its Spark Connect gRPC endpoint.
+    address: str
+    provider: str
+    #: ``sjns-{team}-{env}`` once claimed; :data:`POOL_NAMESPACE` while it waits in the warm pool.
+    namespace: str = POOL_NAMESPACE
+    state: DriverState = DriverState.WARMING
+    started_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    #: Sessions currently routed to it (the load-balancing signal).
+    sessions: int = 0
+    ui_url: str | None = None
+    log_path: str | None = None
+    pid: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "address": self.address,
+            "provider": self.provider,
+            "namespace": self.namespace,
+            "state": self.state.value,
+            "started_at": self.started_at,
+            "last_used": self.last_used,
+            "sessions": self.sessions,
+            "ui_url": self.ui_url,
+            "log_path": self.log_path,
+            "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """What to start: the namespace it is for (or the pool) and extra Spark conf."""
+
+    namespace: str = POOL_NAMESPACE
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ClusterProvider(Protocol):
+    """Starts, stops and lists drivers on one engine. Use as an async context manager."""
+
+    name: str
+
+    async def start_driver(self, spec: DriverSpec) -> Driver:
+        """Start a driver and return it once READY (raises ``DriverStartError`` otherwise)."""
+        ...
+
+    async def stop_driver(self, driver: Driver) -> None:
+        """Stop a driver for good (idempotent); the process or resource is gone afterwards."""
+        ...
+
+    async def list_drivers(self) -> list[Driver]:
+        """Drivers this provider is running now, including ones started before a restart."""
+        ...
+
+    async def __aenter__(self) -> ClusterProvider: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...

@@ -1,0 +1,301 @@
+"""Local provider: Spark Connect servers started from the ``pyspark`` wheel on this machine.
+
+Each driver is ``spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer`` on a
+free loopback port, in its own process group, with its own directory under
+``{state_dir}/drivers/{id}/`` holding ``driver.json`` (what it is), ``driver.log`` (its stdout and
+stderr) and Spark's scratch files. The record lets a restarted gateway find drivers it started
+before (:meth:`LocalProvider.list_drivers`) instead of leaking them.
+
+Readiness is "the server answers *and* has run a warm-up query": a fresh JVM takes several seconds
+for its first query, which a user should not pay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sparkgate.clusters.base import Driver, DriverSpec, DriverState
+from sparkgate.config import LocalProviderSettings
+from sparkgate.connect.probe import run_sql
+from sparkgate.errors import DriverStartError
+
+log = logging.getLogger(__name__)
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
+
+
+def default_spark_home() -> Path:
+    """The ``pyspark`` package directory, which ships ``bin/spark-submit`` and the jars."""
+    try:
+        import pyspark  # noqa: PLC0415  (optional dependency: only local drivers need it)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DriverStartError(
+            "local drivers need the pyspark package: pip install 'sparkgate[spark]'"
+        ) from exc
+    return Path(pyspark.__file__).parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still "exists"; treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _pid_is_our_driver(pid: int, driver_id: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return CONNECT_SERVER_CLASS.encode() in cmdline and driver_id.encode() in cmdline
+
+
+def tail(path: str | Path | None, lines: int = 20) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class LocalProvider:
+    """Starts Spark Connect servers as child processes of this machine."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        settings: LocalProviderSettings,
+        state_dir: Path,
+        *,
+        max_message_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        self._settings = settings
+        self._dir = state_dir.expanduser() / "drivers"
+        self._max_message_bytes = max_message_bytes
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def __aenter__(self) -> LocalProvider:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def _command(self, driver_id: str, port: int, ui_port: int, spec: DriverSpec) -> list[str]:
+        s = self._settings
+        home = Path(s.spark_home) if s.spark_home else default_spark_home()
+        conf: dict[str, str] = {
+            "spark.connect.grpc.binding.address": s.bind_host,
+            "spark.connect.grpc.binding.port": str(port),
+            # Clients send up to 128 MiB; the seed's spark-defaults allow 256 MiB.
+            "spark.connect.grpc.maxInboundMessageSize": str(self._max_message_bytes),
+            "spark.driver.bindAddress": s.bind_host,
+            "spark.driver.host": s.bind_host,
+            "spark.ui.port": str(ui_port),
+            "spark.ui.showConsoleProgress": "false",
+            # Tag the process so a restarted gateway can tell our drivers from anything else.
+            "spark.sparkgate.driver.id": driver_id,
+            "spark.sparkgate.namespace": spec.namespace or "pool",
+        }
+        conf.update(s.spark_conf)
+        conf.update(spec.spark_conf)
+        cmd = [
+            str(home / "bin" / "spark-submit"),
+            "--master",
+            s.master,
+            "--driver-memory",
+            s.driver_memory,
+            "--name",
+            f"sparkgate-{driver_id}",
+        ]
+        for k, v in conf.items():
+            cmd += ["--conf", f"{k}={v}"]
+        cmd += ["--class", CONNECT_SERVER_CLASS, "spark-internal"]
+        return cmd
+
+    async def start_driver(self, spec: DriverSpec) -> Driver:
+        driver_id = f"local-{uuid.uuid4().hex[:10]}"
+        workdir = self._dir / driver_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        port, ui_port = free_port(self._settings.bind_host), free_port(self._settings.bind_host)
+        log_path = workdir / "driver.log"
+        cmd = self._command(driver_id, port, ui_port, spec)
+        env = dict(os.environ)
+        env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
+        env.pop("PYSPARK_PYTHON", None)
+        with open(log_path, "ab") as logf:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=workdir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf,
+                stderr=asyncio.subprocess.STDOUT,
+                # Own process group: a Ctrl-C in the terminal reaches `sparkgate up`, which then
+                # stops drivers in order, instead of every JVM dying mid-query at once.
+                start_new_session=True,
+            )
+        self._procs[driver_id] = proc
+        driver = Driver(
+            id=driver_id,
+            address=f"{self._settings.bind_host}:{port}",
+            provider=self.name,
+            namespace=spec.namespace,
+            ui_url=f"http://{self._settings.bind_host}:{ui_port}",
+            log_path=str(log_path),
+            pid=proc.pid,
+        )
+        self._write_record(driver)
+        log.info("starting driver %s on %s (log %s)", driver_id, driver.address, log_path)
+        try:
+            await self._wait_ready(driver, proc)
+        except BaseException:
+            await self.stop_driver(driver)
+            raise
+        driver.state = DriverState.READY
+        self._write_record(driver)
+        log.info("driver %s ready in %.1fs", driver_id, time.time() - driver.started_at)
+        return driver
+
+    async def _wait_ready(self, driver: Driver, proc: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        async with grpc.aio.insecure_channel(driver.address) as channel:
+            while True:
+                if proc.returncode is not None:
+                    raise DriverStartError(
+                        f"driver {driver.id} exited with code {proc.returncode} while starting; "
+                        f"log {driver.log_path}:\n{tail(driver.log_path)}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DriverStartError(
+                        f"driver {driver.id} was not ready after "
+                        f"{self._settings.startup_timeout_seconds:.0f}s; log {driver.log_path}:\n"
+                        f"{tail(driver.log_path)}"
+                    )
+                try:
+                    await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))
+                    await run_sql(channel, WARMUP_QUERY, timeout=remaining)
+                    return
+                except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+                    # The JVM and its gRPC server take a while to come up; poll (waiting on the
+                    # process too, so a crash is reported at once).
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(proc.wait(), timeout=0.25)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def stop_driver(self, driver: Driver, grace_seconds: float = 10.0) -> None:
+        driver.state = DriverState.DEAD
+        proc = self._procs.pop(driver.id, None)
+        pid = driver.pid
+        if proc is not None and proc.returncode is None:
+            await _terminate_group(proc.pid, lambda: proc.wait(), grace_seconds)
+        elif pid is not None and _pid_alive(pid) and _pid_is_our_driver(pid, driver.id):
+            await _terminate_group(pid, lambda: _wait_pid_gone(pid), grace_seconds)
+        record = self._dir / driver.id / "driver.json"
+        with contextlib.suppress(FileNotFoundError):
+            record.unlink()
+        log.info("stopped driver %s", driver.id)
+        # Keep the log for post-mortems; remove Spark's scratch files.
+        for junk in ("metastore_db", "spark-warehouse"):
+            shutil.rmtree(self._dir / driver.id / junk, ignore_errors=True)
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def _write_record(self, driver: Driver) -> None:
+        path = self._dir / driver.id / "driver.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(driver.to_dict()))
+        tmp.replace(path)
+
+    async def list_drivers(self) -> list[Driver]:
+        """Drivers whose process is still ours and alive (records of dead ones are removed)."""
+        return await asyncio.to_thread(self._scan_records)
+
+    def _scan_records(self) -> list[Driver]:
+        found: list[Driver] = []
+        if not self._dir.is_dir():
+            return found
+        for record in sorted(self._dir.glob("*/driver.json")):
+            try:
+                data: dict[str, Any] = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+            pid = data.get("pid")
+            if not isinstance(pid, int) or not _pid_alive(pid) or not _pid_is_our_driver(pid, data["id"]):
+                record.unlink(missing_ok=True)
+                continue
+            found.append(
+                Driver(
+                    id=data["id"],
+                    address=data["address"],
+                    provider=self.name,
+                    namespace=data.get("namespace", ""),
+                    state=DriverState(data.get("state", "warming")),
+                    started_at=data.get("started_at", time.time()),
+                    ui_url=data.get("ui_url"),
+                    log_path=data.get("log_path"),
+                    pid=pid,
+                )
+            )
+        return found
+
+    def record_namespace(self, driver: Driver) -> None:
+        """Persist a claim so a restarted gateway knows which namespace the driver serves."""
+        with contextlib.suppress(OSError):
+            self._write_record(driver)
+
+
+async def _wait_pid_gone(pid: int) -> None:
+    while _pid_alive(pid):
+        await asyncio.sleep(0.05)
+
+
+async def _terminate_group(pid: int, wait: Any, grace_seconds: float) -> None:
+    """SIGTERM the driver's process group, then SIGKILL what is left after ``grace_seconds``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(wait(), timeout=grace_seconds)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wait(), timeout=5)

@@ -1,0 +1,191 @@
+"""The gateway's view of every driver, the warm pool, and where a new session goes.
+
+:class:`ClusterManager` answers one question for the gateway — *which driver should this new
+session of team T in environment E use?* — with the seed's ``getTargetDriver`` order:
+
+1. a **warm driver** from the pool (claimed for the namespace ``sjns-{team}-{env}``; the pool then
+   refills in the background),
+2. the **least-loaded ready driver** already serving that namespace,
+3. a **new driver** started for the namespace (one start at a time per namespace: concurrent new
+   sessions wait for the same driver instead of each starting their own).
+
+It also adopts drivers found by the provider at start-up, so a restarted gateway neither leaks nor
+duplicates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from sparkgate.aio import TaskSupervisor
+from sparkgate.clusters.base import (
+    POOL_NAMESPACE,
+    ClusterProvider,
+    Driver,
+    DriverSpec,
+    DriverState,
+    namespace_for,
+)
+from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class ClusterManager:
+    def __init__(
+        self,
+        provider: ClusterProvider,
+        *,
+        pool_size: int = 1,
+        max_drivers: int = 6,
+        env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.pool_size = pool_size
+        self.max_drivers = max_drivers
+        self._env_conf = env_spark_conf or {}
+        self._drivers: dict[str, Driver] = {}
+        self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
+        self._pool_lock = asyncio.Lock()
+        self._tasks = TaskSupervisor("clusters")
+        self._pool_waiters: list[asyncio.Event] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt running drivers, then fill the warm pool in the background."""
+        for d in await self.provider.list_drivers():
+            d.state = DriverState.READY
+            self._drivers[d.id] = d
+            log.info("adopted running driver %s (%s) at %s", d.id, d.namespace or "pool", d.address)
+        self.refill_pool()
+
+    async def close(self, *, stop_drivers: bool = True) -> None:
+        await self._tasks.close()
+        for task in list(self._starting.values()):
+            task.cancel()
+        if stop_drivers:
+            await asyncio.gather(
+                *(self.provider.stop_driver(d) for d in list(self._drivers.values())),
+                return_exceptions=True,
+            )
+            self._drivers.clear()
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def get(self, driver_id: str) -> Driver | None:
+        return self._drivers.get(driver_id)
+
+    def drivers(self) -> list[Driver]:
+        return list(self._drivers.values())
+
+    def warm(self) -> list[Driver]:
+        return [
+            d
+            for d in self._drivers.values()
+            if d.namespace == POOL_NAMESPACE and d.state is DriverState.READY
+        ]
+
+    # -- placement ----------------------------------------------------------------------------
+
+    async def acquire(self, team: str, environment: str) -> Driver:
+        """Pick the driver for a new session (does not count the session; see :meth:`attach`)."""
+        ns = namespace_for(team, environment)
+        warm = self.warm()
+        if warm:
+            d = min(warm, key=lambda x: x.started_at)
+            d.namespace = ns
+            record = getattr(self.provider, "record_namespace", None)
+            if record is not None:
+                record(d)
+            log.info("claimed warm driver %s for %s", d.id, ns)
+            self.refill_pool()
+            return d
+        ready = [
+            d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY
+        ]
+        if ready:
+            return min(ready, key=lambda x: (x.sessions, x.last_used))
+        task = self._starting.get(ns)
+        if task is None:
+            if len(self._drivers) + len(self._starting) >= self.max_drivers:
+                raise ResourceExhausted(
+                    f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
+                    f"(max_drivers={self.max_drivers}); try again when sessions end"
+                )
+            task = asyncio.create_task(self._start(ns, environment), name=f"start-driver:{ns}")
+            self._starting[ns] = task
+            task.add_done_callback(lambda _t, ns=ns: self._starting.pop(ns, None))
+        try:
+            # shield: one waiter giving up (client cancelled) must not kill the start for others.
+            return await asyncio.shield(task)
+        except DriverStartError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"could not start a driver for {ns}: {exc}") from exc
+
+    async def _start(self, namespace: str, environment: str) -> Driver:
+        spec = DriverSpec(namespace=namespace, spark_conf=self._env_conf.get(environment, {}))
+        d = await self.provider.start_driver(spec)
+        self._drivers[d.id] = d
+        return d
+
+    def attach(self, driver: Driver) -> None:
+        driver.sessions += 1
+        driver.last_used = time.time()
+
+    def detach(self, driver_id: str) -> None:
+        d = self._drivers.get(driver_id)
+        if d is not None and d.sessions > 0:
+            d.sessions -= 1
+            d.last_used = time.time()
+
+    # -- warm pool ----------------------------------------------------------------------------
+
+    def refill_pool(self) -> None:
+        """Start drivers in the background until the pool holds ``pool_size`` warm ones."""
+        if self.pool_size > 0:
+            self._tasks.spawn("refill-pool", self._refill())
+
+    async def _refill(self) -> None:
+        async with self._pool_lock:
+            while True:
+                warming = [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE]
+                if len(warming) >= self.pool_size:
+                    return
+                if len(self._drivers) + len(self._starting) >= self.max_drivers:
+                    log.warning(
+                        "warm pool below target (%d/%d): max_drivers=%d reached",
+                        len(warming),
+                        self.pool_size,
+                        self.max_drivers,
+                    )
+                    return
+                try:
+                    d = await self.provider.start_driver(DriverSpec(namespace=POOL_NAMESPACE))
+                except DriverStartError:
+                    log.exception("warm pool: a driver failed to start; retrying in 10 s")
+                    await asyncio.sleep(10)
+                    continue
+                self._drivers[d.id] = d
+                for ev in self._pool_waiters:
+                    ev.set()
+
+    async def wait_pool_ready(self, timeout: float | None = None) -> None:
+        """Wait until the warm pool is at its target size (used by ``sparkgate up`` and tests)."""
+
+        async def _wait() -> None:
+            while len(self.warm()) < self.pool_size:
+                ev = asyncio.Event()
+                self._pool_waiters.append(ev)
+                try:
+                    await asyncio.wait_for(ev.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    self._pool_waiters.remove(ev)
+
+        await asyncio.wait_for(_wait(), timeout)

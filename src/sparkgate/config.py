@@ -1,0 +1,218 @@
+"""Typed configuration: one YAML file plus ``SPARKGATE__…`` environment overrides, validated at load.
+
+Where it comes from, later wins:
+
+1. the defaults below (a working local platform with nothing configured),
+2. a YAML file: ``--config PATH``, else ``$SPARKGATE_CONFIG``, else ``./sparkgate.yaml`` if present,
+3. environment variables ``SPARKGATE__<SECTION>__<KEY>=value`` (``__`` separates levels; values
+   are parsed as YAML scalars, so ``SPARKGATE__GATEWAY__PORT=15003`` is an int and
+   ``SPARKGATE__POOL__SIZE=0`` turns the warm pool off).
+
+``environments`` has one section per environment a client may name (``x-doordash-environment``).
+By default all four of the seed's environments (local, test, staging, prod) are served by the local
+provider, so snippets that say ``staging`` or ``prod`` work on a laptop.
+
+Every field documents its unit and why its default is what it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sparkgate.errors import ConfigError
+
+ENV_PREFIX = "SPARKGATE__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoutingHeaders(_Section):
+    """Names of the routing headers (gRPC metadata keys, lower-case)."""
+
+    team: str = "x-doordash-team"
+    environment: str = "x-doordash-environment"
+    user: str = "x-doordash-user"
+    #: Builder ``.config(PREFIX + header, value)`` pairs arrive as a Config(Set) RPC, not as headers
+    #: (neither the Python nor the JVM client turns them into metadata); the gateway reads them too.
+    config_prefix: str = "spark.connect.grpc.header."
+
+    @field_validator("team", "environment", "user")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        if not v or v != v.lower():
+            raise ValueError("header names must be non-empty and lower-case (gRPC metadata keys)")
+        return v
+
+
+class AffinitySettings(_Section):
+    """Where session → driver routes live."""
+
+    #: ``sqlite`` (default) keeps routes across a gateway restart so a reattaching client goes back
+    #: to its driver; ``memory`` forgets them.
+    backend: Literal["memory", "sqlite"] = "sqlite"
+    #: SQLite file; relative paths are under ``state_dir``.
+    path: str = "affinity.db"
+    #: Seconds a route may sit idle before it is dropped (seed: 30 min session TTL).
+    session_ttl_seconds: float = Field(default=1800.0, gt=0)
+    #: Seconds between sweeps of idle routes and buffered options.
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class GatewaySettings(_Section):
+    #: Address the gRPC listener binds (seed: ``:15002``, all interfaces).
+    host: str = "0.0.0.0"
+    port: int = Field(default=15002, ge=0, le=65535)
+    #: Largest gRPC message in bytes on both legs (seed's spark-defaults: 256 MiB; clients send up to 128 MiB).
+    max_message_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    headers: RoutingHeaders = RoutingHeaders()
+    affinity: AffinitySettings = AffinitySettings()
+    #: Seconds a session's options are kept while it waits for the rest of its routing info
+    #: (the JVM client sends team and environment in two separate Config RPCs).
+    pending_ttl_seconds: float = Field(default=300.0, gt=0)
+    #: Upper bound on sessions waiting for routing info, so a misbehaving client cannot grow memory.
+    pending_max_sessions: int = Field(default=10000, gt=0)
+    #: Seconds a new session may wait for a driver to be started for it before UNAVAILABLE.
+    driver_wait_seconds: float = Field(default=300.0, gt=0)
+    #: Seconds to let in-flight calls finish on SIGTERM before they are cancelled.
+    drain_seconds: float = Field(default=10.0, ge=0)
+
+
+class LocalProviderSettings(_Section):
+    """Spark Connect servers started from the installed ``pyspark`` wheel on this machine."""
+
+    #: Spark distribution to launch; default: the ``pyspark`` package directory (it ships the jars).
+    spark_home: str | None = None
+    #: JVM heap for each driver. The JVM's 1 GiB default dies with OutOfMemoryError on a 10M-row collect.
+    driver_memory: str = "2g"
+    #: Spark master for local drivers: threads in the driver JVM.
+    master: str = "local[2]"
+    #: Drivers listen on loopback only: nobody reaches them except through the gateway.
+    bind_host: str = "127.0.0.1"
+    #: Seconds a driver may take to answer and run its warm-up query (a cold JVM takes ~10 s here).
+    startup_timeout_seconds: float = Field(default=180.0, gt=0)
+    #: Extra Spark conf for every local driver.
+    spark_conf: dict[str, str] = {}
+    #: Most local drivers at once (each costs ~1.5 GB of RAM).
+    max_drivers: int = Field(default=6, gt=0)
+
+
+class PoolSettings(_Section):
+    #: Warm drivers kept ready for new sessions (0 = start drivers on demand only).
+    size: int = Field(default=1, ge=0)
+
+
+class EnvironmentSettings(_Section):
+    """One environment a client can name."""
+
+    #: Which cluster provider serves this environment.
+    provider: Literal["local"] = "local"
+    #: Extra Spark conf for drivers started for this environment.
+    spark_conf: dict[str, str] = {}
+
+
+def _default_environments() -> dict[str, EnvironmentSettings]:
+    return {name: EnvironmentSettings() for name in ("local", "test", "staging", "prod")}
+
+
+class Settings(_Section):
+    """The whole platform's configuration."""
+
+    #: Directory for state (route database, driver logs, driver records). Relative → cwd.
+    state_dir: Path = Path(".sparkgate")
+    #: ``text`` for people, ``json`` for log pipelines.
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    gateway: GatewaySettings = GatewaySettings()
+    pool: PoolSettings = PoolSettings()
+    local: LocalProviderSettings = LocalProviderSettings()
+    environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+
+    @field_validator("environments")
+    @classmethod
+    def _some_env(cls, v: dict[str, EnvironmentSettings]) -> dict[str, EnvironmentSettings]:
+        if not v:
+            raise ValueError("at least one environment is needed")
+        return v
+
+    def state_path(self, name: str) -> Path:
+        p = Path(name).expanduser()
+        return p if p.is_absolute() else self.state_dir.expanduser() / p
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """``SPARKGATE__A__B=v`` → ``{"a": {"b": v}}`` with ``v`` parsed as a YAML scalar."""
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: dict[str, str] | os._Environ[str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Load and validate settings; raises :class:`ConfigError` naming the bad key."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("SPARKGATE_CONFIG") or (
+            "sparkgate.yaml" if Path("sparkgate.yaml").is_file() else None
+        )
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path).expanduser()
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must be a mapping at the top level")
+        data = loaded or {}
+    data = _merge(data, env_overrides(environ))
+    data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,56 @@
+"""Talk to a Spark Connect driver directly, without pyspark: readiness, warm-up and health probes.
+
+Requests are hand-encoded with :mod:`sparkgate.connect.wire` so the gateway does not need
+the pyspark package (and its 450 MB of jars) to check its drivers.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import grpc.aio
+
+from sparkgate.connect.wire import encode_string
+
+_SERVICE = "/spark.connect.SparkConnectService/"
+PROBE_USER = "sparkgate-probe"
+
+
+def _ids(session_id: str) -> bytes:
+    return encode_string(1, session_id) + encode_string(2, encode_string(1, PROBE_USER))
+
+
+def sql_execute_request(session_id: str, query: str) -> bytes:
+    """``ExecutePlanRequest{plan.root.sql.query}`` (Plan.root=1, Relation.sql=10, SQL.query=1)."""
+    plan = encode_string(1, encode_string(10, encode_string(1, query)))
+    return (
+        _ids(session_id)
+        + encode_string(3, plan)
+        + encode_string(4, "sparkgate")
+        + encode_string(6, str(uuid.uuid4()))
+    )
+
+
+def release_session_request(session_id: str) -> bytes:
+    return _ids(session_id) + encode_string(3, "sparkgate")
+
+
+async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0) -> int:
+    """Run ``query`` in a throw-away session on the driver; returns the number of responses.
+
+    Raises ``grpc.aio.AioRpcError`` when the driver does not answer or the query fails.
+    """
+    session_id = str(uuid.uuid4())
+    execute = channel.unary_stream(_SERVICE + "ExecutePlan")
+    release = channel.unary_unary(_SERVICE + "ReleaseSession")
+    n = 0
+    try:
+        async for _ in execute(sql_execute_request(session_id, query), timeout=timeout):
+            n += 1
+    finally:
+        try:
+            await release(release_session_request(session_id), timeout=10)
+        except grpc.aio.AioRpcError:
+            pass
+    return n

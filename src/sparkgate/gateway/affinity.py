@@ -1,0 +1,113 @@
+"""Session affinity: which driver each ``(user, session_id)`` lives on.
+
+A Spark Connect session's state (temp views, confs, cached artifacts, running operations) exists
+only on the driver that created it, so every RPC of a session — ReattachExecute, ReleaseExecute,
+Interrupt, FetchErrorDetails and AddArtifacts included — must reach that driver.
+
+The key is ``(user_id, session_id)``, the same pair the Spark Connect server keys sessions on
+(``SessionKey``): a session id alone is not enough, since anyone who learned an id could then use
+the session.
+
+:class:`AffinityStore` is the pluggable part (memory here, SQLite in :mod:`.affinity_sqlite`,
+Redis later). Lookups happen on every RPC, so persistent stores keep an in-memory copy and write
+through; ``touch`` only marks a route as used and is flushed in :meth:`AffinityStore.sweep`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
+
+SessionKey = tuple[str, str]  # (user_id, session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    user_id: str
+    session_id: str
+    driver_id: str
+    #: ``host:port`` of the driver when the route was made (for diagnostics).
+    address: str
+    team: str
+    environment: str
+    #: Who created the session (the authenticated identity when auth is on).
+    owner: str = ""
+    created_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> SessionKey:
+        return (self.user_id, self.session_id)
+
+
+@runtime_checkable
+class AffinityStore(Protocol):
+    async def __aenter__(self) -> AffinityStore: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def get(self, key: SessionKey) -> Route | None:
+        """The route for a session, or None. Must be fast: it runs on every RPC."""
+        ...
+
+    def touch(self, key: SessionKey, now: float) -> None:
+        """Mark a route as used (persisted lazily by :meth:`sweep`)."""
+        ...
+
+    async def put(self, route: Route) -> None: ...
+
+    async def delete(self, key: SessionKey) -> Route | None: ...
+
+    async def sweep(self, idle_before: float) -> list[Route]:
+        """Drop routes unused since ``idle_before`` (epoch seconds); return what was dropped."""
+        ...
+
+    def all(self) -> list[Route]: ...
+
+
+class MemoryAffinityStore:
+    """Routes in a dict: fastest, gone when the gateway stops."""
+
+    def __init__(self) -> None:
+        self._routes: dict[SessionKey, Route] = {}
+        self._touched: dict[SessionKey, float] = {}
+
+    async def __aenter__(self) -> MemoryAffinityStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def get(self, key: SessionKey) -> Route | None:
+        return self._routes.get(key)
+
+    def touch(self, key: SessionKey, now: float) -> None:
+        if key in self._routes:
+            self._touched[key] = now
+
+    async def put(self, route: Route) -> None:
+        self._routes[route.key] = route
+        self._touched.pop(route.key, None)
+
+    async def delete(self, key: SessionKey) -> Route | None:
+        self._touched.pop(key, None)
+        return self._routes.pop(key, None)
+
+    def _apply_touches(self) -> dict[SessionKey, float]:
+        touched, self._touched = self._touched, {}
+        for key, ts in touched.items():
+            r = self._routes.get(key)
+            if r is not None and ts > r.last_used:
+                self._routes[key] = replace(r, last_used=ts)
+        return touched
+
+    async def sweep(self, idle_before: float) -> list[Route]:
+        self._apply_touches()
+        dead = [r for r in self._routes.values() if r.last_used < idle_before]
+        for r in dead:
+            del self._routes[r.key]
+        return dead
+
+    def all(self) -> list[Route]:
+        return list(self._routes.values())

@@ -1,0 +1,220 @@
+"""The byte relay: all eleven ``SparkConnectService`` RPCs, forwarded without decoding.
+
+Requests and responses stay ``bytes`` end to end (no (de)serializer on either leg); the only look
+inside is :func:`sparkgate.connect.wire.scan_request`, a top-level field scan. Status code, details
+and trailing metadata (``grpc-status-details-bin`` with Spark's ``ErrorInfo``) from the driver are
+passed back exactly: clients rely on them for error classes, reattach and SESSION_CHANGED.
+
+Streams: a reader task pulls from the driver while the handler writes to the client, so receiving
+message *n+1* overlaps with sending message *n* (a sequential read-then-write loop halves throughput
+on large Arrow batches). A cancelled client call cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sparkgate.connect import wire
+from sparkgate.connect.status import grpc_error
+from sparkgate.errors import SparkgateError
+from sparkgate.gateway.channels import ChannelPool
+from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
+
+log = logging.getLogger(__name__)
+
+SERVICE = "spark.connect.SparkConnectService"
+
+UNARY_METHODS = (
+    "AnalyzePlan",
+    "Config",
+    "ArtifactStatus",
+    "Interrupt",
+    "ReleaseExecute",
+    "ReleaseSession",
+    "FetchErrorDetails",
+    "CloneSession",
+)
+SERVER_STREAM_METHODS = ("ExecutePlan", "ReattachExecute")
+CLIENT_STREAM_METHODS = ("AddArtifacts",)
+
+# Headers not forwarded to drivers: transport-level, or credentials meant for the gateway only.
+_DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})
+_STREAM_QUEUE_DEPTH = 4
+_EOF = object()
+
+
+def _upstream_metadata(md: Sequence[tuple[str, str | bytes]] | None) -> tuple[tuple[str, str | bytes], ...]:
+    if not md:
+        return ()
+    return tuple((k, v) for k, v in md if k not in _DROP_HEADERS and not k.startswith(":"))
+
+
+def _trailers(err: grpc.aio.AioRpcError) -> tuple[tuple[str, str | bytes], ...]:
+    md = err.trailing_metadata()
+    return tuple(md) if md else ()
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: SparkgateError) -> None:
+    code, details, trailers = grpc_error(err)
+    if err.grpc_status is grpc.StatusCode.INTERNAL and type(err) is SparkgateError:
+        log.error("internal error: %s", err.message)
+    await context.abort(code, details, trailers)
+
+
+async def _abort_upstream(context: grpc.aio.ServicerContext[Any, Any], err: grpc.aio.AioRpcError) -> None:
+    await context.abort(err.code(), err.details() or "", _trailers(err))
+
+
+def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e8 else None
+
+
+class Relay:
+    """Implements the service as generic handlers over ``bytes``."""
+
+    def __init__(self, router: SessionRouter, channels: ChannelPool) -> None:
+        self.router = router
+        self.channels = channels
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _route(
+        self,
+        method: str,
+        request: bytes,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> Forward | Answer:
+        try:
+            ids = wire.scan_request(method, request)
+            return await self.router.resolve(method, context.invocation_metadata() or (), ids, request)
+        except SparkgateError as err:
+            await _abort(context, err)
+            raise AssertionError("unreachable") from None
+
+    async def _preamble(self, fwd: Forward, md: tuple[tuple[str, str | bytes], ...]) -> None:
+        if fwd.preamble is None:
+            return
+        call = self.channels.unary(fwd.driver.address, "Config")
+        await call(fwd.preamble, metadata=md, timeout=60)
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def unary(self, method: str) -> Callable[..., Any]:
+        async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            decision = await self._route(method, request, context)
+            if isinstance(decision, Answer):
+                return decision.response
+            md = _upstream_metadata(context.invocation_metadata())
+            try:
+                await self._preamble(decision, md)
+                response: bytes = await self.channels.unary(decision.driver.address, method)(
+                    request, metadata=md, timeout=_timeout(context)
+                )
+            except grpc.aio.AioRpcError as err:
+                if method == "ReleaseSession":
+                    await self.router.released(decision.route)
+                await _abort_upstream(context, err)
+                raise AssertionError("unreachable") from None
+            if method == "ReleaseSession":
+                await self.router.released(decision.route)
+            elif method == "CloneSession":
+                ids = wire.scan_request(method, request)
+                new_id = ids.new_session_id or wire.scan_response_string(response, 3)
+                await self.router.cloned(decision.route, new_id)
+            return response
+
+        return handler
+
+    def server_stream(self, method: str) -> Callable[..., Any]:
+        async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            decision = await self._route(method, request, context)
+            if isinstance(decision, Answer):  # pragma: no cover - streams always need a driver
+                await context.write(decision.response)
+                return
+            md = _upstream_metadata(context.invocation_metadata())
+            try:
+                await self._preamble(decision, md)
+            except grpc.aio.AioRpcError as err:
+                await _abort_upstream(context, err)
+            call = self.channels.stream(decision.driver.address, method)(
+                request, metadata=md, timeout=_timeout(context)
+            )
+            queue: asyncio.Queue[object] = asyncio.Queue(_STREAM_QUEUE_DEPTH)
+
+            async def pump() -> None:
+                try:
+                    while True:
+                        msg = await call.read()
+                        if msg is grpc.aio.EOF:
+                            break
+                        await queue.put(msg)
+                    await queue.put(_EOF)
+                except grpc.aio.AioRpcError as err:
+                    await queue.put(err)
+
+            reader = asyncio.create_task(pump(), name=f"relay:{method}")
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _EOF:
+                        break
+                    if isinstance(item, grpc.aio.AioRpcError):
+                        await _abort_upstream(context, item)
+                    await context.write(item)
+            finally:
+                if not reader.done():
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+                call.cancel()  # no-op when it already finished; stops the driver-side work otherwise
+
+        return handler
+
+    def client_stream(self, method: str) -> Callable[..., Any]:
+        async def handler(
+            request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> bytes:
+            try:
+                first = await request_iterator.__anext__()
+            except StopAsyncIteration:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: empty request stream")
+                raise AssertionError("unreachable") from None
+            decision = await self._route(method, first, context)
+            if isinstance(decision, Answer):  # pragma: no cover
+                return decision.response
+
+            async def requests() -> AsyncIterator[bytes]:
+                yield first
+                async for msg in request_iterator:
+                    yield msg
+
+            md = _upstream_metadata(context.invocation_metadata())
+            try:
+                await self._preamble(decision, md)
+                response: bytes = await self.channels.client_stream(decision.driver.address, method)(
+                    requests(), metadata=md, timeout=_timeout(context)
+                )
+            except grpc.aio.AioRpcError as err:
+                await _abort_upstream(context, err)
+                raise AssertionError("unreachable") from None
+            return response
+
+        return handler
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for m in UNARY_METHODS:
+            handlers[m] = grpc.unary_unary_rpc_method_handler(self.unary(m))
+        for m in SERVER_STREAM_METHODS:
+            handlers[m] = grpc.unary_stream_rpc_method_handler(self.server_stream(m))
+        for m in CLIENT_STREAM_METHODS:
+            handlers[m] = grpc.stream_unary_rpc_method_handler(self.client_stream(m))
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)

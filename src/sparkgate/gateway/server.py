@@ -1,0 +1,99 @@
+"""The Spark Gateway service: a gRPC server on :15002 speaking the Spark Connect protocol.
+
+Assembles the parts — affinity store, session router, relay, upstream channels — around a
+:class:`~sparkgate.clusters.manager.ClusterManager` it is given (the cluster layer's lifecycle is
+its owner's: ``sparkgate up`` stops drivers on exit, a restarting gateway leaves them running).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sparkgate.aio import TaskSupervisor
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import Settings
+from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
+from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
+from sparkgate.gateway.channels import ChannelPool
+from sparkgate.gateway.relay import Relay
+from sparkgate.gateway.sessions import SessionRouter
+
+log = logging.getLogger(__name__)
+
+
+def build_affinity_store(settings: Settings) -> AffinityStore:
+    aff = settings.gateway.affinity
+    if aff.backend == "memory":
+        return MemoryAffinityStore()
+    return SqliteAffinityStore(settings.state_path(aff.path))
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        # Two gateways must never share a port silently.
+        ("grpc.so_reuseport", 0),
+        # Clients (Python and JVM) send no keepalive pings, but tolerate them if a proxy does.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.bdp_probe", 1),
+    ]
+
+
+class Gateway:
+    """Run with ``async with Gateway(settings, clusters) as gw: ... await gw.wait()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clusters: ClusterManager,
+        *,
+        store: AffinityStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clusters = clusters
+        self.store = store if store is not None else build_affinity_store(settings)
+        self.router = SessionRouter(settings.gateway, settings.environments, self.store, clusters)
+        self.channels = ChannelPool(settings.gateway.max_message_bytes)
+        self.relay = Relay(self.router, self.channels)
+        self._server: grpc.aio.Server | None = None
+        self._tasks = TaskSupervisor("gateway")
+        self.port = 0
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        g = self.settings.gateway
+        await self.store.__aenter__()
+        self.router.restore()
+        server = grpc.aio.server(options=server_options(g.max_message_bytes))
+        server.add_generic_rpc_handlers((self.relay.generic_handler(),))
+        self.port = server.add_insecure_port(f"{g.host}:{g.port}")
+        if self.port == 0:
+            raise OSError(f"gateway could not listen on {g.host}:{g.port} (port in use?)")
+        await server.start()
+        self._server = server
+        self._tasks.every("sweep", g.affinity.sweep_interval_seconds, self.router.sweep)
+        log.info("Spark Gateway listening on %s:%d", g.host, self.port)
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.gateway.drain_seconds if grace is None else grace
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self._tasks.close()
+        await self.channels.close()
+        await self.store.__aexit__(None, None, None)

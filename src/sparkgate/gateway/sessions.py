@@ -1,0 +1,247 @@
+"""Where each request goes: the session router.
+
+For every RPC the relay asks :meth:`SessionRouter.resolve`, which answers one of
+
+* :class:`Forward` — send the bytes to this driver (with, for a brand-new session, a ``Config(Set)``
+  *preamble* replaying options the gateway held while the session was not yet routable);
+* :class:`Answer` — the gateway answers itself (a routing-only ``Config(Set)``, releasing a session
+  that never reached a driver, ...);
+* or it raises a :class:`~sparkgate.errors.SparkgateError` the relay turns into a gRPC status.
+
+Routing-only Config(Set) calls exist because the JVM client sends one ``Config(Set)`` per builder
+option: ``x-doordash-team`` and ``x-doordash-environment`` arrive in two RPCs, and nothing needs a
+driver until both are known. The Python client sends all options in one Set, which is routable at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sparkgate.clusters.base import Driver, DriverState
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import GatewaySettings
+from sparkgate.connect import status, wire
+from sparkgate.errors import BadRequest
+from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
+from sparkgate.gateway.routing import (
+    PartialRouting,
+    from_config_pairs,
+    from_metadata,
+    missing_routing_error,
+    validate,
+)
+
+log = logging.getLogger(__name__)
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+# RPCs that only make sense for a session that already lives on a driver.
+_NEEDS_EXISTING = {"ReattachExecute", "CloneSession"}
+# RPCs a driver answers with an empty, successful response for a session it does not know:
+# the gateway does the same without starting anything.
+_NOOP_WITHOUT_SESSION = {"ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"}
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    driver: Driver
+    route: Route
+    #: A serialized ConfigRequest to send first (options buffered before the session was routable).
+    preamble: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    response: bytes
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A session seen by the gateway that cannot be routed yet."""
+
+    routing: PartialRouting
+    pairs: list[tuple[str, str | None]] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+
+
+def _check_session_id(session_id: str) -> None:
+    if not session_id:
+        raise BadRequest("request has no session_id (field 1); is this a Spark Connect client?")
+    try:
+        uuid.UUID(session_id)
+    except ValueError:
+        raise BadRequest(
+            f"session_id {session_id[:80]!r} is not a UUID; Spark Connect session ids must be UUIDs "
+            "(the sc:// parameter session_id=<uuid> sets one)"
+        ) from None
+
+
+class SessionRouter:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        environments: Mapping[str, object],
+        store: AffinityStore,
+        clusters: ClusterManager,
+    ) -> None:
+        self._settings = settings
+        self._headers = settings.headers
+        self._environments = environments
+        self.store = store
+        self.clusters = clusters
+        self._pending: dict[SessionKey, _Pending] = {}
+        self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Count restored routes against their drivers (after a gateway restart)."""
+        for r in self.store.all():
+            d = self.clusters.get(r.driver_id)
+            if d is not None:
+                self.clusters.attach(d)
+
+    async def sweep(self) -> None:
+        """Expire idle routes and stale pending sessions."""
+        now = time.time()
+        for r in await self.store.sweep(now - self._settings.affinity.session_ttl_seconds):
+            self.clusters.detach(r.driver_id)
+            log.info("session %s of %s expired after idling", r.session_id, r.user_id or "-")
+        cutoff = time.monotonic() - self._settings.pending_ttl_seconds
+        for key in [k for k, p in self._pending.items() if p.since < cutoff]:
+            del self._pending[key]
+
+    # -- the decision -------------------------------------------------------------------------
+
+    async def resolve(
+        self, method: str, metadata: Metadata, ids: wire.RequestIds, request: bytes | None
+    ) -> Forward | Answer:
+        _check_session_id(ids.session_id)
+        key = (ids.user_id, ids.session_id)
+        route = self.store.get(key)
+        if route is not None:
+            return self._forward_existing(route)
+
+        if method in _NOOP_WITHOUT_SESSION:
+            self._pending.pop(key, None)
+            return Answer(wire.empty_response(method, ids.session_id))
+        if method in _NEEDS_EXISTING:
+            raise status.session_not_found(
+                ids.session_id, "sparkgate has no driver for this session"
+            )
+
+        in_flight = self._creating.get(key)
+        if in_flight is not None:
+            # Another RPC of the same new session is placing it; use its driver.
+            fwd = await asyncio.shield(in_flight)
+            return Forward(fwd.driver, fwd.route)
+
+        partial = from_metadata(metadata, self._headers)
+        pending = self._pending.get(key)
+        set_pairs = wire.config_set_pairs(request) if method == "Config" and request else None
+        if set_pairs is not None:
+            partial.fill(from_config_pairs(set_pairs, self._headers))
+        if pending is not None:
+            partial.fill(pending.routing)
+
+        if not partial.complete:
+            if set_pairs is not None:
+                self._hold(key, partial, set_pairs)
+                return Answer(wire.empty_response(method, ids.session_id))
+            raise missing_routing_error(partial, self._headers)
+
+        info = validate(partial, self._headers, self._environments)
+        fut: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()
+        self._creating[key] = fut
+        try:
+            driver = await self.clusters.acquire(info.team, info.environment)
+            new_route = Route(
+                user_id=ids.user_id,
+                session_id=ids.session_id,
+                driver_id=driver.id,
+                address=driver.address,
+                team=info.team,
+                environment=info.environment,
+                owner=info.user or ids.user_id,
+            )
+            await self.store.put(new_route)
+            self.clusters.attach(driver)
+            held = self._pending.pop(key, None)
+            preamble = (
+                wire.encode_config_set_request(ids.session_id, ids.user_id, held.pairs)
+                if held is not None and held.pairs
+                else None
+            )
+            result = Forward(driver, new_route, preamble)
+            fut.set_result(result)
+            log.info(
+                "session %s (user %s, team %s, env %s) -> driver %s",
+                ids.session_id,
+                ids.user_id or "-",
+                info.team,
+                info.environment,
+                driver.id,
+            )
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._creating.pop(key, None)
+
+    def _forward_existing(self, route: Route) -> Forward:
+        driver = self.clusters.get(route.driver_id)
+        if driver is None or driver.state is DriverState.DEAD:
+            raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
+        now = time.time()
+        self.store.touch(route.key, now)
+        driver.last_used = now
+        return Forward(driver, route)
+
+    def _hold(
+        self, key: SessionKey, partial: PartialRouting, pairs: list[tuple[str, str | None]]
+    ) -> None:
+        pending = self._pending.get(key)
+        if pending is None:
+            if len(self._pending) >= self._settings.pending_max_sessions:
+                raise BadRequest(
+                    "too many sessions are waiting for their team/environment; send the routing "
+                    "headers with the first request"
+                )
+            pending = _Pending(PartialRouting())
+            self._pending[key] = pending
+        pending.routing.fill(partial)
+        if len(pending.pairs) + len(pairs) > 1000:
+            raise BadRequest("too many Config(Set) options before the session was routable")
+        pending.pairs.extend(pairs)
+
+    # -- after the driver answered ------------------------------------------------------------
+
+    async def released(self, route: Route) -> None:
+        """The client released its session (ReleaseSession forwarded): drop the route."""
+        if await self.store.delete(route.key) is not None:
+            self.clusters.detach(route.driver_id)
+
+    async def cloned(self, source: Route, new_session_id: str) -> None:
+        """CloneSession succeeded: the clone lives on the source's driver."""
+        if not new_session_id:
+            return
+        clone = Route(
+            user_id=source.user_id,
+            session_id=new_session_id,
+            driver_id=source.driver_id,
+            address=source.address,
+            team=source.team,
+            environment=source.environment,
+            owner=source.owner,
+        )
+        await self.store.put(clone)
+        d = self.clusters.get(source.driver_id)
+        if d is not None:
+            self.clusters.attach(d)
