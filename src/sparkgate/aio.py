@@ -27,9 +27,7 @@ class TaskSupervisor:
         task.add_done_callback(self._done)
         return task
 
-    def every(
-        self, name: str, interval: float, fn: Callable[[], Awaitable[Any]]
-    ) -> asyncio.Task[Any]:
+    def every(self, name: str, interval: float, fn: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
         """Run ``fn`` every ``interval`` seconds; a failing round is logged and the loop goes on."""
 
         async def loop() -> None:

@@ -69,8 +69,14 @@ class ResourceExhausted(SparkgateError):
 
 
 class Unavailable(SparkgateError):
+    """Retry later. ``retry_after_seconds`` becomes a ``google.rpc.RetryInfo`` clients honour."""
+
     grpc_status = grpc.StatusCode.UNAVAILABLE
     http_status = 503
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class DriverStartError(Unavailable):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
-class DriverState(str, enum.Enum):
+class DriverState(enum.StrEnum):
     WARMING = "warming"  #: started, not yet answering / warm-up query not done
     READY = "ready"  #: answers and has run its warm-up query
     DRAINING = "draining"  #: takes no new sessions; existing ones continue

@@ -42,7 +42,7 @@ WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10
 def default_spark_home() -> Path:
     """The ``pyspark`` package directory, which ships ``bin/spark-submit`` and the jars."""
     try:
-        import pyspark  # noqa: PLC0415  (optional dependency: only local drivers need it)
+        import pyspark
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DriverStartError(
             "local drivers need the pyspark package: pip install 'sparkgate[spark]'"
@@ -159,7 +159,8 @@ class LocalProvider:
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)
-        with open(log_path, "ab") as logf:
+        logf = await asyncio.to_thread(open, log_path, "ab")
+        with logf:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 cwd=workdir,
@@ -213,7 +214,7 @@ class LocalProvider:
                     await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))
                     await run_sql(channel, WARMUP_QUERY, timeout=remaining)
                     return
-                except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+                except (TimeoutError, grpc.aio.AioRpcError):
                     # The JVM and its gRPC server take a while to come up; poll (waiting on the
                     # process too, so a crash is reported at once).
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -226,7 +227,7 @@ class LocalProvider:
         proc = self._procs.pop(driver.id, None)
         pid = driver.pid
         if proc is not None and proc.returncode is None:
-            await _terminate_group(proc.pid, lambda: proc.wait(), grace_seconds)
+            await _terminate_group(proc.pid, proc.wait, grace_seconds)
         elif pid is not None and _pid_alive(pid) and _pid_is_our_driver(pid, driver.id):
             await _terminate_group(pid, lambda: _wait_pid_gone(pid), grace_seconds)
         record = self._dir / driver.id / "driver.json"
@@ -294,7 +295,7 @@ async def _terminate_group(pid: int, wait: Any, grace_seconds: float) -> None:
         os.killpg(pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(wait(), timeout=grace_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(asyncio.TimeoutError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import (
@@ -104,9 +104,7 @@ class ClusterManager:
             log.info("claimed warm driver %s for %s", d.id, ns)
             self.refill_pool()
             return d
-        ready = [
-            d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY
-        ]
+        ready = [d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY]
         if ready:
             return min(ready, key=lambda x: (x.sessions, x.last_used))
         task = self._starting.get(ns)
@@ -118,7 +116,7 @@ class ClusterManager:
                 )
             task = asyncio.create_task(self._start(ns, environment), name=f"start-driver:{ns}")
             self._starting[ns] = task
-            task.add_done_callback(lambda _t, ns=ns: self._starting.pop(ns, None))
+            task.add_done_callback(self._forget_start(ns))
         try:
             # shield: one waiter giving up (client cancelled) must not kill the start for others.
             return await asyncio.shield(task)
@@ -126,6 +124,12 @@ class ClusterManager:
             raise
         except Exception as exc:
             raise Unavailable(f"could not start a driver for {ns}: {exc}") from exc
+
+    def _forget_start(self, ns: str) -> Callable[[asyncio.Task[Driver]], None]:
+        def done(_task: asyncio.Task[Driver]) -> None:
+            self._starting.pop(ns, None)
+
+        return done
 
     async def _start(self, namespace: str, environment: str) -> Driver:
         spec = DriverSpec(namespace=namespace, spark_conf=self._env_conf.get(environment, {}))
@@ -183,7 +187,7 @@ class ClusterManager:
                 self._pool_waiters.append(ev)
                 try:
                     await asyncio.wait_for(ev.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 finally:
                     self._pool_waiters.remove(ev)

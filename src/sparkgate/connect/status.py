@@ -52,7 +52,7 @@ def _status_details(code: grpc.StatusCode, message: str, *details: object) -> by
         a = any_pb2.Any()
         a.Pack(d)  # type: ignore[arg-type]
         st.details.append(a)
-    return st.SerializeToString()
+    return bytes(st.SerializeToString())
 
 
 def grpc_error(err: SparkgateError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
@@ -74,9 +74,7 @@ def grpc_error(err: SparkgateError) -> tuple[grpc.StatusCode, str, tuple[tuple[s
     retry_after = getattr(err, "retry_after_seconds", None)
     if retry_after:
         retry = error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(
-                seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9)
-            )
+            retry_delay=duration_pb2.Duration(seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9))
         )
         return code, err.message, ((STATUS_DETAILS_KEY, _status_details(code, err.message, retry)),)
     return code, err.message, ()

@@ -67,7 +67,9 @@ class SqliteAffinityStore(MemoryAffinityStore):
                 self._db.close()
                 self._db = None
 
-    def _exec(self, sql: str, params: tuple[object, ...] | list[tuple[object, ...]], many: bool = False) -> None:
+    def _exec(
+        self, sql: str, params: tuple[object, ...] | list[tuple[object, ...]], many: bool = False
+    ) -> None:
         with self._lock:
             if self._db is None:
                 return
@@ -96,9 +98,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
 
     async def delete(self, key: tuple[str, str]) -> Route | None:
         r = await super().delete(key)
-        await asyncio.to_thread(
-            self._exec, "DELETE FROM routes WHERE user_id=? AND session_id=?", key
-        )
+        await asyncio.to_thread(self._exec, "DELETE FROM routes WHERE user_id=? AND session_id=?", key)
         return r
 
     def _write_sweep(self, touched: dict[tuple[str, str], float], dead: list[Route]) -> None:
@@ -109,9 +109,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
                 "UPDATE routes SET last_used=? WHERE user_id=? AND session_id=?",
                 [(ts, k[0], k[1]) for k, ts in touched.items()],
             )
-            self._db.executemany(
-                "DELETE FROM routes WHERE user_id=? AND session_id=?", [r.key for r in dead]
-            )
+            self._db.executemany("DELETE FROM routes WHERE user_id=? AND session_id=?", [r.key for r in dead])
 
     async def sweep(self, idle_before: float) -> list[Route]:
         # The in-memory part runs on the loop (the dict is read there on every RPC); only the

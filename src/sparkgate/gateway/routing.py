@@ -54,9 +54,7 @@ def _metadata_value(metadata: Iterable[tuple[str, str | bytes]], key: str) -> st
     return ""
 
 
-def from_metadata(
-    metadata: Iterable[tuple[str, str | bytes]], headers: RoutingHeaders
-) -> PartialRouting:
+def from_metadata(metadata: Iterable[tuple[str, str | bytes]], headers: RoutingHeaders) -> PartialRouting:
     md = list(metadata)
     return PartialRouting(
         team=_metadata_value(md, headers.team).strip(),
@@ -65,9 +63,7 @@ def from_metadata(
     )
 
 
-def from_config_pairs(
-    pairs: Iterable[tuple[str, str | None]], headers: RoutingHeaders
-) -> PartialRouting:
+def from_config_pairs(pairs: Iterable[tuple[str, str | None]], headers: RoutingHeaders) -> PartialRouting:
     """Routing values among ``spark.connect.grpc.header.<name>`` Config(Set) pairs."""
     found = PartialRouting()
     prefix = headers.config_prefix

@@ -26,7 +26,7 @@ from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import GatewaySettings
 from sparkgate.connect import status, wire
-from sparkgate.errors import BadRequest
+from sparkgate.errors import BadRequest, Unavailable
 from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
 from sparkgate.gateway.routing import (
     PartialRouting,
@@ -131,9 +131,7 @@ class SessionRouter:
             self._pending.pop(key, None)
             return Answer(wire.empty_response(method, ids.session_id))
         if method in _NEEDS_EXISTING:
-            raise status.session_not_found(
-                ids.session_id, "sparkgate has no driver for this session"
-            )
+            raise status.session_not_found(ids.session_id, "sparkgate has no driver for this session")
 
         in_flight = self._creating.get(key)
         if in_flight is not None:
@@ -159,7 +157,7 @@ class SessionRouter:
         fut: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()
         self._creating[key] = fut
         try:
-            driver = await self.clusters.acquire(info.team, info.environment)
+            driver = await self._acquire(info.team, info.environment)
             new_route = Route(
                 user_id=ids.user_id,
                 session_id=ids.session_id,
@@ -195,6 +193,17 @@ class SessionRouter:
         finally:
             self._creating.pop(key, None)
 
+    async def _acquire(self, team: str, environment: str) -> Driver:
+        wait = self._settings.driver_wait_seconds
+        try:
+            return await asyncio.wait_for(self.clusters.acquire(team, environment), wait)
+        except TimeoutError:
+            raise Unavailable(
+                f"no driver for team {team!r} in {environment!r} became ready within {wait:.0f}s; "
+                "one is still starting, retry shortly",
+                retry_after_seconds=5.0,
+            ) from None
+
     def _forward_existing(self, route: Route) -> Forward:
         driver = self.clusters.get(route.driver_id)
         if driver is None or driver.state is DriverState.DEAD:
@@ -204,9 +213,7 @@ class SessionRouter:
         driver.last_used = now
         return Forward(driver, route)
 
-    def _hold(
-        self, key: SessionKey, partial: PartialRouting, pairs: list[tuple[str, str | None]]
-    ) -> None:
+    def _hold(self, key: SessionKey, partial: PartialRouting, pairs: list[tuple[str, str | None]]) -> None:
         pending = self._pending.get(key)
         if pending is None:
             if len(self._pending) >= self._settings.pending_max_sessions:

@@ -1,0 +1,210 @@
+"""The ``sparkgate`` command.
+
+    sparkgate up            start the whole local platform (gateway + warm pool of Spark drivers)
+    sparkgate gateway       run only the gateway (drivers are left running on exit for the next one)
+    sparkgate config        print the effective configuration (defaults + file + environment)
+
+Run ``sparkgate COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from sparkgate.config import Settings, load_settings
+from sparkgate.errors import SparkgateError
+from sparkgate.logs import setup_logging
+from sparkgate.platform import Platform
+
+log = logging.getLogger("sparkgate")
+
+_EPILOG = """\
+configuration:
+  A YAML file (--config, $SPARKGATE_CONFIG, or ./sparkgate.yaml) plus environment overrides
+  SPARKGATE__<SECTION>__<KEY>=value, e.g. SPARKGATE__POOL__SIZE=2 or SPARKGATE__GATEWAY__PORT=15003.
+  `sparkgate config` prints every setting with its current value.
+
+examples:
+  sparkgate up                          # gateway on :15002, one warm local driver
+  sparkgate up --pool-size 2 --port 16002
+  SPARKGATE__LOCAL__DRIVER_MEMORY=4g sparkgate up
+"""
+
+
+def _out(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _snippet(port: int) -> str:
+    host = "localhost"
+    return f"""\
+  from pyspark.sql import SparkSession
+  spark = (SparkSession.builder
+           .remote("sc://{host}:{port}/;x-doordash-team=my-team;x-doordash-environment=local")
+           .getOrCreate())
+  spark.sql("SELECT 1 AS ok").show()
+
+  # or the seed's style, unchanged except for the host:
+  spark = (SparkSession.builder.remote("sc://{host}:{port}")
+           .config("spark.connect.grpc.header.x-doordash-team", "my-team")
+           .config("spark.connect.grpc.header.x-doordash-environment", "staging")
+           .getOrCreate())"""
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _progress(platform: Platform, stop: asyncio.Event) -> None:
+    """Print warm-pool progress until the pool is at target (or we are stopping)."""
+    target = platform.settings.pool.size
+    if target == 0:
+        return
+    t0 = time.monotonic()
+    last = -1
+    while not stop.is_set():
+        warm = len(platform.clusters.warm())
+        if warm != last or int(time.monotonic() - t0) % 5 == 0:
+            _out(f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)")
+            last = warm
+        if warm >= target:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+async def _run_up(settings: Settings) -> int:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    _out(f"sparkgate: starting the local platform (state in {settings.state_dir.resolve()})")
+    async with Platform(settings) as platform:
+        port = platform.gateway.port
+        _out(f"  gateway      sc://localhost:{port}   (Spark Connect; listening on {settings.gateway.host})")
+        _out(f"  environments {', '.join(sorted(settings.environments))}  (all served by local drivers)")
+        _out(
+            f"  warm pool    {settings.pool.size} driver(s), {settings.local.driver_memory} heap each, "
+            f"logs in {settings.state_path('drivers')}"
+        )
+        await _progress(platform, stop)
+        if not stop.is_set():
+            _out("")
+            _out("sparkgate is ready. Connect with:")
+            _out("")
+            _out(_snippet(port))
+            _out("")
+            _out("Press Ctrl-C to stop (stops every driver).")
+        await stop.wait()
+        _out("sparkgate: stopping (draining calls, then stopping drivers) ...")
+        n = len(platform.clusters.drivers())
+    _out(f"sparkgate: stopped ({n} driver(s) shut down)")
+    return 0
+
+
+async def _run_gateway(settings: Settings, keep_drivers: bool) -> int:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    async with Platform(settings, stop_drivers_on_exit=not keep_drivers) as platform:
+        _out(f"sparkgate gateway listening on {settings.gateway.host}:{platform.gateway.port}")
+        await stop.wait()
+    return 0
+
+
+def _apply_common(args: argparse.Namespace) -> Settings:
+    over: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        over.setdefault("gateway", {})["port"] = args.port
+    if getattr(args, "host", None) is not None:
+        over.setdefault("gateway", {})["host"] = args.host
+    if getattr(args, "pool_size", None) is not None:
+        over["pool"] = {"size": args.pool_size}
+    if getattr(args, "state_dir", None) is not None:
+        over["state_dir"] = args.state_dir
+    settings = load_settings(args.config, **over)
+    setup_logging(settings.log_format, args.log_level or settings.log_level)
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sparkgate",
+        description="One front door to Apache Spark: a Spark Connect gateway with warm driver pools.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", metavar="PATH", help="YAML configuration file")
+        sp.add_argument(
+            "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING (default from config: INFO)"
+        )
+        sp.add_argument("--state-dir", metavar="DIR", help="where routes, driver logs and records live")
+
+    up = sub.add_parser(
+        "up",
+        help="start the local platform: gateway on :15002 and a warm pool of Spark drivers",
+        description="Start the gateway and a warm pool of local Spark Connect drivers, print how to "
+        "connect, and run until Ctrl-C / SIGTERM, then stop every driver.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(up)
+    up.add_argument("--port", type=int, help="gateway port (default 15002)")
+    up.add_argument("--host", help="gateway bind address (default 0.0.0.0)")
+    up.add_argument("--pool-size", type=int, metavar="N", help="warm drivers to keep ready (default 1)")
+
+    gw = sub.add_parser(
+        "gateway",
+        help="run only the gateway (for restarts and deployments)",
+        description="Run the Spark Gateway with the configured provider. Drivers it finds running "
+        "are adopted; with --keep-drivers they are left running on exit.",
+    )
+    common(gw)
+    gw.add_argument("--port", type=int)
+    gw.add_argument("--host")
+    gw.add_argument("--pool-size", type=int, metavar="N")
+    gw.add_argument("--keep-drivers", action="store_true", help="leave drivers running on exit")
+
+    cfg = sub.add_parser("config", help="print the effective configuration as YAML")
+    common(cfg)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = _apply_common(args)
+        if args.command == "config":
+            _out(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
+            return 0
+        if args.command == "up":
+            return asyncio.run(_run_up(settings))
+        if args.command == "gateway":
+            return asyncio.run(_run_gateway(settings, args.keep_drivers))
+    except SparkgateError as err:
+        print(f"sparkgate: {err.message}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"sparkgate: {err}", file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

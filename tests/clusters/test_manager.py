@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sparkgate.clusters.base import POOL_NAMESPACE
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.errors import ResourceExhausted
+from sparkgate.testing.fake_provider import FakeProvider
+
+
+async def test_warm_driver_is_claimed_then_pool_refills() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=1, max_drivers=4)
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    d = await cm.acquire("fe", "prod")
+    assert d.namespace == "sjns-fe-prod"
+    await cm.wait_pool_ready(timeout=5)
+    assert len(cm.warm()) == 1 and cm.warm()[0] is not d
+    await cm.close()
+    assert all(x.state.value == "dead" for x in p.started)
+
+
+async def test_same_namespace_reuses_least_loaded_driver() -> None:
+    cm = ClusterManager(FakeProvider(), pool_size=0, max_drivers=4)
+    await cm.start()
+    d1 = await cm.acquire("fe", "prod")
+    cm.attach(d1)
+    d2 = await cm.acquire("fe", "prod")
+    assert d2 is d1  # no warm driver: the namespace's running driver is used
+    other = await cm.acquire("ds", "prod")
+    assert other is not d1
+    await cm.close()
+
+
+async def test_concurrent_new_sessions_start_one_driver() -> None:
+    p = FakeProvider(start_delay=0.1)
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    drivers = await asyncio.gather(*(cm.acquire("fe", "test") for _ in range(5)))
+    assert len({d.id for d in drivers}) == 1 and len(p.started) == 1
+    await cm.close()
+
+
+async def test_driver_cap() -> None:
+    cm = ClusterManager(FakeProvider(), pool_size=0, max_drivers=1)
+    await cm.start()
+    await cm.acquire("a", "prod")
+    with pytest.raises(ResourceExhausted, match="max_drivers=1"):
+        await cm.acquire("b", "prod")
+    await cm.close()
+
+
+async def test_restart_adopts_running_drivers() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=1)
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    await cm.close(stop_drivers=False)
+    cm2 = ClusterManager(p, pool_size=1)
+    await cm2.start()
+    await cm2.wait_pool_ready(timeout=5)
+    assert len(p.started) == 1 and cm2.warm()[0].namespace == POOL_NAMESPACE
+    await cm2.close()

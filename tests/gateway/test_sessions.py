@@ -1,0 +1,144 @@
+"""The session router's decisions, with an in-memory provider (no gRPC, no Spark)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from sparkgate.clusters.base import DriverState
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import load_settings
+from sparkgate.connect import wire
+from sparkgate.errors import BadRequest, SessionLost
+from sparkgate.gateway.affinity import MemoryAffinityStore
+from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
+from sparkgate.testing.fake_provider import FakeProvider
+
+HDRS = [("x-doordash-team", "fe"), ("x-doordash-environment", "prod")]
+
+
+@pytest.fixture
+async def router() -> SessionRouter:
+    s = load_settings(None, {})
+    cm = ClusterManager(FakeProvider(), pool_size=0)
+    await cm.start()
+    return SessionRouter(s.gateway, s.environments, MemoryAffinityStore(), cm)
+
+
+def ids(sid: str, user: str = "alice") -> wire.RequestIds:
+    return wire.RequestIds(sid, user)
+
+
+def config_set(sid: str, pairs: list[tuple[str, str | None]], user: str = "alice") -> bytes:
+    return wire.encode_config_set_request(sid, user, pairs)
+
+
+async def test_headers_route_a_new_session(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    d = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(d, Forward) and d.route.team == "fe" and d.preamble is None
+    again = await router.resolve("AnalyzePlan", [], ids(sid), b"")  # later RPCs need no headers
+    assert isinstance(again, Forward) and again.driver is d.driver
+
+
+async def test_python_style_single_config_set(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    req = config_set(
+        sid,
+        [
+            ("spark.connect.grpc.header.x-doordash-team", "fe"),
+            ("spark.connect.grpc.header.x-doordash-environment", "prod"),
+            ("spark.app.name", "x"),
+        ],
+    )
+    d = await router.resolve("Config", [], ids(sid), req)
+    assert isinstance(d, Forward) and d.route.environment == "prod"
+
+
+async def test_jvm_style_one_set_per_key_is_held_then_replayed(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    first = config_set(sid, [("spark.connect.grpc.header.x-doordash-team", "fe")])
+    a = await router.resolve("Config", [], ids(sid), first)
+    assert isinstance(a, Answer)
+    second = config_set(sid, [("spark.connect.grpc.header.x-doordash-environment", "prod")])
+    f = await router.resolve("Config", [], ids(sid), second)
+    assert isinstance(f, Forward) and f.preamble is not None
+    assert wire.config_set_pairs(f.preamble) == [("spark.connect.grpc.header.x-doordash-team", "fe")]
+
+
+async def test_missing_routing_on_a_non_config_call(router: SessionRouter) -> None:
+    with pytest.raises(BadRequest, match="missing team"):
+        await router.resolve("ExecutePlan", [], ids(str(uuid.uuid4())), b"")
+
+
+async def test_held_team_then_plan_names_only_environment(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    await router.resolve(
+        "Config", [], ids(sid), config_set(sid, [("spark.connect.grpc.header.x-doordash-team", "fe")])
+    )
+    with pytest.raises(BadRequest) as e:
+        await router.resolve("ExecutePlan", [], ids(sid), b"")
+    assert "environment" in e.value.message and "missing team" not in e.value.message
+
+
+@pytest.mark.parametrize("sid", ["", "not-a-uuid", "x" * 500])
+async def test_bad_session_ids(router: SessionRouter, sid: str) -> None:
+    with pytest.raises(BadRequest, match="session_id"):
+        await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+
+
+async def test_same_session_id_other_user_is_another_session(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    await router.resolve("ExecutePlan", HDRS, ids(sid, "alice"), b"")
+    with pytest.raises(BadRequest):
+        await router.resolve("ExecutePlan", [], ids(sid, "mallory"), b"")
+
+
+async def test_noops_without_a_session_answer_locally(router: SessionRouter) -> None:
+    for method in ("ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"):
+        a = await router.resolve(method, [], ids(str(uuid.uuid4())), b"")
+        assert isinstance(a, Answer)
+    with pytest.raises(SessionLost, match="SESSION_NOT_FOUND"):
+        await router.resolve("ReattachExecute", HDRS, ids(str(uuid.uuid4())), b"")
+
+
+async def test_release_drops_route_and_clone_pins(router: SessionRouter) -> None:
+    sid, clone = str(uuid.uuid4()), str(uuid.uuid4())
+    f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(f, Forward)
+    await router.cloned(f.route, clone)
+    c = await router.resolve("ExecutePlan", [], ids(clone), b"")
+    assert isinstance(c, Forward) and c.driver is f.driver
+    assert f.driver.sessions == 2
+    await router.released(f.route)
+    assert router.store.get(f.route.key) is None and f.driver.sessions == 1
+
+
+async def test_dead_driver_gives_session_changed(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(f, Forward)
+    f.driver.state = DriverState.DEAD
+    with pytest.raises(SessionLost, match="SESSION_CHANGED"):
+        await router.resolve("ExecutePlan", [], ids(sid), b"")
+
+
+async def test_concurrent_first_calls_make_one_route(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    results = await asyncio.gather(*(router.resolve("Config", HDRS, ids(sid), b"") for _ in range(5)))
+    assert len({r.driver.id for r in results if isinstance(r, Forward)}) == 1
+    assert len(router.store.all()) == 1
+
+
+async def test_idle_routes_expire(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(f, Forward)
+    router._settings = router._settings.model_copy(
+        update={"affinity": router._settings.affinity.model_copy(update={"session_ttl_seconds": 0.01})}
+    )
+    await asyncio.sleep(0.05)
+    await router.sweep()
+    assert router.store.all() == [] and f.driver.sessions == 0

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sparkgate.config import env_overrides, load_settings
+from sparkgate.errors import ConfigError
+
+
+def test_defaults_serve_the_seeds_environments() -> None:
+    s = load_settings(None, {})
+    assert set(s.environments) == {"local", "test", "staging", "prod"}
+    assert s.gateway.port == 15002 and s.pool.size == 1
+    assert s.gateway.headers.team == "x-doordash-team"
+
+
+def test_env_overrides_are_typed_and_nested() -> None:
+    tree = env_overrides({"SPARKGATE__GATEWAY__PORT": "15003", "SPARKGATE__POOL__SIZE": "0", "OTHER": "x"})
+    assert tree == {"gateway": {"port": 15003}, "pool": {"size": 0}}
+
+
+def test_file_then_env(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("gateway: {port: 1000}\nenvironments:\n  dev: {}\n")
+    s = load_settings(f, {"SPARKGATE__GATEWAY__PORT": "2000"})
+    assert s.gateway.port == 2000 and list(s.environments) == ["dev"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("gateway: {prot: 1}", r"gateway\.prot"),
+        ("gateway: [1, 2]", "gateway"),
+        ("- a", "mapping"),
+        ("a: [", "not valid YAML"),
+        ("gateway: {headers: {team: X-Team}}", "lower-case"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_settings(f, {})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings("/nonexistent/sparkgate.yaml", {})
