@@ -1,0 +1,106 @@
+"""The ``sparkgate`` command: help, config, and ``up`` stopping every driver it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparkgate.cli import main
+from sparkgate.clusters.local import free_port
+
+
+def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    out = capsys.readouterr().out
+    assert "--pool-size" in out and "SPARKGATE__" in out and "examples" in out
+
+
+def test_config_prints_effective_settings(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARKGATE__POOL__SIZE", "3")
+    assert main(["config"]) == 0
+    assert "size: 3" in capsys.readouterr().out
+
+
+def test_bad_config_is_one_clear_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARKGATE__GATEWAY__PORT", "not-a-port")
+    assert main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert "gateway.port" in err and "Traceback" not in err
+
+
+def _driver_pids(state: Path) -> list[int]:
+    pids = []
+    for rec in state.glob("drivers/*/driver.json"):
+        try:
+            pids.append(json.loads(rec.read_text())["pid"])
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparkgate.cli", "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, port
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)}")
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_up_stops_every_driver(tmp_path: Path, sig: signal.Signals) -> None:
+    proc, port = _start_up(tmp_path)
+    try:
+        if sig is signal.SIGTERM:
+            out = _wait_for_line(proc, "sparkgate is ready", 240)
+            assert any(f"sc://localhost:{port}" in line for line in out)
+            assert any("warming drivers" in line for line in out)  # progress while drivers warm
+        else:  # Ctrl-C while the driver is still warming
+            _wait_for_line(proc, "starting driver", 60)
+        pids = _driver_pids(tmp_path)
+        assert pids, "a driver record should exist"
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest
+        assert "stopped" in rest
+        for pid in pids:
+            assert not _alive(pid), f"driver JVM {pid} outlived `sparkgate up`"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
