@@ -75,9 +75,7 @@ async def test_missing_routing_on_a_non_config_call(router: SessionRouter) -> No
 
 async def test_held_team_then_plan_names_only_environment(router: SessionRouter) -> None:
     sid = str(uuid.uuid4())
-    await router.resolve(
-        "Config", [], ids(sid), config_set(sid, [("spark.connect.grpc.header.x-doordash-team", "fe")])
-    )
+    await router.resolve("Config", [], ids(sid), config_set(sid, [("spark.connect.grpc.header.x-doordash-team", "fe")]))
     with pytest.raises(BadRequest) as e:
         await router.resolve("ExecutePlan", [], ids(sid), b"")
     assert "environment" in e.value.message and "missing team" not in e.value.message
@@ -123,6 +121,9 @@ async def test_dead_driver_gives_session_changed(router: SessionRouter) -> None:
     f.driver.state = DriverState.DEAD
     with pytest.raises(SessionLost, match="SESSION_CHANGED"):
         await router.resolve("ExecutePlan", [], ids(sid), b"")
+    # stop() on that session still succeeds, and the route is gone
+    assert isinstance(await router.resolve("ReleaseSession", [], ids(sid), b""), Answer)
+    assert router.store.get(f.route.key) is None
 
 
 async def test_concurrent_first_calls_make_one_route(router: SessionRouter) -> None:

@@ -67,9 +67,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
                 self._db.close()
                 self._db = None
 
-    def _exec(
-        self, sql: str, params: tuple[object, ...] | list[tuple[object, ...]], many: bool = False
-    ) -> None:
+    def _exec(self, sql: str, params: tuple[object, ...] | list[tuple[object, ...]], many: bool = False) -> None:
         with self._lock:
             if self._db is None:
                 return

@@ -179,9 +179,7 @@ class Relay:
         return handler
 
     def client_stream(self, method: str) -> Callable[..., Any]:
-        async def handler(
-            request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> bytes:
+        async def handler(request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:
                 first = await request_iterator.__anext__()
             except StopAsyncIteration:

@@ -103,17 +103,14 @@ def missing_routing_error(partial: PartialRouting, headers: RoutingHeaders) -> B
     )
 
 
-def validate(
-    partial: PartialRouting, headers: RoutingHeaders, environments: Mapping[str, object]
-) -> RoutingInfo:
+def validate(partial: PartialRouting, headers: RoutingHeaders, environments: Mapping[str, object]) -> RoutingInfo:
     """Turn collected routing info into a :class:`RoutingInfo`, or explain what is wrong."""
     if not partial.complete:
         raise missing_routing_error(partial, headers)
     if partial.environment not in environments:
         known = ", ".join(sorted(environments))
         raise BadRequest(
-            f"unknown environment {partial.environment!r} (from {headers.environment!r}); "
-            f"this gateway serves: {known}"
+            f"unknown environment {partial.environment!r} (from {headers.environment!r}); this gateway serves: {known}"
         )
     if not _valid_name(partial.team):
         raise BadRequest(

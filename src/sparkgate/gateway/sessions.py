@@ -125,7 +125,15 @@ class SessionRouter:
         key = (ids.user_id, ids.session_id)
         route = self.store.get(key)
         if route is not None:
-            return self._forward_existing(route)
+            driver = self.clusters.get(route.driver_id)
+            if driver is not None and driver.state is not DriverState.DEAD:
+                return self._forward_existing(route, driver)
+            if method in _NOOP_WITHOUT_SESSION:
+                # Releasing / interrupting a session whose driver is gone: nothing left to do there.
+                if method == "ReleaseSession":
+                    await self.released(route)
+                return Answer(wire.empty_response(method, ids.session_id))
+            raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
 
         if method in _NOOP_WITHOUT_SESSION:
             self._pending.pop(key, None)
@@ -204,10 +212,7 @@ class SessionRouter:
                 retry_after_seconds=5.0,
             ) from None
 
-    def _forward_existing(self, route: Route) -> Forward:
-        driver = self.clusters.get(route.driver_id)
-        if driver is None or driver.state is DriverState.DEAD:
-            raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
+    def _forward_existing(self, route: Route, driver: Driver) -> Forward:
         now = time.time()
         self.store.touch(route.key, now)
         driver.last_used = now
