@@ -146,9 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", metavar="PATH", help="YAML configuration file")
-        sp.add_argument(
-            "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING (default from config: INFO)"
-        )
+        sp.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING (default from config: INFO)")
         sp.add_argument("--state-dir", metavar="DIR", help="where routes, driver logs and records live")
 
     up = sub.add_parser(

@@ -192,9 +192,7 @@ def load_settings(
     """Load and validate settings; raises :class:`ConfigError` naming the bad key."""
     environ = os.environ if environ is None else environ
     if path is None:
-        path = environ.get("SPARKGATE_CONFIG") or (
-            "sparkgate.yaml" if Path("sparkgate.yaml").is_file() else None
-        )
+        path = environ.get("SPARKGATE_CONFIG") or ("sparkgate.yaml" if Path("sparkgate.yaml").is_file() else None)
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path).expanduser()
@@ -212,7 +210,5 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc

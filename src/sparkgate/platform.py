@@ -24,9 +24,7 @@ def build_provider(settings: Settings) -> ClusterProvider:
     providers = {env.provider for env in settings.environments.values()}
     if providers != {"local"}:  # pragma: no cover - only 'local' exists so far
         raise NotImplementedError(f"providers {sorted(providers)} are not available yet")
-    return LocalProvider(
-        settings.local, settings.state_dir, max_message_bytes=settings.gateway.max_message_bytes
-    )
+    return LocalProvider(settings.local, settings.state_dir, max_message_bytes=settings.gateway.max_message_bytes)
 
 
 class Platform:

@@ -44,9 +44,7 @@ def default_spark_home() -> Path:
     try:
         import pyspark
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DriverStartError(
-            "local drivers need the pyspark package: pip install 'sparkgate[spark]'"
-        ) from exc
+        raise DriverStartError("local drivers need the pyspark package: pip install 'sparkgate[spark]'") from exc
     return Path(pyspark.__file__).parent
 
 

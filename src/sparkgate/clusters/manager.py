@@ -83,11 +83,7 @@ class ClusterManager:
         return list(self._drivers.values())
 
     def warm(self) -> list[Driver]:
-        return [
-            d
-            for d in self._drivers.values()
-            if d.namespace == POOL_NAMESPACE and d.state is DriverState.READY
-        ]
+        return [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and d.state is DriverState.READY]
 
     # -- placement ----------------------------------------------------------------------------
 

@@ -25,10 +25,7 @@ def sql_execute_request(session_id: str, query: str) -> bytes:
     """``ExecutePlanRequest{plan.root.sql.query}`` (Plan.root=1, Relation.sql=10, SQL.query=1)."""
     plan = encode_string(1, encode_string(10, encode_string(1, query)))
     return (
-        _ids(session_id)
-        + encode_string(3, plan)
-        + encode_string(4, "sparkgate")
-        + encode_string(6, str(uuid.uuid4()))
+        _ids(session_id) + encode_string(3, plan) + encode_string(4, "sparkgate") + encode_string(6, str(uuid.uuid4()))
     )
 
 
