@@ -15,9 +15,11 @@ Backend, nginx and each gateway run as separate processes (own interpreters, own
 each in its own process group, stopped at the end, on error and on Ctrl-C. Paths are measured
 in interleaved rounds (order rotating) so drift on a shared machine hits all of them alike.
 
-To compare relay designs against the installed gateway in the same run:
+Each engine in ``--engines`` (default ``grpc,h2``) is measured as ``sparkgate-<engine>``; gateways
+run on uvloop when it is installed, as ``sparkgate gateway`` does (``SPARKGATE_BENCH_LOOP=asyncio``
+for the stock loop). To compare relay designs against the installed gateway in the same run:
 ``--variant NAME=SRCDIR[:K=V,...]`` adds a gateway run from another source tree (``SRCDIR`` holds a
-``sparkgate`` package; ``SPARKGATE_BENCH_LOOP=uvloop`` runs it on uvloop), and
+``sparkgate`` package), and
 ``--command NAME=CMD`` adds any relay process that prints ``READY host:port``.
 """
 
@@ -184,8 +186,8 @@ def start_nginx(workdir: Path, upstream: str, workers: str) -> tuple[Child, str]
     return child, listen
 
 
-def start_gateway(
-    name: str, workdir: Path, backend: str, src: str | None, env_extra: dict[str, str]
+def start_gateway(  # noqa: PLR0917
+    name: str, workdir: Path, backend: str, src: str | None, env_extra: dict[str, str], engine: str | None = None
 ) -> tuple[Child, str]:
     env = dict(os.environ, **env_extra)
     if src:
@@ -193,6 +195,8 @@ def start_gateway(
     state = workdir / f"{name}-state"
     state.mkdir()
     cmd = [sys.executable, str(Path(__file__).resolve()), "_gateway", "--backend", backend]
+    if engine:
+        cmd += ["--engine", engine]
     child = spawn(name, [*cmd, "--state-dir", str(state)], workdir, env)
     return child, child.wait_ready_line(60)
 
@@ -217,6 +221,7 @@ def gateway_main(argv: Sequence[str]) -> None:
     parser.add_argument("--backend", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--engine", choices=["grpc", "h2"], help="gateway.engine (default: the configured default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -228,6 +233,8 @@ def gateway_main(argv: Sequence[str]) -> None:
         from sparkgate.gateway.server import Gateway
 
         gateway = {"port": args.port, "host": "127.0.0.1", "affinity": {"backend": "memory"}}
+        if args.engine:
+            gateway["engine"] = args.engine
         settings = load_settings(None, {}, gateway=gateway, state_dir=args.state_dir)
         clusters = ClusterManager(StaticProvider([args.backend]), pool_size=0)
         await clusters.start()
@@ -235,12 +242,13 @@ def gateway_main(argv: Sequence[str]) -> None:
             print(f"READY 127.0.0.1:{gw.port} {sparkgate.__file__}", flush=True)
             await gw.wait()
 
-    # SPARKGATE_BENCH_LOOP=uvloop runs the gateway on uvloop (for comparing event loops).
+    # Like `sparkgate gateway`: uvloop when installed; SPARKGATE_BENCH_LOOP=asyncio for the stock loop.
     loop_factory = None
-    if os.environ.get("SPARKGATE_BENCH_LOOP") == "uvloop":
-        import uvloop
+    if os.environ.get("SPARKGATE_BENCH_LOOP", "uvloop") == "uvloop":
+        with contextlib.suppress(ImportError):
+            import uvloop
 
-        loop_factory = uvloop.new_event_loop
+            loop_factory = uvloop.new_event_loop
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(run())
 
@@ -460,6 +468,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=300, help="unary warm-up calls per path")
     p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (a number or auto)")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx path")
+    p.add_argument("--engines", default="grpc,h2", help="gateway engines to measure (comma-separated: grpc, h2)")
     p.add_argument(
         "--variant",
         action="append",
@@ -513,8 +522,11 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_nginx:
                 paths["nginx"] = started_child(start_nginx(workdir, backend, args.nginx_workers))
                 proxies["nginx"] = children[-1]
-            gateways: list[tuple[str, str | None, dict[str, str]]] = [("sparkgate", None, {})]
-            for name, src, extra in [*gateways, *args.variant]:
+            for engine in args.engines.split(","):
+                name = f"sparkgate-{engine}"
+                paths[name] = started_child(start_gateway(name, workdir, backend, None, {}, engine))
+                proxies[name] = children[-1]
+            for name, src, extra in args.variant:
                 paths[name] = started_child(start_gateway(name, workdir, backend, src, extra))
                 proxies[name] = children[-1]
             for name, cmd in args.command:

@@ -4,9 +4,11 @@ Unary RPCs answer at once with a response carrying only the session ids (what a 
 for a no-op). ``ExecutePlan`` streams ``chunks`` responses, each an ``arrow_batch`` of
 ``chunk_bytes`` constant bytes (sized like the Arrow batches Spark sends for a large
 ``toArrow()``), then one ``result_complete``. A request can override both with metadata headers
-``x-fake-chunks`` and ``x-fake-chunk-bytes``.
+``x-fake-chunks`` and ``x-fake-chunk-bytes``, and slow the stream down with ``x-fake-delay-ms``
+(a pause before each message).
 
-Tests read :attr:`FakeSparkConnectServer.calls` (method, ids, headers as received) and make the
+Tests read :attr:`FakeSparkConnectServer.calls` (method, ids, headers as received),
+:attr:`FakeSparkConnectServer.cancelled` (streams whose caller cancelled them) and make the
 next call of a method fail with :meth:`FakeSparkConnectServer.fail` (code, details, trailers,
 optionally after some stream messages). Benchmarks run it as a separate process::
 
@@ -47,6 +49,7 @@ Metadata = tuple[tuple[str, str | bytes], ...]
 DEFAULT_CHUNKS = 64
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_RECORD_REQUEST_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class RecordedCall:
     user_id: str
     operation_id: str
     metadata: Metadata
+    #: The request (first message) itself, when it is small (up to 64 KiB).
+    request: bytes = b""
 
     def header(self, key: str) -> str | bytes | None:
         return next((v for k, v in self.metadata if k == key), None)
@@ -104,6 +109,8 @@ class FakeSparkConnectServer:
         #: Off for benchmarks, so a long run does not grow memory.
         self.record = record
         self.calls: list[RecordedCall] = []
+        #: Methods of ``ExecutePlan``/``ReattachExecute`` streams cancelled by their caller, in order.
+        self.cancelled: list[str] = []
         self.server_side_session_id = str(uuid.uuid4())
         self._failures: dict[str, deque[Failure]] = {}
         # The big part of every stream message is built once per size and reused.
@@ -170,7 +177,8 @@ class FakeSparkConnectServer:
         md: Metadata = tuple(context.invocation_metadata() or ())
         if self.record:
             ids = wire.scan_request(method, request)
-            self.calls.append(RecordedCall(method, ids.session_id, ids.user_id, ids.operation_id, md))
+            small = request if len(request) <= _RECORD_REQUEST_BYTES else b""
+            self.calls.append(RecordedCall(method, ids.session_id, ids.user_id, ids.operation_id, md, small))
         return md
 
     def _next_failure(self, method: str) -> Failure | None:
@@ -209,16 +217,23 @@ class FakeSparkConnectServer:
             # ReattachExecute on the fake has nothing left to send: the stream is complete.
             chunks = _int_header(md, "x-fake-chunks", self.chunks) if method == "ExecutePlan" else 0
             size = _int_header(md, "x-fake-chunk-bytes", self.chunk_bytes)
+            delay = _int_header(md, "x-fake-delay-ms", 0) / 1000
             arrow = self._arrow_fields.get(size)
             if arrow is None:
                 arrow = self._arrow_fields[size] = _arrow_field(size)
-            for i in range(chunks):
-                if failure is not None and i == failure.after:
+            try:
+                for i in range(chunks):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    if failure is not None and i == failure.after:
+                        await self._abort(context, failure)
+                    yield b"".join((head, wire.encode_string(13, f"r-{i}"), arrow))
+                if failure is not None:
                     await self._abort(context, failure)
-                yield b"".join((head, wire.encode_string(13, f"r-{i}"), arrow))
-            if failure is not None:
-                await self._abort(context, failure)
-            yield head + wire.encode_string(13, f"r-{chunks}") + wire.encode_string(14, b"")
+                yield head + wire.encode_string(13, f"r-{chunks}") + wire.encode_string(14, b"")
+            except asyncio.CancelledError:
+                self.cancelled.append(method)
+                raise
 
         return handler
 

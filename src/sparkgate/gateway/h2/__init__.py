@@ -1,0 +1,18 @@
+"""The h2 gateway engine: Spark Connect relayed as HTTP/2 frames, on asyncio Protocols.
+
+The grpc engine (:mod:`sparkgate.gateway.relay`) pays grpc-python's per-message costs twice
+(parse and re-serialize every message, on both legs). This engine never leaves HTTP/2: it decodes
+a client's request headers, holds the first gRPC message just long enough to route it with the
+same :class:`~sparkgate.gateway.sessions.SessionRouter`, then forwards DATA frames between the
+client's connection and one shared connection per driver without copying them, under both peers'
+flow-control windows. Modules, from the wire up:
+
+* :mod:`.frames` — frame constants and encoding; :mod:`.hpack` — header blocks;
+* :mod:`.stream` — a relayed stream and its flow control; :mod:`.connection` — parsing and writing;
+* :mod:`.downstream` — the client-facing leg; :mod:`.upstream` — driver connections and their pool;
+* :mod:`.relay` — routing, preamble, post-actions; :mod:`.engine` — listener and graceful stop.
+"""
+
+from sparkgate.gateway.h2.engine import H2Engine
+
+__all__ = ["H2Engine"]

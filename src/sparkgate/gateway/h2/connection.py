@@ -1,0 +1,388 @@
+"""One HTTP/2 connection as an asyncio Protocol: the half both legs share.
+
+:class:`Connection` parses frames (DATA payloads are handed on as memoryviews of the received
+buffer, as they arrive, without waiting for the rest of the frame), validates them (a malformed
+frame ends only this connection, with GOAWAY and the RFC 9113 error code), answers PING and
+SETTINGS, and batches everything it writes into one ``writelines`` per event-loop turn. The
+connection-level receive window is credited at once: stream windows (:mod:`.stream`) bound memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.frames import ErrorCode, H2Error
+from sparkgate.gateway.h2.hpack import HpackError
+from sparkgate.gateway.h2.stream import MAX_FRAME, STREAM_WINDOW, WRITE_HIGH_WATER, Stream
+
+__all__ = ["MAX_FRAME", "STREAM_WINDOW", "Connection", "Stream"]
+
+log = logging.getLogger(__name__)
+
+
+class Connection(asyncio.Protocol):
+    """Frame parsing, writing and connection-level state shared by both legs."""
+
+    #: Sent right after the preface / on accept; subclasses add theirs.
+    local_settings: list[tuple[int, int]] = []
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Stream] = {}
+        self.blocked: set[Stream] = set()
+        self.peer_initial_window = f.DEFAULT_WINDOW
+        self.peer_max_frame = f.DEFAULT_MAX_FRAME
+        self.peer_max_streams = 2**31 - 1
+        self.send_window = f.DEFAULT_WINDOW
+        self.paused = False
+        self.closing = False
+        self._out: list[Any] = []
+        self._scheduled = False
+        self._recv_credit = 0
+        self._partial = bytearray()
+        self._data_left = 0
+        self._data_stream: Stream | None = None
+        self._data_end = False
+        self._header_block: bytearray | None = None
+        self._header_sid = 0
+        self._header_end = False
+        self.closed = asyncio.Event()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush_out)
+
+    def _flush_out(self) -> None:
+        self._scheduled = False
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
+
+    def send_frame(self, data: bytes) -> None:
+        self._out.append(data)
+        self._schedule()
+
+    def write_headers(self, sid: int, block: bytes, end: bool) -> None:
+        mf = self.peer_max_frame
+        flags = f.END_STREAM if end else 0
+        if len(block) <= mf:
+            self.send_frame(f.frame(f.HEADERS, flags | f.END_HEADERS, sid, block))
+            return
+        self.send_frame(f.frame(f.HEADERS, flags, sid, block[:mf]))
+        for off in range(mf, len(block), mf):
+            last = off + mf >= len(block)
+            self.send_frame(f.frame(f.CONTINUATION, f.END_HEADERS if last else 0, sid, block[off : off + mf]))
+
+    def write_data(self, sid: int, payload: memoryview | bytes, n: int, end: bool) -> None:
+        """Frame the first ``n`` bytes of ``payload`` (windows already checked)."""
+        out, mf = self._out, self.peer_max_frame
+        if n == 0:
+            out.append(f.frame_header(0, f.DATA, f.END_STREAM if end else 0, sid))
+        off = 0
+        while off < n:
+            k = min(mf, n - off)
+            out.append(f.frame_header(k, f.DATA, f.END_STREAM if end and off + k == n else 0, sid))
+            out.append(payload[off : off + k] if k < len(payload) else payload)
+            off += k
+        self._schedule()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._unblock()
+
+    def _unblock(self) -> None:
+        blocked, self.blocked = self.blocked, set()
+        for stream in blocked:
+            if not stream.closed:
+                stream.flush()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def open_settings(self) -> None:
+        self.send_frame(f.settings_frame(self.local_settings))
+        self.send_frame(f.window_update_frame(0, f.MAX_WINDOW - f.DEFAULT_WINDOW))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.closing = True
+        streams = list(self.streams.values())
+        self.streams.clear()
+        self.blocked.clear()
+        for stream in streams:
+            try:
+                stream.connection_lost()
+            except Exception:
+                log.exception("cleaning up stream %d after a lost connection", stream.id)
+        self.closed.set()
+
+    def close_stream(self, stream: Stream) -> None:
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+            self.blocked.discard(stream)
+            self.stream_closed(stream)
+
+    def stream_closed(self, stream: Stream | None) -> None:
+        """Hook: a stream left the table (draining connections close when the last one does)."""
+
+    def fail(self, code: ErrorCode, message: str, last_stream_id: int = 0) -> None:
+        """A connection error: GOAWAY with ``code``, then close (other connections are unaffected)."""
+        log.warning("%s: HTTP/2 %s: %s", type(self).__name__, code.name, message)
+        self.send_frame(f.goaway_frame(last_stream_id, code, message.encode()[:256]))
+        self._flush_out()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._flush_out()
+            self.transport.abort()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parse(data)
+        except H2Error as err:
+            self.fail(err.code, err.message, self.last_peer_stream_id())
+        except HpackError as err:
+            self.fail(ErrorCode.COMPRESSION_ERROR, str(err), self.last_peer_stream_id())
+        except Exception:
+            log.exception("%s: unexpected error while handling frames", type(self).__name__)
+            self.fail(ErrorCode.INTERNAL_ERROR, "internal error", self.last_peer_stream_id())
+
+    def last_peer_stream_id(self) -> int:
+        return 0
+
+    def _parse(self, data: bytes) -> None:
+        mv = memoryview(data)
+        off, n = 0, len(data)
+        while off < n and self.transport is not None:
+            if self._data_left:
+                # Inside a DATA frame: hand on what arrived now, without waiting for the rest.
+                k = min(self._data_left, n - off)
+                self._data_left -= k
+                end = self._data_left == 0 and self._data_end
+                stream = self._data_stream
+                if stream is not None:
+                    if end:
+                        stream._mark_received_end()
+                    stream.received_data(mv[off : off + k], end)
+                off += k
+                continue
+            if self._partial:
+                p = self._partial
+                if len(p) < f.FRAME_HEADER_LEN:
+                    take = min(f.FRAME_HEADER_LEN - len(p), n - off)
+                    p += mv[off : off + take]
+                    off += take
+                    if len(p) < f.FRAME_HEADER_LEN:
+                        return
+                    length, type_, flags, sid = f.parse_frame_header(p)
+                    if type_ == f.DATA and not flags & f.PADDED:
+                        self._partial = bytearray()
+                        self._start_data(flags, sid, length)
+                        continue
+                    self._check_length(length)
+                length = f.parse_frame_header(p)[0]
+                need = f.FRAME_HEADER_LEN + length - len(p)
+                take = min(need, n - off)
+                p += mv[off : off + take]
+                off += take
+                if take < need:
+                    return
+                self._partial = bytearray()
+                frame = bytes(p)
+                _, type_, flags, sid = f.parse_frame_header(frame)
+                self._frame(type_, flags, sid, memoryview(frame)[f.FRAME_HEADER_LEN :])
+                continue
+            if off + f.FRAME_HEADER_LEN > n:
+                self._partial = bytearray(mv[off:])
+                return
+            length, type_, flags, sid = f.parse_frame_header(data, off)
+            if type_ == f.DATA and not flags & f.PADDED:
+                off += f.FRAME_HEADER_LEN
+                self._start_data(flags, sid, length)
+                continue
+            self._check_length(length)
+            stop = off + f.FRAME_HEADER_LEN + length
+            if stop > n:
+                self._partial = bytearray(mv[off:])
+                return
+            self._frame(type_, flags, sid, mv[off + f.FRAME_HEADER_LEN : stop])
+            off = stop
+
+    def _check_length(self, length: int) -> None:
+        if length > MAX_FRAME:  # pragma: no cover - 24-bit lengths cannot exceed it
+            raise H2Error(ErrorCode.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+
+    def _start_data(self, flags: int, sid: int, length: int) -> None:
+        if self._header_block is not None:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA while a header block is open")
+        if sid == 0:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
+        self._credit_connection(length)
+        stream = self.streams.get(sid)
+        if stream is not None:
+            if stream.recv_end:
+                stream.reset(ErrorCode.STREAM_CLOSED)
+                stream = None
+            else:
+                stream.recv_window -= length
+                if stream.recv_window < 0:
+                    stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
+                    stream = None
+        elif sid > self.last_peer_stream_id() and self.is_peer_stream(sid):
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
+        end = bool(flags & f.END_STREAM)
+        if length == 0:
+            if stream is not None:
+                if end:
+                    stream._mark_received_end()
+                stream.received_data(b"", end)
+            return
+        self._data_left, self._data_stream, self._data_end = length, stream, end
+
+    def is_peer_stream(self, sid: int) -> bool:
+        return False
+
+    def _credit_connection(self, n: int) -> None:
+        self._recv_credit += n
+        if self._recv_credit >= f.MAX_WINDOW // 4:
+            self.send_frame(f.window_update_frame(0, self._recv_credit))
+            self._recv_credit = 0
+
+    def _frame(self, type_: int, flags: int, sid: int, payload: memoryview) -> None:
+        if self._header_block is not None and type_ != f.CONTINUATION:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, "header block interrupted by another frame")
+        if type_ == f.DATA:  # padded (unpadded DATA never gets here)
+            self._credit_connection(len(payload))
+            body = f.strip_padding(flags, payload)
+            stream = self.streams.get(sid)
+            if stream is not None and not stream.recv_end:
+                stream.recv_window -= len(payload)
+                stream.grant(len(payload) - len(body))
+                end = bool(flags & f.END_STREAM)
+                if end:
+                    stream._mark_received_end()
+                stream.received_data(body, end)
+        elif type_ == f.HEADERS:
+            if sid == 0:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0")
+            body = f.strip_padding(flags, payload)
+            if flags & f.PRIORITY_FLAG:
+                body = body[5:]
+            if flags & f.END_HEADERS:
+                self.headers_received(sid, bytes(body), bool(flags & f.END_STREAM))
+            else:
+                self._header_block, self._header_sid = bytearray(body), sid
+                self._header_end = bool(flags & f.END_STREAM)
+        elif type_ == f.CONTINUATION:
+            if self._header_block is None or sid != self._header_sid:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
+            self._header_block += payload
+            if len(self._header_block) > 1024 * 1024:
+                raise H2Error(ErrorCode.ENHANCE_YOUR_CALM, "header block over 1 MiB")
+            if flags & f.END_HEADERS:
+                block, self._header_block = bytes(self._header_block), None
+                self.headers_received(sid, block, self._header_end)
+        elif type_ == f.WINDOW_UPDATE:
+            self._window_update(sid, payload)
+        elif type_ == f.SETTINGS:
+            self._settings(flags, sid, payload)
+        elif type_ == f.PING:
+            if sid != 0:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "PING on a stream")
+            if len(payload) != 8:
+                raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "PING payload is not 8 bytes")
+            if not flags & f.ACK:
+                self.send_frame(f.frame(f.PING, f.ACK, 0, bytes(payload)))
+        elif type_ == f.RST_STREAM:
+            if sid == 0 or len(payload) != 4:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "malformed RST_STREAM")
+            stream = self.streams.get(sid)
+            if stream is not None:
+                self.close_stream(stream)
+                stream.received_reset(int.from_bytes(payload, "big"))
+        elif type_ == f.GOAWAY:
+            last, code, debug = f.parse_goaway(payload)
+            self.goaway_received(last, code, debug)
+        elif type_ == f.PUSH_PROMISE:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE (push is disabled)")
+        # PRIORITY and unknown frame types are ignored (§5.5, §6.3).
+
+    def _window_update(self, sid: int, payload: memoryview) -> None:
+        if len(payload) != 4:
+            raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 bytes")
+        inc = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if sid == 0:
+            if inc == 0:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += inc
+            if self.send_window > f.MAX_WINDOW:
+                raise H2Error(ErrorCode.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            self._unblock()
+            return
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        if inc == 0:
+            stream.reset(ErrorCode.PROTOCOL_ERROR)
+            return
+        stream.send_window += inc
+        if stream.send_window > f.MAX_WINDOW:
+            stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
+            return
+        if stream in self.blocked:
+            self.blocked.discard(stream)
+            stream.flush()
+
+    def _settings(self, flags: int, sid: int, payload: memoryview) -> None:
+        if sid != 0:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & f.ACK:
+            if payload:
+                raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            return
+        for key, value in f.parse_settings(payload):
+            if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > f.MAX_WINDOW:
+                    raise H2Error(ErrorCode.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+            elif key == f.SETTINGS_MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME <= value <= f.MAX_FRAME_LIMIT:
+                    raise H2Error(ErrorCode.PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value} out of range")
+                self.peer_max_frame = value
+            elif key == f.SETTINGS_MAX_CONCURRENT_STREAMS:
+                self.peer_max_streams = value
+            elif key == f.SETTINGS_ENABLE_PUSH and value > 1:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
+        self.send_frame(f.frame(f.SETTINGS, f.ACK, 0))
+        for stream in list(self.streams.values()):
+            if not stream.closed:
+                stream.flush()
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def headers_received(self, sid: int, block: bytes, end: bool) -> None:
+        raise NotImplementedError
+
+    def goaway_received(self, last_stream_id: int, code: int, debug: bytes) -> None:
+        raise NotImplementedError

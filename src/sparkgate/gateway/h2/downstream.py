@@ -1,0 +1,369 @@
+"""The client-facing leg: the server side of one HTTP/2 connection from a Spark Connect client.
+
+Per new stream: decode the request HEADERS (the connection's HPACK state must follow every block,
+even of streams we refuse), then hold DATA until the first gRPC message is complete — the router
+needs its session id, user id and, for Config, its Set pairs. While held, the bytes are credited
+to the client at once (a first message may be far larger than a stream window); the 5-byte gRPC
+prefix is checked as soon as it arrives (compressed → UNIMPLEMENTED, too large →
+RESOURCE_EXHAUSTED), so nothing oversized is ever buffered. Then :class:`Router` (the relay) opens
+the driver stream and attaches it: held bytes go first, later frames flow straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
+from sparkgate.gateway.h2.frames import ErrorCode, H2Error
+from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
+from sparkgate.gateway.h2.upstream import DriverStream
+
+log = logging.getLogger(__name__)
+
+#: Concurrent streams a client may open on one connection (grpc-java's server default is unlimited;
+#: a bound keeps one connection from holding thousands of 16 MiB windows).
+MAX_CONCURRENT_STREAMS = 1000
+_MESSAGE_PREFIX = 5
+
+# Request headers not forwarded to drivers: transport-level, or credentials meant for the gateway only.
+DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})
+
+# gRPC status codes used here (grpc.StatusCode values, kept as ints on the hot path).
+UNKNOWN, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 2, 3, 8, 12, 13, 14
+
+
+#: Runs once the driver's response ended, before its trailers reach the client:
+#: ``(grpc-status or None if the stream failed, the response message)``.
+PostAction = Callable[[int | None, bytes], Awaitable[None]]
+
+
+class Router(Protocol):
+    """What the client leg asks once a stream's first message is complete."""
+
+    max_message_bytes: int
+
+    def known_path(self, path: str) -> bool: ...
+    def route(self, stream: ClientStream) -> None: ...
+    def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None: ...
+
+
+def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | bytes], ...] = ()) -> bytes:
+    """A trailers block: ``grpc-status``, percent-encoded ``grpc-message`` and extra metadata."""
+    headers: list[tuple[str, str | bytes]] = [("grpc-status", str(code))]
+    if message:
+        # gRPC over HTTP/2: percent-encode everything outside printable ASCII, and '%' itself.
+        headers.append(("grpc-message", urllib.parse.quote(message, safe=_PCT_SAFE)))
+    for key, value in metadata:
+        if key.endswith("-bin"):
+            raw = value if isinstance(value, bytes) else value.encode()
+            headers.append((key, base64.b64encode(raw).rstrip(b"=")))
+        else:
+            headers.append((key, value))
+    return encode_headers(headers)
+
+
+_PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+class ClientStream(Stream):
+    __slots__ = (
+        "after",
+        "collected",
+        "held",
+        "held_len",
+        "message_len",
+        "metadata",
+        "method",
+        "path",
+        "reset_after_end",
+        "response_started",
+        "routing",
+        "upstream_metadata",
+    )
+
+    def __init__(self, conn: ClientConnection, stream_id: int) -> None:
+        super().__init__(conn, stream_id)
+        self.path = ""
+        self.method = ""
+        #: Every non-pseudo request header, for the router (like grpc's invocation metadata).
+        self.metadata: list[Header] = []
+        #: What the driver gets: without transport headers and the client's credentials.
+        self.upstream_metadata: tuple[Header, ...] = ()
+        self.held: list[memoryview | bytes] = []
+        self.held_len = 0
+        self.message_len = -1
+        self.routing = False
+        self.response_started = False
+        #: Set by the relay when trailers must wait for a post-action (ReleaseSession, CloneSession).
+        self.after: PostAction | None = None
+        #: Response bytes kept for a post-action that reads the response (CloneSession).
+        self.collected: bytearray | None = None
+        self.reset_after_end: int | None = None
+
+    @property
+    def router(self) -> Router:
+        assert isinstance(self.conn, ClientConnection)
+        return self.conn.router
+
+    # -- the request --------------------------------------------------------------------------
+
+    def start(self, headers: list[Header], end: bool) -> None:
+        md: list[Header] = []
+        content_type = ""
+        for k, v in headers:
+            if k == ":path":
+                self.path = v
+            elif k[0] == ":":
+                continue
+            else:
+                md.append((k, v))
+                if k == "content-type":
+                    content_type = v
+        self.metadata = md
+        self.upstream_metadata = tuple((k, v) for k, v in md if k not in DROP_HEADERS)
+        self.method = self.path.rpartition("/")[2]
+        if not content_type.startswith("application/grpc"):
+            self.fail(UNKNOWN, f"content-type {content_type!r} is not gRPC; sparkgate speaks gRPC (Spark Connect)")
+        elif not self.router.known_path(self.path):
+            self.fail(UNIMPLEMENTED, f"unknown method {self.path}")
+        elif end:
+            self.fail(INVALID_ARGUMENT, f"{self.method}: the request has no message")
+
+    def received_headers(self, block: bytes, end: bool) -> None:
+        # Request trailers (gRPC clients send none): only their END_STREAM matters.
+        if end:
+            self.received_data(b"", True)
+
+    def received_data(self, payload: memoryview | bytes, end: bool) -> None:
+        partner = self.partner
+        if partner is not None:
+            partner.send_data(payload, end)
+            return
+        if self.sent_end:
+            return  # already answered (an error); the reset that followed stops the client
+        n = len(payload)
+        self.held.append(payload)
+        self.held_len += n
+        if self.routing:
+            return  # more messages of a client stream: flow control holds them until attached
+        self.precredited += n
+        self.credit += n
+        if self.credit >= STREAM_WINDOW // 4:
+            self.grant(self.credit)
+            self.credit = 0
+        if self.message_len < 0 and self.held_len >= _MESSAGE_PREFIX:
+            prefix = self._first_bytes(_MESSAGE_PREFIX)
+            if prefix[0] & 1:
+                self.fail(
+                    UNIMPLEMENTED,
+                    f"{self.method}: compressed requests are not supported by sparkgate (grpc-encoding "
+                    "is set on the first message); Spark Connect clients do not compress, turn compression off",
+                )
+                return
+            self.message_len = int.from_bytes(prefix[1:5], "big")
+            limit = self.router.max_message_bytes
+            if self.message_len > limit:
+                self.fail(
+                    RESOURCE_EXHAUSTED,
+                    f"{self.method}: request message of {self.message_len} bytes is larger than the gateway's "
+                    f"limit of {limit} bytes (gateway.max_message_bytes)",
+                )
+                return
+        if (self.message_len >= 0 and self.held_len >= _MESSAGE_PREFIX + self.message_len) or end:
+            self.routing = True
+            self.router.route(self)
+
+    def _first_bytes(self, n: int) -> bytes:
+        first = self.held[0]
+        if len(first) >= n:
+            return bytes(first[:n])
+        return b"".join(bytes(h) for h in self.held)[:n]
+
+    def first_message(self) -> bytes | None:
+        """The complete first gRPC message (without its prefix), or None if the stream ended early."""
+        if self.message_len < 0 or self.held_len < _MESSAGE_PREFIX + self.message_len:
+            return None
+        buf = self.held[0] if len(self.held) == 1 else b"".join(bytes(h) for h in self.held)
+        return bytes(buf[_MESSAGE_PREFIX : _MESSAGE_PREFIX + self.message_len])
+
+    def attach(self, driver_stream: DriverStream) -> None:
+        """Connect to the driver's stream: held bytes first, then straight through."""
+        self.partner = driver_stream
+        driver_stream.partner = self
+        held, self.held = self.held, []
+        if not held and self.recv_end:
+            driver_stream.send_data(b"", True)
+        for i, chunk in enumerate(held):
+            driver_stream.send_data(chunk, self.recv_end and i == len(held) - 1)
+
+    def received_reset(self, code: int) -> None:
+        """The client cancelled: cancel the driver's stream too."""
+        self._cancel_partner()
+
+    def connection_lost(self) -> None:
+        self._cancel_partner()
+
+    def _cancel_partner(self) -> None:
+        partner = self.partner
+        if partner is not None and not partner.closed:
+            partner.reset(ErrorCode.CANCEL)
+
+    # -- the response --------------------------------------------------------------------------
+
+    def response_headers(self, block: bytes, headers: list[Header], end: bool) -> None:
+        if end and self.after is not None:
+            self.router.finish(self, block, headers)  # sends the block after the post-action
+            return
+        self.response_started = True
+        self.send_headers(block, end)
+
+    def response_data(self, payload: memoryview | bytes, end: bool) -> None:
+        if self.collected is not None:
+            self.collected += payload
+        self.send_data(payload, end)
+
+    def response_failed(self, reset_code: int | None, why: str) -> None:
+        if self.after is not None:
+            self.router.finish(self, b"", None)
+        if self.closed or self.sent_end:
+            return
+        if reset_code is not None and not self.queue:
+            self.reset(reset_code)
+            return
+        self.fail(UNAVAILABLE, f"{why}; retry the call")
+
+    def answer(self, message: bytes) -> None:
+        """Respond with a message and status OK (the gateway answers by itself)."""
+        self.response_started = True
+        self.send_headers(RESPONSE_HEADERS_200, False)
+        self.send_data(b"\x00" + len(message).to_bytes(4, "big") + message, False)
+        self.send_trailers(status_block(0))
+
+    def relay_blocks(self, blocks: list[bytes]) -> None:
+        """End the stream with a driver's own response header blocks (an error it answered)."""
+        if self.sent_end or self.closed:
+            return
+        if len(blocks) == 1:  # trailers-only: the block carries :status itself
+            self.response_started = True
+            self.send_trailers(blocks[0])
+            return
+        self.response_started = True
+        self.send_headers(blocks[0], False)
+        self.send_trailers(blocks[-1])
+
+    def fail(self, code: int, message: str, metadata: tuple[tuple[str, str | bytes], ...] = ()) -> None:
+        """End the stream with a gRPC error (trailers-only if no response was started)."""
+        if self.sent_end or self.closed:
+            return
+        if code != UNAVAILABLE:
+            log.info("stream %s %s: status %d: %s", self.id, self.method, code, message)
+        self.send_trailers(status_block(code, message, metadata))
+
+    def send_trailers(self, block: bytes) -> None:
+        if not self.response_started:
+            block = RESPONSE_HEADERS_200 + block
+            self.response_started = True
+        if not self.recv_end:
+            # The client may still be sending: after our END_STREAM, RST_STREAM(NO_ERROR) stops it.
+            self.reset_after_end = ErrorCode.NO_ERROR
+        self.send_headers(block, True)
+
+    def _mark_sent_end(self) -> None:
+        super()._mark_sent_end()
+        code = self.reset_after_end
+        if code is not None and not self.recv_end and not self.closed:
+            self.conn.send_frame(f.rst_stream_frame(self.id, code))
+            self.conn.close_stream(self)
+            self._cancel_partner()
+
+
+class ClientConnection(Connection):
+    local_settings = [
+        (f.SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS),
+        (f.SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+        (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
+    ]
+
+    def __init__(self, router: Router) -> None:
+        super().__init__()
+        self.router = router
+        self.decoder = Decoder()
+        self._preface_left = len(f.PREFACE)
+        self._last_stream_id = 0
+        #: Set after we sent GOAWAY (graceful stop): no new streams, close when the last one ends.
+        self.draining = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.open_settings()
+
+    def data_received(self, data: bytes) -> None:
+        if self._preface_left:
+            k = min(self._preface_left, len(data))
+            start = len(f.PREFACE) - self._preface_left
+            if data[:k] != f.PREFACE[start : start + k]:
+                log.info("client did not start with the HTTP/2 preface; closing (plain HTTP/1 or TLS?)")
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self._preface_left -= k
+            data = data[k:]
+            if not data:
+                return
+        super().data_received(data)
+
+    def last_peer_stream_id(self) -> int:
+        return self._last_stream_id
+
+    def is_peer_stream(self, sid: int) -> bool:
+        return sid % 2 == 1
+
+    def headers_received(self, sid: int, block: bytes, end: bool) -> None:
+        headers = self.decoder.decode(block)  # always: the dynamic table must see every block
+        stream = self.streams.get(sid)
+        if stream is not None:
+            if end:
+                stream._mark_received_end()
+            stream.received_headers(block, end)
+            return
+        if sid % 2 == 0:
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, f"client opened even-numbered stream {sid}")
+        if sid <= self._last_stream_id:
+            raise H2Error(ErrorCode.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+        self._last_stream_id = sid
+        if self.draining or len(self.streams) >= MAX_CONCURRENT_STREAMS:
+            self.send_frame(f.rst_stream_frame(sid, ErrorCode.REFUSED_STREAM))
+            return
+        stream = ClientStream(self, sid)
+        self.streams[sid] = stream
+        if end:
+            stream.recv_end = True
+        stream.start(headers, end)
+
+    def goaway_received(self, last_stream_id: int, code: int, debug: bytes) -> None:
+        if code != ErrorCode.NO_ERROR:
+            log.info("client sent GOAWAY %s: %s", code, debug[:200])
+        self.closing = True
+
+    def drain(self) -> None:
+        """Graceful stop: GOAWAY now, close once the streams in flight have ended."""
+        if self.draining or self.transport is None:
+            return
+        self.draining = True
+        self.send_frame(f.goaway_frame(self._last_stream_id, ErrorCode.NO_ERROR))
+        self.stream_closed(None)
+
+    def stream_closed(self, stream: Stream | None) -> None:
+        if self.draining and not self.streams and self.transport is not None:
+            self.loop.call_soon(self._close_transport)
+
+    def _close_transport(self) -> None:
+        if self.transport is not None:
+            self._flush_out()
+            self.transport.close()

@@ -1,0 +1,76 @@
+"""The h2 engine's listener: accepts client connections and stops them gracefully.
+
+Graceful stop: stop accepting, send every client GOAWAY (streams already started run on; new ones
+are refused so the client retries elsewhere), wait up to the grace period for the streams in
+flight, then close what is left, cancel routing work and close the driver connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from sparkgate.aio import TaskSupervisor
+from sparkgate.config import GatewaySettings
+from sparkgate.gateway.h2.downstream import ClientConnection
+from sparkgate.gateway.h2.relay import H2Relay
+from sparkgate.gateway.h2.upstream import DriverPool
+from sparkgate.gateway.sessions import SessionRouter
+
+log = logging.getLogger(__name__)
+
+
+class H2Engine:
+    def __init__(self, settings: GatewaySettings, router: SessionRouter) -> None:
+        self.settings = settings
+        self.pool = DriverPool()
+        self._tasks = TaskSupervisor("h2")
+        self.relay = H2Relay(router, self.pool, settings.max_message_bytes, self._tasks)
+        self._connections: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
+        self._server: asyncio.Server | None = None
+        self._stopped: asyncio.Event | None = None
+        self.port = 0
+
+    def _accept(self) -> ClientConnection:
+        conn = ClientConnection(self.relay)
+        self._connections.add(conn)
+        return conn
+
+    @property
+    def connections(self) -> list[ClientConnection]:
+        return [c for c in self._connections if c.transport is not None]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def wait(self) -> None:
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def stop(self, grace: float) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        conns = self.connections
+        for conn in conns:
+            conn.drain()
+        pending = [c for c in conns if not c.closed.is_set()]
+        if pending and grace > 0:
+            waits = [asyncio.ensure_future(c.closed.wait()) for c in pending]
+            _, left = await asyncio.wait(waits, timeout=grace)
+            for w in left:
+                w.cancel()
+            if left:
+                log.warning("%d client connection(s) still busy after %.1fs; closing them", len(left), grace)
+        for conn in self.connections:
+            conn.abort()
+        await self._tasks.close()
+        await self.pool.close()
+        await server.wait_closed()
+        if self._stopped is not None:
+            self._stopped.set()

@@ -1,0 +1,143 @@
+"""The h2 engine's routing glue: what happens to a client stream once its first message is complete.
+
+``SessionRouter.resolve`` decides, exactly as for the grpc engine (:mod:`sparkgate.gateway.relay`):
+
+* :class:`~sparkgate.gateway.sessions.Forward` → open a stream on the driver's connection and attach
+  it. A brand-new session's ``preamble`` (a ``Config(Set)`` replaying options held while the
+  session was not routable) is first sent as its own unary Config call on that driver and must
+  succeed before the client's request goes out; if the driver rejects it, the client gets the
+  driver's error as is.
+* :class:`~sparkgate.gateway.sessions.Answer` → the gateway responds itself.
+* :class:`~sparkgate.errors.SparkgateError` → a trailers-only response with its gRPC status.
+
+Post-actions run when the driver's response ends, *before* its trailers reach the client, so the
+client's next call already sees the new routing: ReleaseSession drops the route (whatever the
+status, as the grpc engine does), a successful CloneSession routes the clone to the same driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from sparkgate.aio import TaskSupervisor
+from sparkgate.connect import wire
+from sparkgate.connect.status import grpc_error
+from sparkgate.errors import SparkgateError, Unavailable
+from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, ClientStream, PostAction
+from sparkgate.gateway.h2.hpack import Header
+from sparkgate.gateway.h2.upstream import DriverPool, grpc_status, request_block
+from sparkgate.gateway.relay import CLIENT_STREAM_METHODS, SERVER_STREAM_METHODS, SERVICE, UNARY_METHODS
+from sparkgate.gateway.sessions import Answer, SessionRouter
+
+log = logging.getLogger(__name__)
+
+SERVICE_PATH = f"/{SERVICE}/"
+#: Seconds the driver may take to answer a new session's Config preamble (as the grpc engine).
+PREAMBLE_TIMEOUT = 60.0
+
+
+class H2Relay:
+    """Implements :class:`sparkgate.gateway.h2.downstream.Router` with the session router."""
+
+    def __init__(self, router: SessionRouter, pool: DriverPool, max_message_bytes: int, tasks: TaskSupervisor) -> None:
+        self.router = router
+        self.pool = pool
+        self.max_message_bytes = max_message_bytes
+        self._tasks = tasks
+        self._paths = frozenset(
+            SERVICE_PATH + m for m in (*UNARY_METHODS, *SERVER_STREAM_METHODS, *CLIENT_STREAM_METHODS)
+        )
+
+    def known_path(self, path: str) -> bool:
+        return path in self._paths
+
+    def route(self, stream: ClientStream) -> None:
+        self._tasks.spawn(f"route:{stream.method}", self._route(stream))
+
+    async def _route(self, stream: ClientStream) -> None:
+        method = stream.method
+        try:
+            message = stream.first_message()
+            if message is None:
+                stream.fail(INVALID_ARGUMENT, f"{method}: the request ended before its first message was complete")
+                return
+            ids = wire.scan_request(method, message)
+            decision = await self.router.resolve(method, stream.metadata, ids, message)
+            if isinstance(decision, Answer):
+                stream.answer(decision.response)
+                return
+            address = decision.driver.address
+            if decision.preamble is not None and not await self._preamble(stream, address, decision.preamble):
+                return
+            conn = self.pool.ready(address) or await self.pool.get(address)
+            if stream.closed:
+                return  # the client cancelled while we were routing
+            stream.after = self._post_action(method, decision.route, ids)
+            if method == "CloneSession":
+                stream.collected = bytearray()
+            stream.attach(conn.open_stream(request_block(stream.path, address, stream.upstream_metadata), stream))
+        except SparkgateError as err:
+            code, details, trailers = grpc_error(err)
+            if code is grpc.StatusCode.INTERNAL and type(err) is SparkgateError:
+                log.error("internal error: %s", err.message)
+            stream.fail(code.value[0], details, trailers)
+        except Exception:
+            log.exception("routing %s failed", method)
+            stream.fail(INTERNAL, "sparkgate failed to route this call (see the gateway log)")
+
+    async def _preamble(self, stream: ClientStream, address: str, preamble: bytes) -> bool:
+        """Send the held Config(Set) first; False (and the client answered) if the driver refused it."""
+        try:
+            result = await asyncio.wait_for(
+                self.pool.unary(address, SERVICE_PATH + "Config", stream.upstream_metadata, preamble),
+                PREAMBLE_TIMEOUT,
+            )
+        except TimeoutError:
+            raise Unavailable(
+                f"driver {address} did not answer the session's buffered Config within {PREAMBLE_TIMEOUT:.0f}s"
+            ) from None
+        if result.status != 0:
+            stream.relay_blocks(result.blocks)
+            return False
+        return True
+
+    def _post_action(self, method: str, route: Route, ids: wire.RequestIds) -> PostAction | None:
+        if method == "ReleaseSession":
+
+            async def released(status: int | None, response: bytes) -> None:
+                await self.router.released(route)
+
+            return released
+        if method == "CloneSession":
+
+            async def cloned(status: int | None, response: bytes) -> None:
+                if status == 0:
+                    await self.router.cloned(route, ids.new_session_id or wire.scan_response_string(response, 3))
+
+            return cloned
+        return None
+
+    def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None:
+        """Run the stream's post-action, then send the driver's final header block (if any) on."""
+        after, stream.after = stream.after, None
+        if after is None:  # pragma: no cover - callers check
+            return
+        status = grpc_status(headers) if headers is not None else None
+        collected = stream.collected or b""
+        response = bytes(collected[5 : 5 + int.from_bytes(collected[1:5], "big")]) if len(collected) >= 5 else b""
+
+        async def run() -> None:
+            try:
+                await after(status, response)
+            except Exception:
+                log.exception("%s: updating routes after the driver answered failed", stream.method)
+            finally:
+                if block and not stream.closed and not stream.sent_end:
+                    stream.response_started = True
+                    stream.send_headers(block, True)
+
+        self._tasks.spawn(f"after:{stream.method}", run())

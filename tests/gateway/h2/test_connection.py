@@ -1,0 +1,152 @@
+"""The h2 engine at the frame level: raw sockets speaking (and misspeaking) HTTP/2 to it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.clusters.static import StaticProvider
+from sparkgate.config import load_settings
+from sparkgate.connect import wire
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.frames import ErrorCode
+from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, encode_headers
+from sparkgate.gateway.server import Gateway
+from sparkgate.testing.fake_backend import FakeSparkConnectServer
+
+SVC = "/spark.connect.SparkConnectService/"
+ROUTE = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
+        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
+        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
+        await cm.start()
+        async with Gateway(settings, cm) as g:
+            yield g
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f.PREFACE + f.settings_frame([]))
+        return cls(reader, writer)
+
+    async def read_frame(self) -> tuple[int, int, int, bytes]:
+        head = await asyncio.wait_for(self.reader.readexactly(9), 5)
+        length, type_, flags, sid = f.parse_frame_header(head)
+        return type_, flags, sid, await self.reader.readexactly(length)
+
+    async def until(self, type_: int) -> tuple[int, int, bytes]:
+        while True:
+            t, flags, sid, payload = await self.read_frame()
+            if t == type_:
+                return flags, sid, payload
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def request_headers(path: str = SVC + "Config") -> bytes:
+    md = [(":path", path), (":authority", "gw"), ("content-type", "application/grpc"), ("te", "trailers"), *ROUTE]
+    return REQUEST_PREFIX + encode_headers(md)
+
+
+async def test_ping_is_answered(gateway: Gateway) -> None:
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(f.frame(f.PING, 0, 0, b"12345678"))
+    assert await c.until(f.PING) == (f.ACK, 0, b"12345678")
+    c.close()
+
+
+async def test_protocol_error_ends_only_that_connection(gateway: Gateway) -> None:
+    bad = await RawClient.connect(gateway.port)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
+        ok = wire.encode_string(1, str(uuid.uuid4()))
+        assert await ch.unary_unary(SVC + "Config")(ok, metadata=ROUTE)
+        bad.writer.write(f.frame(f.HEADERS, f.END_HEADERS, 2, request_headers()))  # even id: clients use odd
+        _, _, payload = await bad.until(f.GOAWAY)
+        assert f.parse_goaway(payload)[1] == ErrorCode.PROTOCOL_ERROR
+        assert await bad.reader.read() == b""  # closed
+        assert await ch.unary_unary(SVC + "Config")(ok, metadata=ROUTE)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (f.frame(f.HEADERS, f.END_HEADERS, 1, b"\xff\xff\xff\xff\xff\xff"), ErrorCode.COMPRESSION_ERROR),
+        (f.frame(f.PING, 0, 0, b"short"), ErrorCode.FRAME_SIZE_ERROR),
+        (f.frame(f.WINDOW_UPDATE, 0, 0, b"\x00\x00\x00\x00"), ErrorCode.PROTOCOL_ERROR),
+        (f.frame(f.CONTINUATION, f.END_HEADERS, 1, b""), ErrorCode.PROTOCOL_ERROR),
+        (f.frame(f.DATA, 0, 9, b"x"), ErrorCode.PROTOCOL_ERROR),
+        (f.frame(f.SETTINGS, 0, 0, f.settings_frame([(f.SETTINGS_MAX_FRAME_SIZE, 10)])[9:]), ErrorCode.PROTOCOL_ERROR),
+    ],
+)
+async def test_malformed_frames_get_goaway(gateway: Gateway, frame: bytes, code: ErrorCode) -> None:
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(frame)
+    _, _, payload = await c.until(f.GOAWAY)
+    assert f.parse_goaway(payload)[1] == code
+    c.close()
+
+
+async def test_not_http2_is_closed(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)  # returns once the gateway closed the connection
+    assert f.parse_frame_header(data)[1] == f.SETTINGS and len(data) < 64
+    writer.close()
+
+
+async def test_unknown_method_is_answered_before_any_data(gateway: Gateway) -> None:
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(f.frame(f.HEADERS, f.END_HEADERS, 1, request_headers(SVC + "Nope")))
+    flags, sid, block = await c.until(f.HEADERS)
+    assert sid == 1 and flags & f.END_STREAM and b"grpc-status" in block
+    _, rst_sid, payload = await c.until(f.RST_STREAM)  # the client had not finished sending: stop it
+    assert rst_sid == 1 and int.from_bytes(payload, "big") == ErrorCode.NO_ERROR
+    c.close()
+
+
+async def test_graceful_stop_sends_goaway(gateway: Gateway) -> None:
+    c = await RawClient.connect(gateway.port)
+    await c.until(f.SETTINGS)
+    stopping = asyncio.create_task(gateway.stop(grace=5))
+    _, _, payload = await c.until(f.GOAWAY)
+    assert f.parse_goaway(payload)[:2] == (0, ErrorCode.NO_ERROR)
+    await stopping
+    c.close()
+
+
+def test_runs_on_uvloop(tmp_path: Path) -> None:
+    """`sparkgate gateway` runs on uvloop (whose transports are not asyncio.Transport subclasses)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        async with FakeSparkConnectServer(chunks=3, chunk_bytes=1 << 20) as fake:
+            gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
+            settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
+            cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
+            await cm.start()
+            async with Gateway(settings, cm) as g, grpc.aio.insecure_channel(f"127.0.0.1:{g.port}") as ch:
+                sid = wire.encode_string(1, str(uuid.uuid4()))
+                assert await ch.unary_unary(SVC + "Config")(sid, metadata=ROUTE)
+                out = [m async for m in ch.unary_stream(SVC + "ExecutePlan")(sid, metadata=ROUTE)]
+                assert len(out) == 4
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
