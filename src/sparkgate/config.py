@@ -112,6 +112,9 @@ class LocalProviderSettings(_Section):
 class PoolSettings(_Section):
     #: Warm drivers kept ready for new sessions (0 = start drivers on demand only).
     size: int = Field(default=1, ge=0)
+    #: Sessions a driver takes before new sessions of its namespace go to another driver
+    #: (1 = the seed's exclusive hot cluster per session; a local driver serves several well).
+    sessions_per_driver: int = Field(default=8, ge=1)
 
 
 class EnvironmentSettings(_Section):

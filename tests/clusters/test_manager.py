@@ -64,3 +64,37 @@ async def test_restart_adopts_running_drivers() -> None:
     await cm2.wait_pool_ready(timeout=5)
     assert len(p.started) == 1 and cm2.warm()[0].namespace == POOL_NAMESPACE
     await cm2.close()
+
+
+async def test_namespace_driver_with_room_before_warm_pool() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=1, max_drivers=4, sessions_per_driver=2)
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    d1 = await cm.acquire("fe", "prod")
+    cm.attach(d1)
+    await cm.wait_pool_ready(timeout=5)
+    d2 = await cm.acquire("fe", "prod")  # d1 has room: the warm driver stays in the pool
+    cm.attach(d2)
+    assert d2 is d1 and len(cm.warm()) == 1
+    d3 = await cm.acquire("fe", "prod")  # d1 is full: claim the warm one
+    assert d3 is not d1 and d3.namespace == "sjns-fe-prod"
+    await cm.close()
+
+
+async def test_full_platform_shares_namespace_drivers() -> None:
+    cm = ClusterManager(FakeProvider(), pool_size=0, max_drivers=1, sessions_per_driver=1)
+    await cm.start()
+    d = await cm.acquire("fe", "prod")
+    cm.attach(d)
+    assert await cm.acquire("fe", "prod") is d
+
+
+async def test_pool_refill_counts_against_max_drivers() -> None:
+    p = FakeProvider(start_delay=0.2)
+    cm = ClusterManager(p, pool_size=1, max_drivers=1)
+    await cm.start()  # the refill is starting the only driver allowed
+    await asyncio.sleep(0.05)
+    with pytest.raises(ResourceExhausted):
+        await cm.acquire("fe", "prod")
+    await cm.close()

@@ -31,8 +31,12 @@ def ids(sid: str, user: str = "alice") -> wire.RequestIds:
     return wire.RequestIds(sid, user)
 
 
-def config_set(sid: str, pairs: list[tuple[str, str | None]], user: str = "alice") -> bytes:
-    return wire.encode_config_set_request(sid, user, pairs)
+JVM = "_SPARK_CONNECT_SCALA spark/4.1.4 scala/2.13.17 jvm/17.0.15 os/linux"
+PYTHON = "_SPARK_CONNECT_PYTHON spark/4.1.4 os/linux python/3.11.7"
+
+
+def config_set(sid: str, pairs: list[tuple[str, str | None]], user: str = "alice", client: str = JVM) -> bytes:
+    return wire.encode_config_set_request(sid, user, pairs, client_type=client)
 
 
 async def test_headers_route_a_new_session(router: SessionRouter) -> None:
@@ -68,6 +72,13 @@ async def test_jvm_style_one_set_per_key_is_held_then_replayed(router: SessionRo
     assert wire.config_set_pairs(f.preamble) == [("spark.connect.grpc.header.x-doordash-team", "fe")]
 
 
+async def test_python_incomplete_set_is_refused_not_held(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    team_only = config_set(sid, [("spark.connect.grpc.header.x-doordash-team", "fe")], client=PYTHON)
+    with pytest.raises(BadRequest, match="environment"):
+        await router.resolve("Config", [], ids(sid), team_only)
+
+
 async def test_missing_routing_on_a_non_config_call(router: SessionRouter) -> None:
     with pytest.raises(BadRequest, match="missing team"):
         await router.resolve("ExecutePlan", [], ids(str(uuid.uuid4())), b"")
@@ -98,6 +109,11 @@ async def test_noops_without_a_session_answer_locally(router: SessionRouter) -> 
     for method in ("ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"):
         a = await router.resolve(method, [], ids(str(uuid.uuid4())), b"")
         assert isinstance(a, Answer)
+    # Routable Interrupt / FetchErrorDetails are placed: a real server creates the session on them,
+    # and a locally answered first response (no server-side session id) would break pyspark.
+    for method in ("Interrupt", "FetchErrorDetails"):
+        assert isinstance(await router.resolve(method, HDRS, ids(str(uuid.uuid4())), b""), Forward)
+    assert isinstance(await router.resolve("ReleaseSession", HDRS, ids(str(uuid.uuid4())), b""), Answer)
     with pytest.raises(SessionLost, match="SESSION_NOT_FOUND"):
         await router.resolve("ReattachExecute", HDRS, ids(str(uuid.uuid4())), b"")
 

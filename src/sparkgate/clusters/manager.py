@@ -3,11 +3,15 @@
 :class:`ClusterManager` answers one question for the gateway — *which driver should this new
 session of team T in environment E use?* — with the seed's ``getTargetDriver`` order:
 
-1. a **warm driver** from the pool (claimed for the namespace ``sjns-{team}-{env}``; the pool then
-   refills in the background),
-2. the **least-loaded ready driver** already serving that namespace,
+1. the **least-loaded ready driver** already serving the namespace ``sjns-{team}-{env}`` that has
+   room (fewer than ``sessions_per_driver`` sessions; 1 gives the seed's one-session hot cluster),
+2. a **warm driver** from the pool, claimed for the namespace (the pool refills in the background),
 3. a **new driver** started for the namespace (one start at a time per namespace: concurrent new
-   sessions wait for the same driver instead of each starting their own).
+   sessions wait for the same driver instead of each starting their own); at ``max_drivers`` the
+   namespace's drivers are shared beyond their room rather than refusing the session.
+
+The seed looks in the hot pool first; taking a warm driver while the team's own driver still has
+room would use the pool up one session at a time, so a team's running drivers come first.
 
 It also adopts drivers found by the provider at start-up, so a restarted gateway neither leaks nor
 duplicates them.
@@ -41,11 +45,14 @@ class ClusterManager:
         *,
         pool_size: int = 1,
         max_drivers: int = 6,
+        sessions_per_driver: int = 8,
         env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.provider = provider
         self.pool_size = pool_size
         self.max_drivers = max_drivers
+        self.sessions_per_driver = sessions_per_driver
+        self._pool_starting = 0
         self._env_conf = env_spark_conf or {}
         self._drivers: dict[str, Driver] = {}
         self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
@@ -87,9 +94,17 @@ class ClusterManager:
 
     # -- placement ----------------------------------------------------------------------------
 
+    def _in_use(self) -> int:
+        """Drivers running or being started (what ``max_drivers`` bounds)."""
+        return len(self._drivers) + len(self._starting) + self._pool_starting
+
     async def acquire(self, team: str, environment: str) -> Driver:
         """Pick the driver for a new session (does not count the session; see :meth:`attach`)."""
         ns = namespace_for(team, environment)
+        ready = [d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY]
+        roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
+        if roomy:
+            return min(roomy, key=lambda x: (x.sessions, x.last_used))
         warm = self.warm()
         if warm:
             d = min(warm, key=lambda x: x.started_at)
@@ -100,12 +115,11 @@ class ClusterManager:
             log.info("claimed warm driver %s for %s", d.id, ns)
             self.refill_pool()
             return d
-        ready = [d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY]
-        if ready:
-            return min(ready, key=lambda x: (x.sessions, x.last_used))
         task = self._starting.get(ns)
         if task is None:
-            if len(self._drivers) + len(self._starting) >= self.max_drivers:
+            if self._in_use() >= self.max_drivers:
+                if ready:  # every driver of the namespace is full: share rather than refuse
+                    return min(ready, key=lambda x: (x.sessions, x.last_used))
                 raise ResourceExhausted(
                     f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
                     f"(max_drivers={self.max_drivers}); try again when sessions end"
@@ -156,7 +170,7 @@ class ClusterManager:
                 warming = [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE]
                 if len(warming) >= self.pool_size:
                     return
-                if len(self._drivers) + len(self._starting) >= self.max_drivers:
+                if self._in_use() >= self.max_drivers:
                     log.warning(
                         "warm pool below target (%d/%d): max_drivers=%d reached",
                         len(warming),
@@ -164,12 +178,15 @@ class ClusterManager:
                         self.max_drivers,
                     )
                     return
+                self._pool_starting += 1
                 try:
                     d = await self.provider.start_driver(DriverSpec(namespace=POOL_NAMESPACE))
                 except DriverStartError:
                     log.exception("warm pool: a driver failed to start; retrying in 10 s")
                     await asyncio.sleep(10)
                     continue
+                finally:
+                    self._pool_starting -= 1
                 self._drivers[d.id] = d
                 for ev in self._pool_waiters:
                     ev.set()

@@ -42,9 +42,25 @@ Metadata = Sequence[tuple[str, str | bytes]]
 
 # RPCs that only make sense for a session that already lives on a driver.
 _NEEDS_EXISTING = {"ReattachExecute", "CloneSession"}
-# RPCs a driver answers with an empty, successful response for a session it does not know:
-# the gateway does the same without starting anything.
+# RPCs a driver answers with an empty, successful response for a session it does not know.
+# Releases are answered by the gateway without placing the session; Interrupt and FetchErrorDetails
+# create the session on a real server, so they are placed like any first call when routable.
 _NOOP_WITHOUT_SESSION = {"ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"}
+_RELEASE = {"ReleaseSession", "ReleaseExecute"}
+
+
+def _tolerates_local_answer(request: bytes | None) -> bool:
+    """Whether the client survives a first response with no ``server_side_session_id``.
+
+    The gateway answers a routing-only ``Config(Set)`` itself, without a driver, so its response
+    has an empty server-side session id. The JVM client ignores empty ids (``ResponseValidator``).
+    The Python client stores the first one it sees — even empty — and closes the session when the
+    driver's real id arrives later (``_verify_response_integrity``), so for Python an incomplete
+    Set is refused at once with the missing-routing error. (Python sends all builder options in
+    one Set anyway: if that Set lacks the environment, the session can never be routed.)
+    """
+    client_type = wire.scan_response_string(request, 4) if request else ""
+    return " python/" not in client_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +151,7 @@ class SessionRouter:
                 return Answer(wire.empty_response(method, ids.session_id))
             raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
 
-        if method in _NOOP_WITHOUT_SESSION:
+        if method in _RELEASE:
             self._pending.pop(key, None)
             return Answer(wire.empty_response(method, ids.session_id))
         if method in _NEEDS_EXISTING:
@@ -156,7 +172,10 @@ class SessionRouter:
             partial.fill(pending.routing)
 
         if not partial.complete:
-            if set_pairs is not None:
+            if method in _NOOP_WITHOUT_SESSION:
+                # Interrupt / FetchErrorDetails of a session that never reached a driver: nothing to do.
+                return Answer(wire.empty_response(method, ids.session_id))
+            if set_pairs is not None and _tolerates_local_answer(request):
                 self._hold(key, partial, set_pairs)
                 return Answer(wire.empty_response(method, ids.session_id))
             raise missing_routing_error(partial, self._headers)
