@@ -117,6 +117,20 @@ class PoolSettings(_Section):
     sessions_per_driver: int = Field(default=8, ge=1)
 
 
+class HealthSettings(_Section):
+    """Active health probes of drivers (a ReleaseSession of an unknown session: creates nothing)."""
+
+    #: Seconds between probe rounds. With ``failures_to_dead`` = 2 an unreachable driver is dead in
+    #: about 2 s; a local driver that exits is noticed at once by its provider.
+    interval_seconds: float = Field(default=1.0, gt=0)
+    #: Seconds a probe may take.
+    timeout_seconds: float = Field(default=2.0, gt=0)
+    #: Consecutive failed probes before a driver is declared dead (its sessions get SESSION_CHANGED).
+    failures_to_dead: int = Field(default=2, ge=1)
+    #: Consecutive good probes before a suspect driver takes new sessions again.
+    successes_to_ready: int = Field(default=2, ge=1)
+
+
 class EnvironmentSettings(_Section):
     """One environment a client can name."""
 
@@ -140,6 +154,7 @@ class Settings(_Section):
     log_level: str = "INFO"
     gateway: GatewaySettings = GatewaySettings()
     pool: PoolSettings = PoolSettings()
+    health: HealthSettings = HealthSettings()
     local: LocalProviderSettings = LocalProviderSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 

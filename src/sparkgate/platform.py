@@ -44,6 +44,7 @@ class Platform:
             pool_size=settings.pool.size,
             max_drivers=settings.local.max_drivers,
             sessions_per_driver=settings.pool.sessions_per_driver,
+            health=settings.health,
             env_spark_conf={name: env.spark_conf for name, env in settings.environments.items()},
         )
         self.gateway = Gateway(settings, self.clusters)

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,18 @@ class LocalProvider:
         self._dir = state_dir.expanduser() / "drivers"
         self._max_message_bytes = max_message_bytes
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        #: Called with ``(driver_id, returncode)`` when a driver process exits on its own
+        #: (a crash, ``kill -9``, OOM); the cluster manager sets it.
+        self.on_exit: Callable[[str, int | None], None] | None = None
 
     async def __aenter__(self) -> LocalProvider:
         self._dir.mkdir(parents=True, exist_ok=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        for w in list(self._watchers):
+            w.cancel()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -190,7 +196,18 @@ class LocalProvider:
         driver.state = DriverState.READY
         self._write_record(driver)
         log.info("driver %s ready in %.1fs", driver_id, time.time() - driver.started_at)
+        watcher = asyncio.create_task(self._watch(driver_id, proc), name=f"watch:{driver_id}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         return driver
+
+    async def _watch(self, driver_id: str, proc: asyncio.subprocess.Process) -> None:
+        returncode = await proc.wait()
+        if self._procs.get(driver_id) is proc:  # not stopped by us: it died
+            self._procs.pop(driver_id, None)
+            log.error("driver %s exited unexpectedly with code %s", driver_id, returncode)
+            if self.on_exit is not None:
+                self.on_exit(driver_id, returncode)
 
     async def _wait_ready(self, driver: Driver, proc: asyncio.subprocess.Process) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import (
@@ -33,6 +33,8 @@ from sparkgate.clusters.base import (
     DriverState,
     namespace_for,
 )
+from sparkgate.clusters.health import HealthChecker
+from sparkgate.config import HealthSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class ClusterManager:
         max_drivers: int = 6,
         sessions_per_driver: int = 8,
         env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
+        health: HealthSettings | None = None,
     ) -> None:
         self.provider = provider
         self.pool_size = pool_size
@@ -59,6 +62,12 @@ class ClusterManager:
         self._pool_lock = asyncio.Lock()
         self._tasks = TaskSupervisor("clusters")
         self._pool_waiters: list[asyncio.Event] = []
+        self._dead_listeners: list[Callable[[Driver, str], Awaitable[None]]] = []
+        #: Why recently dead drivers died (bounded; for status and logs).
+        self.dead: dict[str, str] = {}
+        self.health = HealthChecker(health, self._driver_died) if health is not None else None
+        if hasattr(provider, "on_exit"):
+            provider.on_exit = self._driver_exited
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -69,9 +78,14 @@ class ClusterManager:
             self._drivers[d.id] = d
             log.info("adopted running driver %s (%s) at %s", d.id, d.namespace or "pool", d.address)
         self.refill_pool()
+        if self.health is not None:
+            checker = self.health
+            self._tasks.every("health", checker.settings.interval_seconds, lambda: checker.check(self.drivers()))
 
     async def close(self, *, stop_drivers: bool = True) -> None:
         await self._tasks.close()
+        if self.health is not None:
+            await self.health.close()
         for task in list(self._starting.values()):
             task.cancel()
         if stop_drivers:
@@ -90,9 +104,54 @@ class ClusterManager:
         return list(self._drivers.values())
 
     def warm(self) -> list[Driver]:
-        return [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and d.state is DriverState.READY]
+        return [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and self._usable(d)]
 
     # -- placement ----------------------------------------------------------------------------
+
+    def _usable(self, d: Driver) -> bool:
+        """READY and not suspect (a driver that failed a probe takes no new sessions until it recovers)."""
+        return d.state is DriverState.READY and not (self.health is not None and self.health.suspect(d))
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def on_driver_dead(self, listener: Callable[[Driver, str], Awaitable[None]]) -> None:
+        """Call ``listener(driver, why)`` when a driver dies (the gateway drops its routes)."""
+        self._dead_listeners.append(listener)
+
+    def _driver_exited(self, driver_id: str, returncode: int | None) -> None:
+        """The provider saw a driver process exit that nobody asked to stop."""
+        d = self._drivers.get(driver_id)
+        if d is None:
+            return
+        why = f"process exited with code {returncode}"
+        if self.health is not None:
+            self._tasks.spawn("driver-exited", self.health.declare_dead(d, why))
+        else:
+            d.state = DriverState.DEAD
+            self._tasks.spawn("driver-exited", self._driver_died(d, why))
+
+    def report_unreachable(self, driver_id: str) -> None:
+        """A relay could not reach this driver: probe it now instead of at the next round."""
+        d = self._drivers.get(driver_id)
+        if d is not None and self.health is not None and d.state is DriverState.READY:
+            self._tasks.spawn("probe-now", self.health.probe(d))
+
+    async def _driver_died(self, driver: Driver, why: str) -> None:
+        driver.state = DriverState.DEAD
+        self._drivers.pop(driver.id, None)
+        self.dead[driver.id] = why
+        while len(self.dead) > 100:
+            self.dead.pop(next(iter(self.dead)))
+        for listener in self._dead_listeners:
+            try:
+                await listener(driver, why)
+            except Exception:
+                log.exception("driver-dead listener failed for %s", driver.id)
+        try:
+            await self.provider.stop_driver(driver)  # make sure nothing of it is left running
+        except Exception:
+            log.exception("could not clean up dead driver %s", driver.id)
+        self.refill_pool()
 
     def _in_use(self) -> int:
         """Drivers running or being started (what ``max_drivers`` bounds)."""
@@ -101,7 +160,7 @@ class ClusterManager:
     async def acquire(self, team: str, environment: str) -> Driver:
         """Pick the driver for a new session (does not count the session; see :meth:`attach`)."""
         ns = namespace_for(team, environment)
-        ready = [d for d in self._drivers.values() if d.namespace == ns and d.state is DriverState.READY]
+        ready = [d for d in self._drivers.values() if d.namespace == ns and self._usable(d)]
         roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
         if roomy:
             return min(roomy, key=lambda x: (x.sessions, x.last_used))

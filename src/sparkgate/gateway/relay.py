@@ -100,6 +100,14 @@ class Relay:
             await _abort(context, err)
             raise AssertionError("unreachable") from None
 
+    async def _upstream_failed(
+        self, context: grpc.aio.ServicerContext[Any, Any], fwd: Forward, err: grpc.aio.AioRpcError
+    ) -> None:
+        """Pass the driver's status on; an unreachable driver is reported for an immediate probe."""
+        if err.code() is grpc.StatusCode.UNAVAILABLE:
+            self.router.clusters.report_unreachable(fwd.driver.id)
+        await _abort_upstream(context, err)
+
     async def _preamble(self, fwd: Forward, md: tuple[tuple[str, str | bytes], ...]) -> None:
         if fwd.preamble is None:
             return
@@ -122,7 +130,7 @@ class Relay:
             except grpc.aio.AioRpcError as err:
                 if method == "ReleaseSession":
                     await self.router.released(decision.route)
-                await _abort_upstream(context, err)
+                await self._upstream_failed(context, decision, err)
                 raise AssertionError("unreachable") from None
             if method == "ReleaseSession":
                 await self.router.released(decision.route)
@@ -144,7 +152,7 @@ class Relay:
             try:
                 await self._preamble(decision, md)
             except grpc.aio.AioRpcError as err:
-                await _abort_upstream(context, err)
+                await self._upstream_failed(context, decision, err)
             call = self.channels.stream(decision.driver.address, method)(
                 request, metadata=md, timeout=_timeout(context)
             )
@@ -168,7 +176,7 @@ class Relay:
                     if item is _EOF:
                         break
                     if isinstance(item, grpc.aio.AioRpcError):
-                        await _abort_upstream(context, item)
+                        await self._upstream_failed(context, decision, item)
                     await context.write(item)
             finally:
                 if not reader.done():
@@ -202,7 +210,7 @@ class Relay:
                     requests(), metadata=md, timeout=_timeout(context)
                 )
             except grpc.aio.AioRpcError as err:
-                await _abort_upstream(context, err)
+                await self._upstream_failed(context, decision, err)
                 raise AssertionError("unreachable") from None
             return response
 
