@@ -60,7 +60,18 @@ def _alive(pid: int) -> bool:
 def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkgate.cli", "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "sparkgate.cli",
+            "up",
+            "--port",
+            str(port),
+            "--admin-port",
+            "0",
+            "--state-dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

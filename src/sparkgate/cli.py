@@ -2,6 +2,7 @@
 
     sparkgate up            start the whole local platform (gateway + warm pool of Spark drivers)
     sparkgate gateway       run only the gateway (drivers are left running on exit for the next one)
+    sparkgate status        show pools, drivers and sessions of a running gateway
     sparkgate config        print the effective configuration (defaults + file + environment)
 
 Run ``sparkgate COMMAND --help`` for each command's options.
@@ -105,6 +106,8 @@ async def _run_up(settings: Settings) -> int:
     async with Platform(settings) as platform:
         port = platform.gateway.port
         _out(f"  gateway      sc://localhost:{port}   (Spark Connect; listening on {settings.gateway.host})")
+        if platform.admin is not None:
+            _out(f"  status       http://127.0.0.1:{platform.admin.port}/status   (or: sparkgate status)")
         _out(f"  environments {', '.join(sorted(settings.environments))}  (all served by local drivers)")
         _out(
             f"  warm pool    {settings.pool.size} driver(s), {settings.local.driver_memory} heap each, "
@@ -134,12 +137,57 @@ async def _run_gateway(settings: Settings, keep_drivers: bool) -> int:
     return 0
 
 
+def _status(settings: Settings, url: str | None, raw: bool) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = url or f"http://127.0.0.1:{settings.admin.port}"
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + "/status", timeout=5) as resp:
+            data = json.load(resp)
+    except (urllib.error.URLError, OSError) as exc:
+        print(
+            f"sparkgate: no gateway answers at {base} ({exc}); is `sparkgate up` running? "
+            "(--url or admin.port select another)",
+            file=sys.stderr,
+        )
+        return 1
+    if raw:
+        _out(json.dumps(data, indent=2))
+        return 0
+    gw, pool = data["gateway"], data["pool"]
+    _out(f"gateway  port {gw['port']} ({gw['engine']} engine)")
+    _out(f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver")
+    _out("")
+    _out(f"{'DRIVER':<18} {'STATE':<9} {'NAMESPACE':<32} {'SESSIONS':>8}  ADDRESS")
+    for d in data["drivers"]:
+        state = d["state"] + ("?" if d.get("suspect") else "")
+        _out(f"{d['id']:<18} {state:<9} {d['namespace'] or '(warm pool)':<32} {d['sessions']:>8}  {d['address']}")
+    if not data["drivers"]:
+        _out("(no drivers)")
+    _out("")
+    _out(f"{'SESSION':<38} {'USER':<16} {'TEAM/ENV':<28} {'DRIVER':<18} {'IDLE':>6}")
+    for r in data["sessions"]:
+        team_env = f"{r['team']}/{r['environment']}"
+        _out(
+            f"{r['session_id']:<38} {r['user'] or '-':<16} {team_env:<28} {r['driver']:<18} {r['idle_seconds']:>5.0f}s"
+        )
+    if not data["sessions"]:
+        _out("(no sessions)")
+    for driver_id, why in data.get("recently_dead", {}).items():
+        _out(f"dead: {driver_id}: {why}")
+    return 0
+
+
 def _apply_common(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {}
     if getattr(args, "port", None) is not None:
         over.setdefault("gateway", {})["port"] = args.port
     if getattr(args, "host", None) is not None:
         over.setdefault("gateway", {})["host"] = args.host
+    if getattr(args, "admin_port", None) is not None:
+        over["admin"] = {"port": args.admin_port}
     if getattr(args, "pool_size", None) is not None:
         over["pool"] = {"size": args.pool_size}
     if getattr(args, "state_dir", None) is not None:
@@ -175,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="gateway port (default 15002)")
     up.add_argument("--host", help="gateway bind address (default 0.0.0.0)")
     up.add_argument("--pool-size", type=int, metavar="N", help="warm drivers to keep ready (default 1)")
+    up.add_argument("--admin-port", type=int, metavar="P", help="status/health HTTP port (default 9090; 0 = any)")
 
     gw = sub.add_parser(
         "gateway",
@@ -190,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
     common(cfg)
+
+    st = sub.add_parser(
+        "status",
+        help="show pools, drivers and sessions of a running gateway",
+        description="Ask a running gateway's admin endpoint (GET /status) what it runs.",
+        epilog="examples:\n  sparkgate status\n  sparkgate status --json | jq '.drivers[].state'\n"
+        "  sparkgate status --url http://gateway-host:9090",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(st)
+    st.add_argument("--url", help="admin base URL (default http://127.0.0.1:<admin.port>)")
+    st.add_argument("--json", action="store_true", help="print the raw JSON")
     return p
 
 
@@ -204,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             _out(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
             return 0
+        if args.command == "status":
+            return _status(settings, args.url, args.json)
         if args.command == "up":
             return _run(_run_up(settings))
         if args.command == "gateway":

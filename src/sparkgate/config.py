@@ -117,6 +117,16 @@ class PoolSettings(_Section):
     sessions_per_driver: int = Field(default=8, ge=1)
 
 
+class AdminSettings(_Section):
+    """The operator HTTP endpoints (``/status``, ``/healthz``, ``/readyz``)."""
+
+    #: Loopback by default: ``/status`` lists users and session ids.
+    host: str = "127.0.0.1"
+    #: 9090 is the seed's gateway metrics port; 0 picks a free port.
+    port: int = Field(default=9090, ge=0, le=65535)
+    enabled: bool = True
+
+
 class HealthSettings(_Section):
     """Active health probes of drivers (a ReleaseSession of an unknown session: creates nothing)."""
 
@@ -155,6 +165,7 @@ class Settings(_Section):
     gateway: GatewaySettings = GatewaySettings()
     pool: PoolSettings = PoolSettings()
     health: HealthSettings = HealthSettings()
+    admin: AdminSettings = AdminSettings()
     local: LocalProviderSettings = LocalProviderSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 

@@ -9,9 +9,11 @@ Entry points (``sparkgate up``, ``sparkgate gateway``, tests) use this instead o
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from sparkgate.clusters.base import ClusterProvider
+from sparkgate.admin.http import AdminServer
+from sparkgate.clusters.base import ClusterProvider, DriverState
 from sparkgate.clusters.local import LocalProvider
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
@@ -49,12 +51,20 @@ class Platform:
         )
         self.gateway = Gateway(settings, self.clusters)
         self.stop_drivers_on_exit = stop_drivers_on_exit
+        a = settings.admin
+        self.admin = (
+            AdminServer(a.host, a.port, {"/status": self._status, "/healthz": self._healthz, "/readyz": self._readyz})
+            if a.enabled
+            else None
+        )
 
     async def __aenter__(self) -> Platform:
         await self.provider.__aenter__()
         try:
             await self.clusters.start()
             await self.gateway.start()
+            if self.admin is not None:
+                await self.admin.start()
         except BaseException:
             await self._shutdown()
             raise
@@ -64,6 +74,8 @@ class Platform:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self.admin is not None:
+            await self.admin.stop()
         try:
             await self.gateway.stop()
         finally:
@@ -71,3 +83,49 @@ class Platform:
                 await self.clusters.close(stop_drivers=self.stop_drivers_on_exit)
             finally:
                 await self.provider.__aexit__(None, None, None)
+
+    # -- operator endpoints ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Pools, drivers and sessions as the gateway sees them (``/status``, ``sparkgate status``)."""
+        now = time.time()
+        cm = self.clusters
+        health = cm.health
+        drivers = []
+        for d in sorted(cm.drivers(), key=lambda x: x.started_at):
+            info = d.to_dict()
+            info["suspect"] = bool(health is not None and health.suspect(d))
+            drivers.append(info)
+        sessions = [
+            {
+                "user": r.user_id,
+                "session_id": r.session_id,
+                "driver": r.driver_id,
+                "team": r.team,
+                "environment": r.environment,
+                "owner": r.owner,
+                "age_seconds": round(now - r.created_at, 1),
+                "idle_seconds": round(now - r.last_used, 1),
+            }
+            for r in self.gateway.store.all()
+        ]
+        return {
+            "gateway": {"port": self.gateway.port, "engine": self.gateway.engine},
+            "pool": {"target": cm.pool_size, "warm": len(cm.warm()), "sessions_per_driver": cm.sessions_per_driver},
+            "limits": {"max_drivers": cm.max_drivers},
+            "drivers": drivers,
+            "sessions": sessions,
+            "recently_dead": dict(cm.dead),
+        }
+
+    async def _status(self) -> tuple[int, Any]:
+        return 200, self.status()
+
+    async def _healthz(self) -> tuple[int, Any]:
+        return 200, {"ok": True}
+
+    async def _readyz(self) -> tuple[int, Any]:
+        ready = any(d.state is DriverState.READY for d in self.clusters.drivers())
+        can_start = len(self.clusters.drivers()) < self.clusters.max_drivers
+        ok = self.gateway.port > 0 and (ready or can_start)
+        return (200 if ok else 503), {"ready": ok, "drivers_ready": ready}

@@ -1,0 +1,1 @@
+"""The operator's side door: a small HTTP server with status and health endpoints."""

@@ -1,0 +1,66 @@
+"""The assembled platform: status/health endpoints and ``sparkgate status`` (fake backend, no Spark)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+
+import grpc.aio
+import pytest
+
+from sparkgate.cli import main
+from sparkgate.config import load_settings
+from sparkgate.connect import wire
+from sparkgate.platform import Platform
+from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from sparkgate.testing.fake_provider import FakeProvider
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with FakeSparkConnectServer() as fake:
+        settings = load_settings(
+            None,
+            {},
+            gateway={"host": "127.0.0.1", "port": 0},
+            admin={"port": 0},
+            pool={"size": 1},
+            state_dir=tmp_path,
+        )
+        async with Platform(settings, provider=FakeProvider(address=fake.address)) as p:
+            await p.clusters.wait_pool_ready(timeout=5)
+            assert p.admin is not None
+            base = f"http://127.0.0.1:{p.admin.port}"
+            sid = str(uuid.uuid4())
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{p.gateway.port}") as ch:
+                req = wire.encode_string(1, sid) + wire.encode_string(2, wire.encode_string(1, "alice"))
+                md = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
+                await ch.unary_unary("/spark.connect.SparkConnectService/Config")(req, metadata=md)
+
+            code, status = await asyncio.to_thread(_get, base + "/status")
+            assert code == 200
+            assert [s["session_id"] for s in status["sessions"]] == [sid]  # type: ignore[index]
+            assert {d["namespace"] for d in status["drivers"]} >= {"sjns-fe-prod"}  # type: ignore[index]
+            assert (await asyncio.to_thread(_get, base + "/healthz"))[0] == 200
+            assert (await asyncio.to_thread(_get, base + "/readyz"))[1]["ready"] is True
+            assert (await asyncio.to_thread(_get, base + "/nope"))[0] == 404
+
+            assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
+            out = capsys.readouterr().out
+            assert sid in out and "sjns-fe-prod" in out and "alice" in out
+
+
+def test_status_without_a_gateway_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert "sparkgate up" in err and "Traceback" not in err
