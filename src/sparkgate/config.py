@@ -115,6 +115,9 @@ class PoolSettings(_Section):
     #: Sessions a driver takes before new sessions of its namespace go to another driver
     #: (1 = the seed's exclusive hot cluster per session; a local driver serves several well).
     sessions_per_driver: int = Field(default=8, ge=1)
+    #: Seconds a team's driver may sit with no session before it is stopped for good (process
+    #: gone; the warm pool keeps its own target). The seed's TODO — expired clusters were never deleted.
+    driver_idle_ttl_seconds: float = Field(default=900.0, gt=0)
 
 
 class AdminSettings(_Section):

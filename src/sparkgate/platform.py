@@ -47,6 +47,7 @@ class Platform:
             max_drivers=settings.local.max_drivers,
             sessions_per_driver=settings.pool.sessions_per_driver,
             health=settings.health,
+            driver_idle_ttl=settings.pool.driver_idle_ttl_seconds,
             env_spark_conf={name: env.spark_conf for name, env in settings.environments.items()},
         )
         self.gateway = Gateway(settings, self.clusters)

@@ -98,3 +98,20 @@ async def test_pool_refill_counts_against_max_drivers() -> None:
     with pytest.raises(ResourceExhausted):
         await cm.acquire("fe", "prod")
     await cm.close()
+
+
+async def test_idle_team_drivers_are_stopped_pool_stays() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=1, driver_idle_ttl=0.05)
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    busy = await cm.acquire("fe", "prod")
+    cm.attach(busy)
+    await cm.wait_pool_ready(timeout=5)
+    idle = await cm.acquire("ds", "prod")
+    await asyncio.sleep(0.2)  # the periodic sweep runs every ttl/4
+    assert idle in p.stopped and cm.get(idle.id) is None
+    assert cm.get(busy.id) is busy  # it has a session
+    await cm.wait_pool_ready(timeout=5)
+    assert len(cm.warm()) == 1
+    await cm.close()

@@ -50,11 +50,13 @@ class ClusterManager:
         sessions_per_driver: int = 8,
         env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
         health: HealthSettings | None = None,
+        driver_idle_ttl: float = 900.0,
     ) -> None:
         self.provider = provider
         self.pool_size = pool_size
         self.max_drivers = max_drivers
         self.sessions_per_driver = sessions_per_driver
+        self.driver_idle_ttl = driver_idle_ttl
         self._pool_starting = 0
         self._env_conf = env_spark_conf or {}
         self._drivers: dict[str, Driver] = {}
@@ -78,6 +80,7 @@ class ClusterManager:
             self._drivers[d.id] = d
             log.info("adopted running driver %s (%s) at %s", d.id, d.namespace or "pool", d.address)
         self.refill_pool()
+        self._tasks.every("expire-idle", min(30.0, self.driver_idle_ttl / 4), self.expire_idle)
         if self.health is not None:
             checker = self.health
             self._tasks.every("health", checker.settings.interval_seconds, lambda: checker.check(self.drivers()))
@@ -215,6 +218,26 @@ class ClusterManager:
         if d is not None and d.sessions > 0:
             d.sessions -= 1
             d.last_used = time.time()
+
+    async def expire_idle(self) -> list[Driver]:
+        """Stop team drivers that had no session for ``driver_idle_ttl`` seconds (pool drivers stay)."""
+        cutoff = time.time() - self.driver_idle_ttl
+        idle = [
+            d
+            for d in self._drivers.values()
+            if d.namespace != POOL_NAMESPACE and d.sessions == 0 and d.last_used < cutoff
+        ]
+        for d in idle:
+            d.state = DriverState.DRAINING
+            self._drivers.pop(d.id, None)
+            log.info("driver %s (%s) idle for %.0fs: stopping it", d.id, d.namespace, time.time() - d.last_used)
+            try:
+                await self.provider.stop_driver(d)
+            except Exception:
+                log.exception("could not stop idle driver %s", d.id)
+        if idle:
+            self.refill_pool()
+        return idle
 
     # -- warm pool ----------------------------------------------------------------------------
 
