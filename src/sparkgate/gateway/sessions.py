@@ -16,6 +16,7 @@ driver until both are known. The Python client sends all options in one Set, whi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -85,12 +86,20 @@ class _Pending:
     since: float = field(default_factory=time.monotonic)
 
 
-def _check_session_id(session_id: str) -> None:
-    if not session_id:
-        raise BadRequest("request has no session_id (field 1); is this a Spark Connect client?")
+@functools.lru_cache(maxsize=4096)
+def _is_uuid(session_id: str) -> bool:
+    # Cached: every RPC of a session repeats its id, and parsing a UUID is a few microseconds.
     try:
         uuid.UUID(session_id)
     except ValueError:
+        return False
+    return True
+
+
+def _check_session_id(session_id: str) -> None:
+    if not session_id:
+        raise BadRequest("request has no session_id (field 1); is this a Spark Connect client?")
+    if not _is_uuid(session_id):
         raise BadRequest(
             f"session_id {session_id[:80]!r} is not a UUID; Spark Connect session ids must be UUIDs "
             "(the sc:// parameter session_id=<uuid> sets one)"
@@ -134,9 +143,31 @@ class SessionRouter:
 
     # -- the decision -------------------------------------------------------------------------
 
+    def resolve_known(self, ids: wire.RequestIds) -> Forward | None:
+        """:meth:`resolve`'s synchronous fast path: the session's route, if it has one on a live driver.
+
+        Gives the same :class:`Forward` as :meth:`resolve` (and touches the route likewise) for a
+        session already placed, which is nearly every RPC; ``None`` means "ask :meth:`resolve`"
+        (a new, pending or orphaned session, or an invalid id that it rejects with an error).
+        The h2 engine uses it to route without starting a task per stream.
+        """
+        session_id = ids.session_id
+        if not session_id or not _is_uuid(session_id):
+            return None
+        route = self.store.get((ids.user_id, session_id))
+        if route is None:
+            return None
+        driver = self.clusters.get(route.driver_id)
+        if driver is None or driver.state is DriverState.DEAD:
+            return None
+        return self._forward_existing(route, driver)
+
     async def resolve(
         self, method: str, metadata: Metadata, ids: wire.RequestIds, request: bytes | None
     ) -> Forward | Answer:
+        known = self.resolve_known(ids)
+        if known is not None:
+            return known
         _check_session_id(ids.session_id)
         key = (ids.user_id, ids.session_id)
         route = self.store.get(key)

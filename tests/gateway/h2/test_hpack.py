@@ -80,3 +80,54 @@ def test_integers_round_trip(value: int) -> None:
     assert hyper.Decoder().decode(block) == [(name, "v")]
     assert Decoder().decode(block) == [(name, "v")]
     assert encode_int(value, 4)[0] == min(value, 15)
+
+
+# -- the block cache ----------------------------------------------------------------------------
+
+INDEXED_62 = encode_int(62, 7, 0x80)  # "the newest dynamic-table entry": its meaning moves with the table
+
+
+def insert(name: str, value: str) -> bytes:
+    """A literal with incremental indexing and a new name (§6.2.1)."""
+    return b"\x40" + encode_int(len(name), 7) + name.encode() + encode_int(len(value), 7) + value.encode()
+
+
+def test_a_repeated_block_decodes_from_the_cache_until_the_table_changes() -> None:
+    dec = Decoder()
+    dec.decode(insert("x-a", "1"))
+    assert dec.decode(INDEXED_62) == [("x-a", "1")]
+    assert dec.decode(INDEXED_62) == [("x-a", "1")]  # from the cache
+    dec.decode(insert("x-b", "2"))  # the newest entry is now another one
+    assert dec.decode(INDEXED_62) == [("x-b", "2")]
+    dec.decode(encode_int(0, 5, 0x20))  # a size update empties the table
+    with pytest.raises(HpackError):
+        dec.decode(INDEXED_62)
+
+
+def test_blocks_that_insert_are_decoded_every_time() -> None:
+    dec, block = Decoder(), insert("x-a", "1")
+    dec.decode(block)
+    dec.decode(block)  # applied again: a second copy of the entry
+    assert dec.decode(INDEXED_62 + encode_int(63, 7, 0x80)) == [("x-a", "1"), ("x-a", "1")]
+
+
+def test_cached_lists_are_not_shared_with_callers() -> None:
+    dec, block = Decoder(), REQUEST_PREFIX + encode_header("x-a", "1")
+    dec.decode(block).append(("x-junk", ""))
+    assert dec.decode(block) == [(":method", "POST"), (":scheme", "http"), ("x-a", "1")]
+
+
+def test_a_real_encoders_blocks_stay_correct_through_the_cache() -> None:
+    enc, dec = hyper.Encoder(), Decoder(max_table_size=256)
+    enc.header_table_size = 256  # small: entries get evicted
+    calls = [REQUEST, [*REQUEST[:-2], ("x-doordash-team", "be")], [*REQUEST, ("x-big", "v" * 150)]]
+    for _ in range(4):
+        for headers in calls:
+            assert dec.decode(enc.encode(headers)) == headers
+
+
+def test_zero_size_table_caches_blocks_with_insertions() -> None:
+    dec, block = Decoder(max_table_size=0), insert("grpc-status", "0")
+    assert dec.decode(block) == [("grpc-status", "0")]
+    assert dec.decode(block) == [("grpc-status", "0")]
+    assert dec._blocks  # nothing changed: the block was kept

@@ -2,8 +2,10 @@
 
 Decoding keeps a dynamic table per client connection (clients index their repetitive gRPC
 headers) and caches Huffman-decoded strings by their encoded bytes, since the same few values
-(paths, user agents, routing headers) arrive on every call. Static table and Huffman code come
-from the ``hpack`` package (python-hyper).
+(paths, user agents, routing headers) arrive on every call. Once a client has indexed its headers,
+it sends the very same block for every call of a kind, so each decoder also caches whole blocks;
+see :meth:`Decoder.decode` for why that is safe. Static table and Huffman code come from the
+``hpack`` package (python-hyper).
 
 Encoding never uses the dynamic table: every block we send is a context-free sequence of static
 indices and literals "without indexing", so blocks can be cached and reordered freely, and the
@@ -27,6 +29,10 @@ for _i, (_name, _) in enumerate(_STATIC, 1):
 _ENTRY_OVERHEAD = 32
 _HUFFMAN_CACHE_MAX = 4096
 _huffman_cache: dict[bytes, str] = {}
+#: Decoded blocks kept per decoder, and the largest block kept (bytes): a handful of call kinds
+#: repeat on a connection; the bounds keep a client that varies its headers from growing memory.
+_BLOCK_CACHE_MAX = 64
+_BLOCK_CACHE_MAX_LEN = 2048
 
 
 class HpackError(Exception):
@@ -43,6 +49,9 @@ class Decoder:
         self.limit = max_table_size
         self._max_size = max_table_size
         self.max_header_list_size = max_header_list_size
+        #: Decoded blocks that left the dynamic table as it was, valid until the table changes.
+        self._blocks: dict[bytes, tuple[Header, ...]] = {}
+        self._version = 0  # counts changes to the dynamic table
 
     def _entry(self, index: int) -> Header:
         if index <= 0:
@@ -55,6 +64,9 @@ class Decoder:
             raise HpackError(f"header index {index} is not in the dynamic table") from None
 
     def _add(self, header: Header) -> None:
+        if not self._max_size:
+            return  # an entry larger than the table empties it (§4.4): a zero-size table stays empty
+        self._table_changed()
         self._dynamic.insert(0, header)
         self._size += len(header[0]) + len(header[1]) + _ENTRY_OVERHEAD
         self._evict()
@@ -64,7 +76,34 @@ class Decoder:
             n, v = self._dynamic.pop()
             self._size -= len(n) + len(v) + _ENTRY_OVERHEAD
 
+    def _table_changed(self) -> None:
+        self._version += 1
+        if self._blocks:
+            self._blocks.clear()
+
     def decode(self, block: bytes | memoryview) -> list[Header]:
+        """The header list of ``block``, updating the dynamic table as the block says.
+
+        A block's decoding depends only on its bytes and the dynamic table. A block that neither
+        inserts entries nor updates the table size leaves the table as it found it, so decoding
+        it again gives the same list for as long as the table does not change: such blocks are
+        cached by their bytes, and every change to the table empties the cache. (Insertions into
+        a zero-size table change nothing, which is why the driver's response blocks are cached too.)
+        """
+        if type(block) is not bytes or len(block) > _BLOCK_CACHE_MAX_LEN:
+            return self._decode(block)
+        cached = self._blocks.get(block)
+        if cached is not None:
+            return list(cached)
+        version = self._version
+        headers = self._decode(block)
+        if self._version == version:
+            if len(self._blocks) >= _BLOCK_CACHE_MAX:
+                self._blocks.clear()
+            self._blocks[block] = tuple(headers)
+        return headers
+
+    def _decode(self, block: bytes | memoryview) -> list[Header]:
         out: list[Header] = []
         pos, end, total = 0, len(block), 0
         try:
@@ -83,6 +122,7 @@ class Decoder:
                         size, pos = _int(block, pos, 5)
                         if size > self.limit:
                             raise HpackError(f"table size update to {size} above our limit {self.limit}")
+                        self._table_changed()
                         self._max_size = size
                         self._evict()
                         continue

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any
 
 import grpc
 
@@ -29,9 +31,9 @@ from sparkgate.errors import SparkgateError, Unavailable
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, ClientStream, PostAction
 from sparkgate.gateway.h2.hpack import Header
-from sparkgate.gateway.h2.upstream import DriverPool, grpc_status, request_block
+from sparkgate.gateway.h2.upstream import DriverConnection, DriverPool, grpc_status, request_block
 from sparkgate.gateway.relay import CLIENT_STREAM_METHODS, SERVER_STREAM_METHODS, SERVICE, UNARY_METHODS
-from sparkgate.gateway.sessions import Answer, SessionRouter
+from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,11 @@ class H2Relay:
         return path in self._paths
 
     def route(self, stream: ClientStream) -> None:
-        self._tasks.spawn(f"route:{stream.method}", self._route(stream))
-
-    async def _route(self, stream: ClientStream) -> None:
+        # Nearly every call is on a session already placed, whose driver connection is open: for
+        # those, resolve() finishes without suspending (its fast path, resolve_known), so it is
+        # driven right here and the stream attached at once: no task per stream, no extra
+        # event-loop turn before the upstream write. Anything that must wait (placing a new
+        # session, a preamble, connecting) continues in a task.
         method = stream.method
         try:
             message = stream.first_message()
@@ -66,7 +70,28 @@ class H2Relay:
                 stream.fail(INVALID_ARGUMENT, f"{method}: the request ended before its first message was complete")
                 return
             ids = wire.scan_request(method, message)
-            decision = await self.router.resolve(method, stream.metadata, ids, message)
+            resolving = self.router.resolve(method, stream.metadata, ids, message)
+            try:
+                waiting_on = resolving.send(None)
+            except StopIteration as done:
+                decision: Forward | Answer = done.value
+                if isinstance(decision, Answer):
+                    stream.answer(decision.response)
+                    return
+                conn = self.pool.ready(decision.driver.address)
+                if decision.preamble is None and conn is not None:
+                    self._forward(stream, conn, decision, ids)
+                    return
+                self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Ready(decision)))
+                return
+        except Exception as exc:
+            self._failed(stream, exc)
+            return
+        self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Resume(resolving, waiting_on)))
+
+    async def _route(self, stream: ClientStream, ids: wire.RequestIds, resolving: Awaitable[Forward | Answer]) -> None:
+        try:
+            decision = await resolving
             if isinstance(decision, Answer):
                 stream.answer(decision.response)
                 return
@@ -76,18 +101,27 @@ class H2Relay:
             conn = self.pool.ready(address) or await self.pool.get(address)
             if stream.closed:
                 return  # the client cancelled while we were routing
-            stream.after = self._post_action(method, decision.route, ids)
-            if method == "CloneSession":
-                stream.collected = bytearray()
-            stream.attach(conn.open_stream(request_block(stream.path, address, stream.upstream_metadata), stream))
-        except SparkgateError as err:
-            code, details, trailers = grpc_error(err)
-            if code is grpc.StatusCode.INTERNAL and type(err) is SparkgateError:
-                log.error("internal error: %s", err.message)
+            self._forward(stream, conn, decision, ids)
+        except Exception as exc:
+            self._failed(stream, exc)
+
+    def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
+        method = stream.method
+        stream.after = self._post_action(method, decision.route, ids)
+        if method == "CloneSession":
+            stream.collected = bytearray()
+        address = decision.driver.address
+        stream.attach(conn.open_stream(request_block(stream.path, address, stream.upstream_metadata), stream))
+
+    def _failed(self, stream: ClientStream, exc: Exception) -> None:
+        if isinstance(exc, SparkgateError):
+            code, details, trailers = grpc_error(exc)
+            if code is grpc.StatusCode.INTERNAL and type(exc) is SparkgateError:
+                log.error("internal error: %s", exc.message)
             stream.fail(code.value[0], details, trailers)
-        except Exception:
-            log.exception("routing %s failed", method)
-            stream.fail(INTERNAL, "sparkgate failed to route this call (see the gateway log)")
+            return
+        log.error("routing %s failed", stream.method, exc_info=exc)
+        stream.fail(INTERNAL, "sparkgate failed to route this call (see the gateway log)")
 
     async def _preamble(self, stream: ClientStream, address: str, preamble: bytes) -> bool:
         """Send the held Config(Set) first; False (and the client answered) if the driver refused it."""
@@ -141,3 +175,45 @@ class H2Relay:
                     stream.send_headers(block, True)
 
         self._tasks.spawn(f"after:{stream.method}", run())
+
+
+class _Ready:
+    """An awaitable of a decision already made."""
+
+    def __init__(self, value: Forward | Answer) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, Any, Forward | Answer]:
+        return self._value
+        yield  # a generator that returns at once
+
+
+class _Resume:
+    """The rest of a coroutine that already ran up to its first suspension (it awaits ``waiting_on``).
+
+    Awaiting this in a task continues the coroutine exactly as ``await coro`` would have: the
+    future it waits on is handed to the task, and what the task sends or throws goes on to it.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Forward | Answer], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Forward | Answer]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
