@@ -159,3 +159,18 @@ async def test_idle_routes_expire(router: SessionRouter) -> None:
     await asyncio.sleep(0.05)
     await router.sweep()
     assert router.store.all() == [] and f.driver.sessions == 0
+
+
+async def test_dead_driver_routes_are_dropped_and_clients_told(router: SessionRouter) -> None:
+    sid = str(uuid.uuid4())
+    f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(f, Forward)
+    f.driver.state = DriverState.DEAD
+    await router.driver_died(f.driver, "process exited with code -9")
+    assert router.store.get(f.route.key) is None
+    # Even with routing headers, the lost session is not silently placed on a new driver.
+    with pytest.raises(SessionLost, match="code -9"):
+        await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(await router.resolve("ReleaseSession", [], ids(sid), b""), Answer)
+    # A new session of the same client is placed normally.
+    assert isinstance(await router.resolve("ExecutePlan", HDRS, ids(str(uuid.uuid4())), b""), Forward)

@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 
 from sparkgate.aio import TaskSupervisor
+from sparkgate.clusters.base import Driver
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
@@ -93,6 +94,11 @@ class Gateway:
         self._h2: H2Engine | None = None
         self._tasks = TaskSupervisor("gateway")
         self.port = 0
+        clusters.on_driver_dead(self._driver_died)
+
+    async def _driver_died(self, driver: Driver, why: str) -> None:
+        await self.router.driver_died(driver, why)
+        await self.channels.forget(driver.address)
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -48,6 +48,8 @@ _NEEDS_EXISTING = {"ReattachExecute", "CloneSession"}
 # create the session on a real server, so they are placed like any first call when routable.
 _NOOP_WITHOUT_SESSION = {"ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"}
 _RELEASE = {"ReleaseSession", "ReleaseExecute"}
+#: Lost sessions remembered at most (each is a few hundred bytes).
+_MAX_LOST = 100_000
 
 
 def _tolerates_local_answer(request: bytes | None) -> bool:
@@ -121,6 +123,8 @@ class SessionRouter:
         self.clusters = clusters
         self._pending: dict[SessionKey, _Pending] = {}
         self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
+        #: Sessions whose driver died: why, and when (kept for one session TTL, bounded).
+        self._lost: dict[SessionKey, tuple[str, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -140,6 +144,23 @@ class SessionRouter:
         cutoff = time.monotonic() - self._settings.pending_ttl_seconds
         for key in [k for k, p in self._pending.items() if p.since < cutoff]:
             del self._pending[key]
+        lost_cutoff = now - self._settings.affinity.session_ttl_seconds
+        for key in [k for k, (_, at) in self._lost.items() if at < lost_cutoff]:
+            del self._lost[key]
+
+    async def driver_died(self, driver: Driver, why: str) -> None:
+        """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
+        now = time.time()
+        reason = f"driver {driver.id} died: {why}"
+        dropped = 0
+        for r in [r for r in self.store.all() if r.driver_id == driver.id]:
+            await self.store.delete(r.key)
+            self._lost[r.key] = (reason, now)
+            dropped += 1
+        while len(self._lost) > _MAX_LOST:
+            self._lost.pop(next(iter(self._lost)))
+        if dropped:
+            log.warning("%d session(s) lost with driver %s", dropped, driver.id)
 
     # -- the decision -------------------------------------------------------------------------
 
@@ -181,6 +202,15 @@ class SessionRouter:
                     await self.released(route)
                 return Answer(wire.empty_response(method, ids.session_id))
             raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
+        lost = self._lost.get(key)
+        if lost is not None:
+            # The session's driver died and its route was dropped: tell the client once per call,
+            # in the words both clients understand, instead of silently placing it anew.
+            if method in _NOOP_WITHOUT_SESSION:
+                if method == "ReleaseSession":
+                    self._lost.pop(key, None)
+                return Answer(wire.empty_response(method, ids.session_id))
+            raise status.session_changed(ids.session_id, lost[0])
 
         if method in _RELEASE:
             self._pending.pop(key, None)

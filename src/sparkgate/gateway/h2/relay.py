@@ -98,7 +98,13 @@ class H2Relay:
             address = decision.driver.address
             if decision.preamble is not None and not await self._preamble(stream, address, decision.preamble):
                 return
-            conn = self.pool.ready(address) or await self.pool.get(address)
+            conn = self.pool.ready(address)
+            if conn is None:
+                try:
+                    conn = await self.pool.get(address)
+                except Unavailable:
+                    self.router.clusters.report_unreachable(decision.driver.id)  # probe it now
+                    raise
             if stream.closed:
                 return  # the client cancelled while we were routing
             self._forward(stream, conn, decision, ids)
