@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sparkgate.cli import main
-from sparkgate.clusters.local import free_port
+from sparkgate.clusters.local import free_port, pid_alive
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,17 +43,6 @@ def _driver_pids(state: Path) -> list[int]:
         except (OSError, ValueError):
             pass
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
@@ -111,7 +99,7 @@ def test_up_stops_every_driver(tmp_path: Path, sig: signal.Signals) -> None:
         assert proc.returncode == 0, rest
         assert "stopped" in rest
         for pid in pids:
-            assert not _alive(pid), f"driver JVM {pid} outlived `sparkgate up`"
+            assert not pid_alive(pid), f"driver JVM {pid} outlived `sparkgate up`"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pyspark.sql
 import pytest
 
-from sparkgate.clusters.local import free_port
+from sparkgate.clusters.local import free_port, pid_alive
 from sparkgate.config import load_settings
 from sparkgate.platform import Platform
 from tests.e2e.conftest import stop_all
@@ -63,17 +63,6 @@ def failover_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
         p.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
-
-
 def test_killed_driver_gives_session_changed_quickly_and_platform_recovers(
     failover_platform: PlatformThread,
 ) -> None:
@@ -94,7 +83,7 @@ def test_killed_driver_gives_session_changed_quickly_and_platform_recovers(
         assert "SESSION_CHANGED" in str(err.value), str(err.value)
         assert elapsed < 2.0, f"the client waited {elapsed:.1f}s for the error"
         assert p.platform.gateway.store.all() == []  # the dead driver's routes are gone
-        assert not _alive(driver.pid)
+        assert not pid_alive(driver.pid)
     finally:
         stop_all([spark])
 

@@ -55,7 +55,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -243,7 +244,7 @@ class LocalProvider:
         pid = driver.pid
         if proc is not None and proc.returncode is None:
             await _terminate_group(proc.pid, proc.wait, grace_seconds)
-        elif pid is not None and _pid_alive(pid) and _pid_is_our_driver(pid, driver.id):
+        elif pid is not None and pid_alive(pid) and _pid_is_our_driver(pid, driver.id):
             await _terminate_group(pid, lambda: _wait_pid_gone(pid), grace_seconds)
         record = self._dir / driver.id / "driver.json"
         with contextlib.suppress(FileNotFoundError):
@@ -275,7 +276,7 @@ class LocalProvider:
             except (OSError, ValueError):
                 continue
             pid = data.get("pid")
-            if not isinstance(pid, int) or not _pid_alive(pid) or not _pid_is_our_driver(pid, data["id"]):
+            if not isinstance(pid, int) or not pid_alive(pid) or not _pid_is_our_driver(pid, data["id"]):
                 record.unlink(missing_ok=True)
                 continue
             found.append(
@@ -300,7 +301,7 @@ class LocalProvider:
 
 
 async def _wait_pid_gone(pid: int) -> None:
-    while _pid_alive(pid):
+    while pid_alive(pid):
         await asyncio.sleep(0.05)
 
 

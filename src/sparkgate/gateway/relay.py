@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 
 from sparkgate.connect import wire
+from sparkgate.connect.service import CLIENT_STREAM_METHODS, SERVER_STREAM_METHODS, SERVICE, UNARY_METHODS
 from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError
 from sparkgate.gateway.channels import ChannelPool
@@ -30,20 +31,6 @@ from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 
 log = logging.getLogger(__name__)
 
-SERVICE = "spark.connect.SparkConnectService"
-
-UNARY_METHODS = (
-    "AnalyzePlan",
-    "Config",
-    "ArtifactStatus",
-    "Interrupt",
-    "ReleaseExecute",
-    "ReleaseSession",
-    "FetchErrorDetails",
-    "CloneSession",
-)
-SERVER_STREAM_METHODS = ("ExecutePlan", "ReattachExecute")
-CLIENT_STREAM_METHODS = ("AddArtifacts",)
 
 # Headers not forwarded to drivers: transport-level, or credentials meant for the gateway only.
 _DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})

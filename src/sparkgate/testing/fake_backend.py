@@ -30,18 +30,7 @@ import grpc
 import grpc.aio
 
 from sparkgate.connect import wire
-
-SERVICE = "spark.connect.SparkConnectService"
-UNARY_METHODS = (
-    "AnalyzePlan",
-    "Config",
-    "ArtifactStatus",
-    "Interrupt",
-    "ReleaseExecute",
-    "ReleaseSession",
-    "FetchErrorDetails",
-    "CloneSession",
-)
+from sparkgate.connect.service import SERVICE, UNARY_METHODS
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 

@@ -26,18 +26,17 @@ import grpc
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.connect import wire
+from sparkgate.connect.service import ALL_METHODS, SERVICE_PATH
 from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError, Unavailable
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, ClientStream, PostAction
 from sparkgate.gateway.h2.hpack import Header
 from sparkgate.gateway.h2.upstream import DriverConnection, DriverPool, grpc_status, request_block
-from sparkgate.gateway.relay import CLIENT_STREAM_METHODS, SERVER_STREAM_METHODS, SERVICE, UNARY_METHODS
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 
 log = logging.getLogger(__name__)
 
-SERVICE_PATH = f"/{SERVICE}/"
 #: Seconds the driver may take to answer a new session's Config preamble (as the grpc engine).
 PREAMBLE_TIMEOUT = 60.0
 
@@ -50,9 +49,7 @@ class H2Relay:
         self.pool = pool
         self.max_message_bytes = max_message_bytes
         self._tasks = tasks
-        self._paths = frozenset(
-            SERVICE_PATH + m for m in (*UNARY_METHODS, *SERVER_STREAM_METHODS, *CLIENT_STREAM_METHODS)
-        )
+        self._paths = frozenset(SERVICE_PATH + m for m in ALL_METHODS)
 
     def known_path(self, path: str) -> bool:
         return path in self._paths
