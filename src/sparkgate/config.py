@@ -120,6 +120,16 @@ class PoolSettings(_Section):
     driver_idle_ttl_seconds: float = Field(default=900.0, gt=0)
 
 
+class QuotaSettings(_Section):
+    """Per-namespace (team and environment) limits; exceeding one gives RESOURCE_EXHAUSTED naming it."""
+
+    #: Most drivers one namespace may hold (0 = only ``local.max_drivers`` bounds it). At the limit,
+    #: new sessions share the namespace's drivers beyond ``pool.sessions_per_driver``.
+    max_drivers_per_namespace: int = Field(default=3, ge=0)
+    #: Most concurrent sessions one namespace may have (0 = no limit).
+    max_sessions_per_namespace: int = Field(default=200, ge=0)
+
+
 class AdminSettings(_Section):
     """The operator HTTP endpoints (``/status``, ``/healthz``, ``/readyz``)."""
 
@@ -169,6 +179,7 @@ class Settings(_Section):
     pool: PoolSettings = PoolSettings()
     health: HealthSettings = HealthSettings()
     admin: AdminSettings = AdminSettings()
+    quotas: QuotaSettings = QuotaSettings()
     local: LocalProviderSettings = LocalProviderSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 

@@ -48,6 +48,7 @@ class Platform:
             sessions_per_driver=settings.pool.sessions_per_driver,
             health=settings.health,
             driver_idle_ttl=settings.pool.driver_idle_ttl_seconds,
+            quotas=settings.quotas,
             env_spark_conf={name: env.spark_conf for name, env in settings.environments.items()},
         )
         self.gateway = Gateway(settings, self.clusters)

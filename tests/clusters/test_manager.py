@@ -6,6 +6,7 @@ import pytest
 
 from sparkgate.clusters.base import POOL_NAMESPACE
 from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import QuotaSettings
 from sparkgate.errors import ResourceExhausted
 from sparkgate.testing.fake_provider import FakeProvider
 
@@ -114,4 +115,20 @@ async def test_idle_team_drivers_are_stopped_pool_stays() -> None:
     assert cm.get(busy.id) is busy  # it has a session
     await cm.wait_pool_ready(timeout=5)
     assert len(cm.warm()) == 1
+    await cm.close()
+
+
+async def test_namespace_quotas() -> None:
+    quotas = QuotaSettings(max_drivers_per_namespace=1, max_sessions_per_namespace=3)
+    cm = ClusterManager(FakeProvider(), pool_size=0, sessions_per_driver=1, quotas=quotas)
+    await cm.start()
+    drivers = []
+    for _ in range(3):
+        d = await cm.acquire("fe", "prod")
+        cm.attach(d)
+        drivers.append(d)
+    assert len({d.id for d in drivers}) == 1  # one driver allowed: shared beyond its room
+    with pytest.raises(ResourceExhausted, match="max_sessions_per_namespace=3"):
+        await cm.acquire("fe", "prod")
+    assert (await cm.acquire("ds", "prod")) is not drivers[0]  # other teams are not affected
     await cm.close()

@@ -174,3 +174,17 @@ async def test_dead_driver_routes_are_dropped_and_clients_told(router: SessionRo
     assert isinstance(await router.resolve("ReleaseSession", [], ids(sid), b""), Answer)
     # A new session of the same client is placed normally.
     assert isinstance(await router.resolve("ExecutePlan", HDRS, ids(str(uuid.uuid4())), b""), Forward)
+
+
+async def test_no_driver_in_time_is_unavailable_with_retry_info() -> None:
+    from sparkgate.errors import Unavailable
+
+    s = load_settings(None, {}, gateway={"driver_wait_seconds": 0.05})
+    cm = ClusterManager(FakeProvider(start_delay=1.0), pool_size=0)
+    await cm.start()
+    r = SessionRouter(s.gateway, s.environments, MemoryAffinityStore(), cm)
+    with pytest.raises(Unavailable, match="retry") as e:
+        await r.resolve("ExecutePlan", HDRS, ids(str(uuid.uuid4())), b"")
+    assert e.value.retry_after_seconds
+    assert r.store.all() == []
+    await cm.close()

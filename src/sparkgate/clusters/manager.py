@@ -34,7 +34,7 @@ from sparkgate.clusters.base import (
     namespace_for,
 )
 from sparkgate.clusters.health import HealthChecker
-from sparkgate.config import HealthSettings
+from sparkgate.config import HealthSettings, QuotaSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,14 @@ class ClusterManager:
         env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
         health: HealthSettings | None = None,
         driver_idle_ttl: float = 900.0,
+        quotas: QuotaSettings | None = None,
     ) -> None:
         self.provider = provider
         self.pool_size = pool_size
         self.max_drivers = max_drivers
         self.sessions_per_driver = sessions_per_driver
         self.driver_idle_ttl = driver_idle_ttl
+        self.quotas = quotas or QuotaSettings(max_drivers_per_namespace=0, max_sessions_per_namespace=0)
         self._pool_starting = 0
         self._env_conf = env_spark_conf or {}
         self._drivers: dict[str, Driver] = {}
@@ -163,10 +165,28 @@ class ClusterManager:
     async def acquire(self, team: str, environment: str) -> Driver:
         """Pick the driver for a new session (does not count the session; see :meth:`attach`)."""
         ns = namespace_for(team, environment)
-        ready = [d for d in self._drivers.values() if d.namespace == ns and self._usable(d)]
+        mine = [d for d in self._drivers.values() if d.namespace == ns]
+        q = self.quotas
+        if q.max_sessions_per_namespace and sum(d.sessions for d in mine) >= q.max_sessions_per_namespace:
+            raise ResourceExhausted(
+                f"team {team!r} already has {q.max_sessions_per_namespace} sessions in {environment!r} "
+                f"(quotas.max_sessions_per_namespace={q.max_sessions_per_namespace}); stop sessions you no "
+                "longer use (spark.stop()) or ask the platform team to raise the quota"
+            )
+        ready = [d for d in mine if self._usable(d)]
         roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
         if roomy:
             return min(roomy, key=lambda x: (x.sessions, x.last_used))
+        at_ns_cap = bool(q.max_drivers_per_namespace) and len(mine) + (ns in self._starting) >= (
+            q.max_drivers_per_namespace
+        )
+        if at_ns_cap and ready:  # the namespace has all the drivers it may: share them
+            return min(ready, key=lambda x: (x.sessions, x.last_used))
+        if at_ns_cap and ns not in self._starting:
+            raise ResourceExhausted(
+                f"{ns} already holds {q.max_drivers_per_namespace} drivers "
+                f"(quotas.max_drivers_per_namespace={q.max_drivers_per_namespace}) and none is ready"
+            )
         warm = self.warm()
         if warm:
             d = min(warm, key=lambda x: x.started_at)
