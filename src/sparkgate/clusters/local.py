@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -229,12 +230,41 @@ class LocalProvider:
                 try:
                     await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))
                     await run_sql(channel, WARMUP_QUERY, timeout=remaining)
-                    return
+                    break
                 except (TimeoutError, grpc.aio.AioRpcError):
                     # The JVM and its gRPC server take a while to come up; poll (waiting on the
                     # process too, so a crash is reported at once).
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(proc.wait(), timeout=0.25)
+        await self._client_warmup(driver, deadline)
+
+    async def _client_warmup(self, driver: Driver, deadline: float) -> None:
+        """Run :mod:`sparkgate.clusters.warmup` against the driver (best effort)."""
+        if not self._settings.client_warmup:
+            return
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sparkgate.clusters.warmup",
+            f"sc://{driver.address}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), timeout=max(5.0, deadline - time.monotonic()))
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("driver %s: client warm-up timed out; serving it anyway", driver.id)
+            return
+        if proc.returncode != 0:
+            log.warning(
+                "driver %s: client warm-up failed (code %s); serving it anyway: %s",
+                driver.id,
+                proc.returncode,
+                err.decode("utf-8", "replace")[-500:],
+            )
 
     # -- stopping -----------------------------------------------------------------------------
 
