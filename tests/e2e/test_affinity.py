@@ -115,8 +115,12 @@ def test_gateway_restart_mid_stream_client_reattaches(gateway: GatewayHarness, c
             return bool(execute) and any(c.method == "ReleaseExecute" and c.at > execute[0] for c in calls)
 
         gateway.wait_for(consumed, timeout=60, what="the first streamed response")
+        drivers_before = gateway._call(lambda: {d.id: d.pid for d in gateway.clusters.drivers()})
         restarted_at = time.time()
         gateway.restart_gateway()
+        drivers_after = gateway._call(lambda: {d.id: d.pid for d in gateway.clusters.drivers()})
+        # The new gateway adopted the running drivers: same ids, same processes, none started anew.
+        assert drivers_after == drivers_before
         worker.join(120)
         assert not worker.is_alive(), "the result stream did not complete after the restart"
     finally:
