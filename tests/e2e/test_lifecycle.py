@@ -1,7 +1,7 @@
-"""A driver killed with SIGKILL mid-session (issue 3): clear error fast, recovery, no leftovers.
+"""Cluster lifecycle on real drivers (issue 3): many teams at once, and a driver killed mid-session.
 
-Uses its own small platform (one warm driver, health probes on, h2 engine) so killing a driver
-does not disturb the drivers the other e2e tests share.
+Uses its own small platform (one warm driver, health probes on, h2 engine) so starting and killing
+drivers does not disturb the drivers the other e2e tests share.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +32,7 @@ T = TypeVar("T")
 class PlatformThread:
     def __init__(self, state_dir: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="failover-platform", daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="lifecycle-platform", daemon=True)
         self.thread.start()
         self.settings = load_settings(
             None,
@@ -38,7 +40,7 @@ class PlatformThread:
             gateway={"host": "127.0.0.1", "port": free_port(), "engine": "h2"},
             admin={"enabled": False},
             pool={"size": 1},
-            local={"max_drivers": 3},
+            local={"max_drivers": 5},
             state_dir=state_dir,
         )
         self.platform = Platform(self.settings)
@@ -61,6 +63,48 @@ def failover_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
         yield p
     finally:
         p.close()
+
+
+def test_twenty_sessions_from_four_teams_spread_by_policy(failover_platform: PlatformThread) -> None:
+    p = failover_platform
+    base = f"sc://127.0.0.1:{p.platform.gateway.port}/;x-doordash-environment=local;x-doordash-team="
+    teams = [f"team{i}" for i in range(4)]
+    jobs = [(team, n) for team in teams for n in range(5)]
+
+    def run(job: tuple[str, int]) -> tuple[str, str, int]:
+        team, n = job
+        spark = pyspark.sql.SparkSession.builder.remote(base + team).create()
+        try:
+            got = spark.range(0, 10_000 * (n + 1)).selectExpr("sum(id) AS s").first().s
+            return team, spark.client._session_id, got
+        finally:
+            stop_all([spark])
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(run, jobs))
+    for (_team, n), (_, _, got) in zip(jobs, results, strict=True):
+        m = 10_000 * (n + 1)
+        assert got == m * (m - 1) // 2
+    # Placement by policy: each team's sessions shared its namespace's driver (5 <= sessions_per_driver),
+    # and no two teams shared a driver.
+    calls = p.platform.clusters.drivers()
+    by_namespace = Counter(d.namespace for d in calls if d.namespace.startswith("sjns-team"))
+    assert sorted(by_namespace) == [f"sjns-team{i}-local" for i in range(4)]
+    assert all(count == 1 for count in by_namespace.values())
+
+    # With their sessions released, idle team drivers are stopped for good (TTL shortened here).
+    cm = p.platform.clusters
+    team_drivers = [d for d in cm.drivers() if d.namespace.startswith("sjns-team")]
+
+    async def expire() -> list[object]:
+        cm.driver_idle_ttl = 0.0
+        try:
+            return list(await cm.expire_idle())
+        finally:
+            cm.driver_idle_ttl = 900.0
+
+    assert {d.id for d in p.run(expire())} == {d.id for d in team_drivers}  # type: ignore[attr-defined]
+    assert not any(d.pid is not None and pid_alive(d.pid) for d in team_drivers)
 
 
 def test_killed_driver_gives_session_changed_quickly_and_platform_recovers(
