@@ -74,7 +74,7 @@ async def test_unary_is_relayed_with_headers(channel: grpc.aio.Channel, fake: Fa
     sid = str(uuid.uuid4())
     md = (*ROUTE, ("authorization", "Bearer secret"), ("x-custom", "1"))
     resp = await channel.unary_unary(SVC + "AnalyzePlan")(request(sid), metadata=md)
-    assert wire.scan_response_string(resp, 1) == sid
+    assert wire.read_string_field(resp, 1) == sid
     (call,) = fake.calls_of("AnalyzePlan")
     assert call.session_id == sid and call.user_id == "alice"
     assert call.header("x-custom") == "1" and call.header("x-doordash-team") == "fe"
@@ -95,7 +95,7 @@ async def test_stream_is_relayed_in_order(channel: grpc.aio.Channel) -> None:
     md = (*ROUTE, ("x-fake-chunks", "20"), ("x-fake-chunk-bytes", str(1 << 20)))
     out = [m async for m in channel.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)]
     assert len(out) == 21
-    assert [wire.scan_response_string(m, 13) for m in out] == [f"r-{i}" for i in range(21)]
+    assert [wire.read_string_field(m, 13) for m in out] == [f"r-{i}" for i in range(21)]
     assert all(len(m) > (1 << 20) for m in out[:-1])
 
 
@@ -117,7 +117,7 @@ async def test_client_stream_goes_whole_to_one_driver(channel: grpc.aio.Channel,
             yield request(sid, extra=wire.encode_string(5, b"x" * (32 * 1024 + i)))
 
     resp = await channel.stream_unary(SVC + "AddArtifacts")(chunks(), metadata=ROUTE)
-    assert wire.scan_response_string(resp, 2) == sid  # AddArtifactsResponse.session_id is field 2
+    assert wire.read_string_field(resp, 2) == sid  # AddArtifactsResponse.session_id is field 2
     assert [c.session_id for c in fake.calls_of("AddArtifacts")] == [sid]
 
 
@@ -173,7 +173,7 @@ async def test_clone_session_routes_the_clone_to_the_same_driver(
     await channel.unary_unary(SVC + "CloneSession")(request(sid, extra=wire.encode_string(4, chosen)))
     # ... or the driver does (CloneSessionResponse.new_session_id = 3).
     resp = await channel.unary_unary(SVC + "CloneSession")(request(sid))
-    generated = wire.scan_response_string(resp, 3)
+    generated = wire.read_string_field(resp, 3)
     for clone in (chosen, generated):  # no routing headers: only a route to the clone makes this work
         await channel.unary_unary(SVC + "AnalyzePlan")(request(clone))
     assert [c.session_id for c in fake.calls_of("AnalyzePlan")] == [chosen, generated]

@@ -43,7 +43,7 @@ async def test_unary_answers_with_session_ids_and_records_the_call(
 ) -> None:
     sid = str(uuid.uuid4())
     response = await channel.unary_unary(PATH + "Config")(_request(sid), metadata=(("x-doordash-team", "fe"),))
-    assert wire.scan_response_string(response, 1) == sid
+    assert wire.read_string_field(response, 1) == sid
     assert wire.scan_response_ssid("Config", response) == fake.server_side_session_id
     [call] = fake.calls
     assert (call.method, call.session_id, call.user_id) == ("Config", sid, "alice")
@@ -100,12 +100,12 @@ async def test_stream_fails_after_some_messages(fake: FakeSparkConnectServer, ch
 async def test_clone_session_and_add_artifacts(fake: FakeSparkConnectServer, channel: grpc.aio.Channel) -> None:
     sid, new_sid = str(uuid.uuid4()), str(uuid.uuid4())
     clone = await channel.unary_unary(PATH + "CloneSession")(_request(sid) + wire.encode_string(4, new_sid))
-    assert wire.scan_response_string(clone, 3) == new_sid
+    assert wire.read_string_field(clone, 3) == new_sid
 
     async def batches() -> AsyncIterator[bytes]:
         for _ in range(3):
             yield _request(sid)
 
     response = await channel.stream_unary(PATH + "AddArtifacts")(batches())
-    assert wire.scan_response_string(response, 2) == sid  # AddArtifactsResponse.session_id = 2
+    assert wire.read_string_field(response, 2) == sid  # AddArtifactsResponse.session_id = 2
     assert [c.method for c in fake.calls] == ["CloneSession", "AddArtifacts"]

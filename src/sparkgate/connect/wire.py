@@ -156,7 +156,8 @@ def scan_response_ssid(method: str, buf: bytes | memoryview) -> str:
     return ""
 
 
-def scan_response_string(buf: bytes | memoryview, field_number: int) -> str:
+def read_string_field(buf: bytes | memoryview, field_number: int) -> str:
+    """A top-level string field of any message, request or response ("" if absent)."""
     for field, wtype, start, end in iter_fields(buf):
         if field == field_number and wtype == LEN:
             return _string(buf, start, end, f"field {field_number}")

@@ -123,7 +123,7 @@ class Relay:
                 await self.router.released(decision.route)
             elif method == "CloneSession":
                 ids = wire.scan_request(method, request)
-                new_id = ids.new_session_id or wire.scan_response_string(response, 3)
+                new_id = ids.new_session_id or wire.read_string_field(response, 3)
                 await self.router.cloned(decision.route, new_id)
             return response
 

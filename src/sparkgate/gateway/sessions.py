@@ -62,7 +62,7 @@ def _tolerates_local_answer(request: bytes | None) -> bool:
     Set is refused at once with the missing-routing error. (Python sends all builder options in
     one Set anyway: if that Set lacks the environment, the session can never be routed.)
     """
-    client_type = wire.scan_response_string(request, 4) if request else ""
+    client_type = wire.read_string_field(request, 4) if request else ""
     return " python/" not in client_type
 
 
@@ -151,16 +151,19 @@ class SessionRouter:
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
         now = time.time()
-        reason = f"driver {driver.id} died: {why}"
-        dropped = 0
-        for r in [r for r in self.store.all() if r.driver_id == driver.id]:
-            await self.store.delete(r.key)
-            self._lost[r.key] = (reason, now)
-            dropped += 1
+        routes = [r for r in self.store.all() if r.driver_id == driver.id]
+        for r in routes:
+            await self._lose(r, f"driver {driver.id} died: {why}", now)
+        if routes:
+            log.warning("%d session(s) lost with driver %s", len(routes), driver.id)
+
+    async def _lose(self, route: Route, reason: str, now: float) -> None:
+        """Drop a route whose driver is gone and remember why, for the session's next calls."""
+        await self.store.delete(route.key)
+        self.clusters.detach(route.driver_id)
+        self._lost[route.key] = (reason, now)
         while len(self._lost) > _MAX_LOST:
             self._lost.pop(next(iter(self._lost)))
-        if dropped:
-            log.warning("%d session(s) lost with driver %s", dropped, driver.id)
 
     # -- the decision -------------------------------------------------------------------------
 
@@ -196,16 +199,14 @@ class SessionRouter:
             driver = self.clusters.get(route.driver_id)
             if driver is not None and driver.state is not DriverState.DEAD:
                 return self._forward_existing(route, driver)
-            if method in _NOOP_WITHOUT_SESSION:
-                # Releasing / interrupting a session whose driver is gone: nothing left to do there.
-                if method == "ReleaseSession":
-                    await self.released(route)
-                return Answer(wire.empty_response(method, ids.session_id))
-            raise status.session_changed(route.session_id, f"driver {route.driver_id} is gone")
+            # A driver gone without a death report (e.g. not found after a gateway restart):
+            # the same as a reported death.
+            await self._lose(route, f"driver {route.driver_id} is gone", time.time())
         lost = self._lost.get(key)
         if lost is not None:
-            # The session's driver died and its route was dropped: tell the client once per call,
+            # The session's driver died and its route was dropped: tell the client on every call,
             # in the words both clients understand, instead of silently placing it anew.
+            # Releasing or interrupting it needs nothing from a driver.
             if method in _NOOP_WITHOUT_SESSION:
                 if method == "ReleaseSession":
                     self._lost.pop(key, None)

@@ -183,10 +183,10 @@ class FakeSparkConnectServer:
             failure = self._next_failure(method)
             if failure is not None:
                 await self._abort(context, failure)
-            session_id = wire.scan_response_string(request, 1)
+            session_id = wire.read_string_field(request, 1)
             response = wire.empty_response(method, session_id, self.server_side_session_id)
             if method == "CloneSession":  # CloneSessionResponse.new_session_id = 3
-                new_id = wire.scan_response_string(request, 4) or str(uuid.uuid4())
+                new_id = wire.read_string_field(request, 4) or str(uuid.uuid4())
                 response += wire.encode_string(3, new_id)
             return response
 
@@ -235,7 +235,7 @@ class FakeSparkConnectServer:
             failure = self._next_failure(method)
             if failure is not None:
                 await self._abort(context, failure)
-            session_id = wire.scan_response_string(first, 1)
+            session_id = wire.read_string_field(first, 1)
             return wire.empty_response(method, session_id, self.server_side_session_id)
 
         return handler

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -23,17 +22,6 @@ from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 SVC = "/spark.connect.SparkConnectService/"
 ROUTE = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
-        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
-        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
-        await cm.start()
-        async with Gateway(settings, cm) as g:
-            yield g
 
 
 class RawClient:

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc.aio
 import pytest
 
 from sparkgate.aio import TaskSupervisor
-from sparkgate.clusters.manager import ClusterManager
-from sparkgate.clusters.static import StaticProvider
-from sparkgate.config import load_settings
 from sparkgate.connect import wire
 from sparkgate.gateway.server import Gateway
 from sparkgate.gateway.sessions import Forward
-from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 SVC = "/spark.connect.SparkConnectService/"
 ROUTE = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
-        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
-        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
-        await cm.start()
-        async with Gateway(settings, cm) as g:
-            yield g
 
 
 def request(session_id: str) -> bytes:

@@ -153,7 +153,7 @@ class H2Relay:
 
             async def cloned(status: int | None, response: bytes) -> None:
                 if status == 0:
-                    await self.router.cloned(route, ids.new_session_id or wire.scan_response_string(response, 3))
+                    await self.router.cloned(route, ids.new_session_id or wire.read_string_field(response, 3))
 
             return cloned
         return None
