@@ -78,10 +78,13 @@ def test_twenty_sessions_from_four_teams_spread_by_policy(failover_platform: Pla
             got = spark.range(0, 10_000 * (n + 1)).selectExpr("sum(id) AS s").first().s
             return team, spark.client._session_id, got
         finally:
-            stop_all([spark])
+            # Only this session: stop_all() would also stop the process-wide default/active
+            # session, which may be another thread's session mid-query.
+            spark.stop()
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(run, jobs))
+    stop_all([])
     for (_team, n), (_, _, got) in zip(jobs, results, strict=True):
         m = 10_000 * (n + 1)
         assert got == m * (m - 1) // 2
