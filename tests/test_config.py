@@ -47,3 +47,28 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, match: str) -> None
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings("/nonexistent/sparkgate.yaml", {})
+
+
+def test_pool_profiles_per_environment_and_team() -> None:
+    s = load_settings(
+        None,
+        {},
+        pool={"size": 2, "profiles": {"big": {"size": 1, "spark_version": "4.1", "spark_conf": {"a": "1"}}}},
+        environments={"prod": {"profile": "big", "team_profiles": {"fe": "default"}}, "dev": {}},
+    )
+    assert s.profile_for("ml", "prod") == "big" and s.profile_for("fe", "prod") == "default"
+    assert s.profile_for("ml", "dev") == "default"
+    profiles = s.pool.all_profiles()
+    assert profiles["default"].size == 2 and profiles["big"].size == 1 and profiles["big"].spark_conf == {"a": "1"}
+
+
+def test_unknown_profile_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"environments.prod.team_profiles.fe: no pool profile 'huge'"):
+        load_settings(None, {}, environments={"prod": {"team_profiles": {"fe": "huge"}}})
+
+
+def test_default_profile_size_is_pool_size() -> None:
+    with pytest.raises(ConfigError, match="pool.size"):
+        load_settings(None, {}, pool={"profiles": {"default": {"size": 3}}})
+    s = load_settings(None, {}, pool={"size": 3, "profiles": {"default": {"spark_conf": {"k": "v"}}}})
+    assert s.pool.profile("default").size == 3 and s.pool.profile("default").spark_conf == {"k": "v"}

@@ -13,6 +13,7 @@ import pytest
 
 from sparkgate.cli import main
 from sparkgate.config import load_settings
+from sparkgate.errors import ConfigError
 from sparkgate.connect import wire
 from sparkgate.platform import Platform
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
@@ -58,9 +59,26 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
             out = capsys.readouterr().out
             assert sid in out and "sjns-fe-prod" in out and "alice" in out
+            assert "placement least-sessions" in out and "profile default: 1/1 warm" in out
 
 
 def test_status_without_a_gateway_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--url", "http://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err
     assert "sparkgate up" in err and "Traceback" not in err
+
+
+async def test_a_profile_the_provider_cannot_run_fails_at_start(tmp_path: Path) -> None:
+    (tmp_path / "RELEASE").write_text("Spark 4.1.4 built for Hadoop 3.4.1\n")
+    settings = load_settings(
+        None,
+        {},
+        state_dir=tmp_path,
+        local={"spark_home": str(tmp_path)},
+        pool={"size": 0, "profiles": {"legacy": {"spark_version": "3.5"}}},
+        gateway={"port": 0, "host": "127.0.0.1"},
+        admin={"enabled": False},
+    )
+    with pytest.raises(ConfigError, match="profile 'legacy' needs Spark 3.5"):
+        async with Platform(settings):
+            pass

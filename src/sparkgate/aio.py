@@ -20,6 +20,7 @@ class TaskSupervisor:
     def __init__(self, owner: str) -> None:
         self._owner = owner
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=f"{self._owner}:{name}")
@@ -55,6 +56,7 @@ class TaskSupervisor:
         return len(self._tasks)
 
     async def close(self) -> None:
+        self.closed = True
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()

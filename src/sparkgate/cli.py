@@ -83,7 +83,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def _progress(platform: Platform, stop: asyncio.Event) -> None:
     """Print warm-pool progress until the pool is at target (or we are stopping)."""
-    target = platform.settings.pool.size
+    target = platform.clusters.pool_size
     if target == 0:
         return
     t0 = time.monotonic()
@@ -109,9 +109,10 @@ async def _run_up(settings: Settings) -> int:
         if platform.admin is not None:
             _out(f"  status       http://127.0.0.1:{platform.admin.port}/status   (or: sparkgate status)")
         _out(f"  environments {', '.join(sorted(settings.environments))}  (all served by local drivers)")
+        sizes = ", ".join(f"{n} {name}" for name, n in sorted(_pool_sizes(settings).items()) if n)
         _out(
-            f"  warm pool    {settings.pool.size} driver(s), {settings.local.driver_memory} heap each, "
-            f"logs in {settings.state_path('drivers')}"
+            f"  warm pool    {platform.clusters.pool_size} driver(s) ({sizes or 'none'}), "
+            f"{settings.local.driver_memory} heap each, logs in {settings.state_path('drivers')}"
         )
         await _progress(platform, stop)
         if not stop.is_set():
@@ -126,6 +127,10 @@ async def _run_up(settings: Settings) -> int:
         n = len(platform.clusters.drivers())
     _out(f"sparkgate: stopped ({n} driver(s) shut down)")
     return 0
+
+
+def _pool_sizes(settings: Settings) -> dict[str, int]:
+    return {name: p.size for name, p in settings.pool.all_profiles().items()}
 
 
 async def _run_gateway(settings: Settings, keep_drivers: bool) -> int:
@@ -158,12 +163,21 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
         return 0
     gw, pool = data["gateway"], data["pool"]
     _out(f"gateway  port {gw['port']} ({gw['engine']} engine)")
-    _out(f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver")
+    _out(
+        f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver, "
+        f"placement {pool.get('placement', '-')}"
+    )
+    for name, prof in pool.get("profiles", {}).items():
+        version = f", Spark {prof['spark_version']}" if prof.get("spark_version") else ""
+        _out(f"  profile {name}: {prof['warm']}/{prof['target']} warm{version}")
+    for key, b in data.get("start_failures", {}).items():
+        _out(f"  start failing: {key}: {b['failures']}x, next try in {b['retry_in_seconds']:.0f}s: {b['last_error']}")
     _out("")
-    _out(f"{'DRIVER':<18} {'STATE':<9} {'NAMESPACE':<32} {'SESSIONS':>8}  ADDRESS")
+    _out(f"{'DRIVER':<18} {'STATE':<9} {'NAMESPACE':<32} {'PROFILE':<10} {'SESSIONS':>8}  ADDRESS")
     for d in data["drivers"]:
         state = d["state"] + ("?" if d.get("suspect") else "")
-        _out(f"{d['id']:<18} {state:<9} {d['namespace'] or '(warm pool)':<32} {d['sessions']:>8}  {d['address']}")
+        ns = d["namespace"] or "(warm pool)"
+        _out(f"{d['id']:<18} {state:<9} {ns:<32} {d.get('profile', '-'):<10} {d['sessions']:>8}  {d['address']}")
     if not data["drivers"]:
         _out("(no drivers)")
     _out("")

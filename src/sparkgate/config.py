@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparkgate.errors import ConfigError
 
 ENV_PREFIX = "SPARKGATE__"
+#: The profile every environment uses unless it names another.
+DEFAULT_PROFILE = "default"
 
 
 class _Section(BaseModel):
@@ -113,15 +115,67 @@ class LocalProviderSettings(_Section):
     max_drivers: int = Field(default=6, gt=0)
 
 
+class PoolProfile(_Section):
+    """A kind of driver: what it runs (Spark version, conf) and how many are kept warm.
+
+    Warm drivers are started before anyone asks, so everything that must be fixed at JVM start
+    (memory, jars, catalogs, static SQL conf) belongs to a profile; environments and teams pick one
+    (``environments.<env>.profile``, ``environments.<env>.team_profiles``). A warm driver is only
+    handed to a namespace whose profile it was started with.
+    """
+
+    #: Warm drivers of this profile kept ready. The ``default`` profile's is ``pool.size``.
+    size: int = Field(default=0, ge=0)
+    #: Spark version the drivers must run, checked against the provider when the platform starts
+    #: (``None``: whatever the provider runs — for ``local``, the installed pyspark's).
+    spark_version: str | None = None
+    #: Spark conf for drivers of this profile (on top of ``local.spark_conf``).
+    spark_conf: dict[str, str] = {}
+
+
 class PoolSettings(_Section):
-    #: Warm drivers kept ready for new sessions (0 = start drivers on demand only).
+    #: Warm drivers of the ``default`` profile kept ready for new sessions (0 = start drivers on
+    #: demand only). Other profiles set their own ``size``.
     size: int = Field(default=1, ge=0)
+    #: Named driver profiles besides ``default`` (whose conf may be set here too; its size is ``size``).
+    profiles: dict[str, PoolProfile] = {}
     #: Sessions a driver takes before new sessions of its namespace go to another driver
     #: (1 = the seed's exclusive hot cluster per session; a local driver serves several well).
     sessions_per_driver: int = Field(default=8, ge=1)
+    #: Which of a namespace's ready drivers with room a new session goes to: ``least-sessions``
+    #: (spread load; the seed's least-loaded choice) or ``pack`` (fill the busiest first, so the
+    #: others go idle and are stopped after ``driver_idle_ttl_seconds``).
+    placement: Literal["least-sessions", "pack"] = "least-sessions"
     #: Seconds a team's driver may sit with no session before it is stopped for good (process
     #: gone; the warm pool keeps its own target). The seed's TODO — expired clusters were never deleted.
     driver_idle_ttl_seconds: float = Field(default=900.0, gt=0)
+    #: Seconds to wait after a failed driver start before the next attempt for the same profile or
+    #: namespace; doubles on each consecutive failure up to ``start_backoff_max_seconds``. New
+    #: sessions asking meanwhile get UNAVAILABLE with the last error and when to retry, instead of
+    #: each starting a JVM that crashes the same way.
+    start_backoff_seconds: float = Field(default=5.0, gt=0)
+    start_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Seconds between comparisons of the driver registry with the provider's list (drivers that
+    #: vanished are dropped like dead ones; drivers started elsewhere are adopted).
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("profiles")
+    @classmethod
+    def _default_size(cls, v: dict[str, PoolProfile]) -> dict[str, PoolProfile]:
+        d = v.get(DEFAULT_PROFILE)
+        if d is not None and d.size:
+            raise ValueError("the default profile's warm size is pool.size, not pool.profiles.default.size")
+        return v
+
+    def profile(self, name: str) -> PoolProfile:
+        """A profile with its effective size (``default`` exists even when not listed)."""
+        if name == DEFAULT_PROFILE:
+            base = self.profiles.get(DEFAULT_PROFILE, PoolProfile())
+            return base.model_copy(update={"size": self.size})
+        return self.profiles[name]
+
+    def all_profiles(self) -> dict[str, PoolProfile]:
+        return {name: self.profile(name) for name in {DEFAULT_PROFILE, *self.profiles}}
 
 
 class QuotaSettings(_Section):
@@ -163,8 +217,10 @@ class EnvironmentSettings(_Section):
 
     #: Which cluster provider serves this environment.
     provider: Literal["local"] = "local"
-    #: Extra Spark conf for drivers started for this environment.
-    spark_conf: dict[str, str] = {}
+    #: Driver profile (``pool.profiles``) for this environment's sessions.
+    profile: str = DEFAULT_PROFILE
+    #: Teams whose sessions in this environment use another profile: ``{team: profile}``.
+    team_profiles: dict[str, str] = {}
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -193,6 +249,25 @@ class Settings(_Section):
         if not v:
             raise ValueError("at least one environment is needed")
         return v
+
+    @model_validator(mode="after")
+    def _profiles_exist(self) -> Settings:
+        known = set(self.pool.all_profiles())
+        for env_name, env in self.environments.items():
+            for where, name in [
+                ("profile", env.profile),
+                *((f"team_profiles.{t}", p) for t, p in env.team_profiles.items()),
+            ]:
+                if name not in known:
+                    raise ValueError(
+                        f"environments.{env_name}.{where}: no pool profile {name!r} (known: {', '.join(sorted(known))})"
+                    )
+        return self
+
+    def profile_for(self, team: str, environment: str) -> str:
+        """The driver profile a team's sessions in an environment use."""
+        env = self.environments[environment]
+        return env.team_profiles.get(team, env.profile)
 
     def state_path(self, name: str) -> Path:
         p = Path(name).expanduser()

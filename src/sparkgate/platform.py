@@ -13,10 +13,12 @@ import time
 from typing import Any
 
 from sparkgate.admin.http import AdminServer
-from sparkgate.clusters.base import ClusterProvider, DriverState
+from sparkgate.clusters import placement
+from sparkgate.clusters.base import ClusterProvider, DriverSpec, DriverState
 from sparkgate.clusters.local import LocalProvider
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
+from sparkgate.errors import ConfigError, DriverStartError
 from sparkgate.gateway.server import Gateway
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,19 @@ class Platform:
     ) -> None:
         self.settings = settings
         self.provider = provider if provider is not None else build_provider(settings)
+        pool = settings.pool
         self.clusters = ClusterManager(
             self.provider,
-            pool_size=settings.pool.size,
+            profiles=pool.all_profiles(),
+            profile_for=settings.profile_for,
+            placement=placement.policy(pool.placement),
             max_drivers=settings.local.max_drivers,
-            sessions_per_driver=settings.pool.sessions_per_driver,
+            sessions_per_driver=pool.sessions_per_driver,
             health=settings.health,
-            driver_idle_ttl=settings.pool.driver_idle_ttl_seconds,
+            driver_idle_ttl=pool.driver_idle_ttl_seconds,
             quotas=settings.quotas,
-            env_spark_conf={name: env.spark_conf for name, env in settings.environments.items()},
+            start_backoff=(pool.start_backoff_seconds, pool.start_backoff_max_seconds),
+            reconcile_interval=pool.reconcile_interval_seconds,
         )
         self.gateway = Gateway(settings, self.clusters)
         self.stop_drivers_on_exit = stop_drivers_on_exit
@@ -61,6 +67,7 @@ class Platform:
         )
 
     async def __aenter__(self) -> Platform:
+        self._check_profiles()
         await self.provider.__aenter__()
         try:
             await self.clusters.start()
@@ -71,6 +78,17 @@ class Platform:
             await self._shutdown()
             raise
         return self
+
+    def _check_profiles(self) -> None:
+        """Fail at start, not in a crash loop, when the provider cannot run a profile."""
+        check = getattr(self.provider, "check_spec", None)
+        if check is None:
+            return
+        for name, p in self.clusters.profiles.items():
+            try:
+                check(DriverSpec(profile=name, spark_conf=p.spark_conf, spark_version=p.spark_version))
+            except DriverStartError as exc:
+                raise ConfigError(str(exc)) from None
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._shutdown()
@@ -113,8 +131,23 @@ class Platform:
         ]
         return {
             "gateway": {"port": self.gateway.port, "engine": self.gateway.engine},
-            "pool": {"target": cm.pool_size, "warm": len(cm.warm()), "sessions_per_driver": cm.sessions_per_driver},
+            "pool": {
+                "target": cm.pool_size,
+                "warm": len(cm.warm()),
+                "sessions_per_driver": cm.sessions_per_driver,
+                "placement": cm.placement.name,
+                "profiles": {
+                    name: {
+                        "target": p.size,
+                        "warm": len(cm.warm(name)),
+                        "spark_version": p.spark_version,
+                        "spark_conf": p.spark_conf,
+                    }
+                    for name, p in sorted(cm.profiles.items())
+                },
+            },
             "limits": {"max_drivers": cm.max_drivers},
+            "start_failures": {key: b.to_dict() for key, b in cm.backoff.items()},
             "drivers": drivers,
             "sessions": sessions,
             "recently_dead": dict(cm.dead),

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from sparkgate.clusters.base import POOL_NAMESPACE
+from sparkgate.clusters.base import POOL_NAMESPACE, Driver
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import QuotaSettings
-from sparkgate.errors import ResourceExhausted
+from sparkgate.config import PoolProfile, QuotaSettings
+from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 from sparkgate.testing.fake_provider import FakeProvider
 
 
@@ -131,4 +132,131 @@ async def test_namespace_quotas() -> None:
     with pytest.raises(ResourceExhausted, match="max_sessions_per_namespace=3"):
         await cm.acquire("fe", "prod")
     assert (await cm.acquire("ds", "prod")) is not drivers[0]  # other teams are not affected
+    await cm.close()
+
+
+def _profiles(**sizes: int) -> dict[str, PoolProfile]:
+    return {name: PoolProfile(size=n, spark_conf={"spark.sparkgate.test.profile": name}) for name, n in sizes.items()}
+
+
+async def test_each_profile_keeps_its_own_warm_drivers() -> None:
+    p = FakeProvider()
+    by_team = {"ml": "big"}
+    cm = ClusterManager(
+        p,
+        profiles=_profiles(default=1, big=1),
+        profile_for=lambda team, env: by_team.get(team, "default"),
+        max_drivers=6,
+    )
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    assert sorted(d.profile for d in cm.warm()) == ["big", "default"]
+    assert {s.profile: s.spark_conf["spark.sparkgate.test.profile"] for s in p.specs} == {
+        "big": "big",
+        "default": "default",
+    }
+    ml = await cm.acquire("ml", "prod")
+    assert ml.profile == "big" and ml.namespace == "sjns-ml-prod"
+    fe = await cm.acquire("fe", "prod")
+    assert fe.profile == "default"
+    await cm.wait_pool_ready(timeout=5)  # both profiles refilled
+    assert sorted(d.profile for d in cm.warm()) == ["big", "default"]
+    await cm.close()
+
+
+async def test_a_namespace_never_gets_another_profiles_warm_driver() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, profiles=_profiles(default=0, big=1), profile_for=lambda t, e: "default")
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    d = await cm.acquire("fe", "prod")  # the warm driver is "big": a default one is started instead
+    assert d.profile == "default" and len(cm.warm("big")) == 1
+    assert p.specs[-1].namespace == "sjns-fe-prod" and p.specs[-1].profile == "default"
+    await cm.close()
+
+
+async def test_pack_policy_fills_the_busiest_driver_first() -> None:
+    from sparkgate.clusters.placement import LeastSessions, Pack
+
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=0, sessions_per_driver=2, placement=Pack(), max_drivers=4)
+    await cm.start()
+    a = await cm.acquire("fe", "prod")
+    cm.attach(a)
+    cm.attach(a)  # full
+    b = await cm.acquire("fe", "prod")
+    assert b is not a
+    cm.detach(a.id)  # a: 1 session, b: 0 sessions
+    assert await cm.acquire("fe", "prod") is a  # pack: the busier one with room
+    cm.placement = LeastSessions()
+    assert await cm.acquire("fe", "prod") is b  # spread: the emptier one
+    await cm.close()
+
+
+async def test_crash_looping_starts_back_off() -> None:
+    p = FakeProvider()
+    p.fail_starts = 10
+    cm = ClusterManager(p, pool_size=0, start_backoff=(60.0, 300.0))
+    await cm.start()
+    with pytest.raises(DriverStartError):
+        await cm.acquire("fe", "prod")
+    # While backing off, new sessions learn why at once, and no JVM is started for them.
+    with pytest.raises(Unavailable, match="fake start failure") as e:
+        await cm.acquire("fe", "prod")
+    assert e.value.retry_after_seconds is not None and 55 < e.value.retry_after_seconds <= 60
+    assert len(p.specs) == 1
+    assert cm.backoff["sjns-fe-prod"].failures == 1
+    # Other namespaces are not held back by fe's failures.
+    p.fail_starts = 0
+    assert (await cm.acquire("ds", "prod")).namespace == "sjns-ds-prod"
+    # Once the wait is over, the next attempt runs, and success clears the record.
+    cm.backoff["sjns-fe-prod"].retry_at = 0
+    assert (await cm.acquire("fe", "prod")).namespace == "sjns-fe-prod"
+    assert "sjns-fe-prod" not in cm.backoff
+    await cm.close()
+
+
+async def test_warm_pool_retries_a_failing_profile_with_growing_delays() -> None:
+    p = FakeProvider()
+    p.fail_starts = 3
+    cm = ClusterManager(p, pool_size=1, start_backoff=(0.05, 0.1))
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)  # failed 3 times, waited 0.05 + 0.1 + 0.1, then started
+    assert len(p.specs) == 4 and len(cm.warm()) == 1 and not cm.backoff
+    await cm.close()
+
+
+async def test_warm_pool_backoff_grows_and_is_capped() -> None:
+    p = FakeProvider()
+    p.fail_starts = 100
+    cm = ClusterManager(p, pool_size=1, start_backoff=(10.0, 25.0))
+    await cm.start()
+    await asyncio.sleep(0.05)
+    b = cm.backoff["pool:default"]
+    assert b.failures == 1 and 9 < b.retry_at - time.monotonic() <= 10
+    for expected in (20.0, 25.0, 25.0):  # doubled, then capped
+        b.retry_at = 0
+        cm.refill_pool()
+        await asyncio.sleep(0.05)
+        assert expected - 1 < b.retry_at - time.monotonic() <= expected
+    assert len(p.specs) == 4  # one start per allowed attempt, none in between
+    await cm.close()
+
+
+async def test_reconcile_drops_vanished_and_adopts_new_drivers() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=0)
+    dead: list[tuple[str, str]] = []
+
+    async def listener(d: Driver, why: str) -> None:
+        dead.append((d.id, why))
+
+    cm.on_driver_dead(listener)
+    await cm.start()
+    d = await cm.acquire("fe", "prod")
+    p.vanish(d)
+    ext = p.add_external(namespace="sjns-ds-prod")
+    await cm.reconcile()
+    assert cm.get(d.id) is None and dead == [(d.id, "no longer listed by the fake provider")]
+    assert cm.get(ext.id) is ext and await cm.acquire("ds", "prod") is ext
     await cm.close()

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from sparkgate.config import DEFAULT_PROFILE
+
 
 class DriverState(enum.StrEnum):
     WARMING = "warming"  #: started, not yet answering / warm-up query not done
@@ -45,6 +47,8 @@ class Driver:
     last_used: float = field(default_factory=time.time)
     #: Sessions currently routed to it (the load-balancing signal).
     sessions: int = 0
+    #: The pool profile it was started with (``pool.profiles``); only namespaces using that profile get it.
+    profile: str = DEFAULT_PROFILE
     ui_url: str | None = None
     log_path: str | None = None
     pid: int | None = None
@@ -60,6 +64,7 @@ class Driver:
             "started_at": self.started_at,
             "last_used": self.last_used,
             "sessions": self.sessions,
+            "profile": self.profile,
             "ui_url": self.ui_url,
             "log_path": self.log_path,
             "pid": self.pid,
@@ -68,10 +73,13 @@ class Driver:
 
 @dataclass(frozen=True)
 class DriverSpec:
-    """What to start: the namespace it is for (or the pool) and extra Spark conf."""
+    """What to start: the namespace it is for (or the pool), its profile, and that profile's needs."""
 
     namespace: str = POOL_NAMESPACE
     spark_conf: Mapping[str, str] = field(default_factory=dict)
+    profile: str = DEFAULT_PROFILE
+    #: Spark version the driver must run (``None``: the provider's own).
+    spark_version: str | None = None
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ import grpc
 import grpc.aio
 
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
-from sparkgate.config import LocalProviderSettings
+from sparkgate.config import DEFAULT_PROFILE, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
 
@@ -48,6 +48,24 @@ def default_spark_home() -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DriverStartError("local drivers need the pyspark package: pip install 'sparkgate[spark]'") from exc
     return Path(pyspark.__file__).parent
+
+
+def spark_version_of(home: Path) -> str:
+    """The Spark version a distribution runs: its ``RELEASE`` file, else its ``spark-core`` jar's name."""
+    release = home / "RELEASE"
+    if release.is_file():
+        words = release.read_text(errors="replace").split()
+        if len(words) >= 2 and words[0] == "Spark":
+            return words[1]
+    for jar in sorted((home / "jars").glob("spark-core_*.jar")):
+        return jar.stem.rpartition("-")[2]
+    return "unknown"
+
+
+def version_matches(wanted: str, actual: str) -> bool:
+    """``4.1`` matches ``4.1.4``; ``4.1.4`` matches only itself."""
+    w, a = wanted.split("."), actual.split(".")
+    return a[: len(w)] == w
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,6 +130,27 @@ class LocalProvider:
         #: Called with ``(driver_id, returncode)`` when a driver process exits on its own
         #: (a crash, ``kill -9``, OOM); the cluster manager sets it.
         self.on_exit: Callable[[str, int | None], None] | None = None
+        self._version: str | None = None
+
+    @property
+    def spark_home(self) -> Path:
+        return Path(self._settings.spark_home) if self._settings.spark_home else default_spark_home()
+
+    @property
+    def spark_version(self) -> str:
+        """The Spark version every local driver runs (one distribution: ``local.spark_home``)."""
+        if self._version is None:
+            self._version = spark_version_of(self.spark_home)
+        return self._version
+
+    def check_spec(self, spec: DriverSpec) -> None:
+        """Raise DriverStartError if this provider cannot run what ``spec`` asks for."""
+        if spec.spark_version and not version_matches(spec.spark_version, self.spark_version):
+            raise DriverStartError(
+                f"profile {spec.profile!r} needs Spark {spec.spark_version}, but the local provider runs "
+                f"Spark {self.spark_version} ({self.spark_home}); point local.spark_home at a Spark "
+                f"{spec.spark_version} distribution or change pool.profiles.{spec.profile}.spark_version"
+            )
 
     async def __aenter__(self) -> LocalProvider:
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +164,7 @@ class LocalProvider:
 
     def _command(self, driver_id: str, port: int, ui_port: int, spec: DriverSpec) -> list[str]:
         s = self._settings
-        home = Path(s.spark_home) if s.spark_home else default_spark_home()
+        home = self.spark_home
         conf: dict[str, str] = {
             "spark.connect.grpc.binding.address": s.bind_host,
             "spark.connect.grpc.binding.port": str(port),
@@ -138,6 +177,7 @@ class LocalProvider:
             # Tag the process so a restarted gateway can tell our drivers from anything else.
             "spark.sparkgate.driver.id": driver_id,
             "spark.sparkgate.namespace": spec.namespace or "pool",
+            "spark.sparkgate.profile": spec.profile,
         }
         conf.update(s.spark_conf)
         conf.update(spec.spark_conf)
@@ -156,6 +196,7 @@ class LocalProvider:
         return cmd
 
     async def start_driver(self, spec: DriverSpec) -> Driver:
+        self.check_spec(spec)
         driver_id = f"local-{uuid.uuid4().hex[:10]}"
         workdir = self._dir / driver_id
         workdir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +225,7 @@ class LocalProvider:
             address=f"{self._settings.bind_host}:{port}",
             provider=self.name,
             namespace=spec.namespace,
+            profile=spec.profile,
             ui_url=f"http://{self._settings.bind_host}:{ui_port}",
             log_path=str(log_path),
             pid=proc.pid,
@@ -315,6 +357,7 @@ class LocalProvider:
                     address=data["address"],
                     provider=self.name,
                     namespace=data.get("namespace", ""),
+                    profile=data.get("profile", DEFAULT_PROFILE),
                     state=DriverState(data.get("state", "warming")),
                     started_at=data.get("started_at", time.time()),
                     ui_url=data.get("ui_url"),

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import (
@@ -34,10 +35,27 @@ from sparkgate.clusters.base import (
     namespace_for,
 )
 from sparkgate.clusters.health import HealthChecker
-from sparkgate.config import HealthSettings, QuotaSettings
+from sparkgate.clusters.placement import LeastSessions, PlacementPolicy
+from sparkgate.config import DEFAULT_PROFILE, HealthSettings, PoolProfile, QuotaSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StartBackoff:
+    """Consecutive failed driver starts for one profile (pool) or namespace, and when to try again."""
+
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "failures": self.failures,
+            "retry_in_seconds": round(max(0.0, self.retry_at - time.monotonic()), 1),
+            "last_error": self.last_error[:500],
+        }
 
 
 class ClusterManager:
@@ -46,24 +64,38 @@ class ClusterManager:
         provider: ClusterProvider,
         *,
         pool_size: int = 1,
+        profiles: Mapping[str, PoolProfile] | None = None,
+        profile_for: Callable[[str, str], str] | None = None,
+        placement: PlacementPolicy | None = None,
         max_drivers: int = 6,
         sessions_per_driver: int = 8,
-        env_spark_conf: Mapping[str, Mapping[str, str]] | None = None,
         health: HealthSettings | None = None,
         driver_idle_ttl: float = 900.0,
         quotas: QuotaSettings | None = None,
+        start_backoff: tuple[float, float] = (5.0, 300.0),
+        reconcile_interval: float = 30.0,
     ) -> None:
         self.provider = provider
-        self.pool_size = pool_size
+        #: Driver profiles by name, with their warm targets (``pool_size`` is the default profile's
+        #: when ``profiles`` is not given).
+        self.profiles: dict[str, PoolProfile] = (
+            dict(profiles) if profiles is not None else {DEFAULT_PROFILE: PoolProfile(size=pool_size)}
+        )
+        self._profile_for = profile_for or (lambda team, env: DEFAULT_PROFILE)
+        self.placement: PlacementPolicy = placement or LeastSessions()
         self.max_drivers = max_drivers
         self.sessions_per_driver = sessions_per_driver
         self.driver_idle_ttl = driver_idle_ttl
         self.quotas = quotas or QuotaSettings(max_drivers_per_namespace=0, max_sessions_per_namespace=0)
+        self.start_backoff = start_backoff
+        self.reconcile_interval = reconcile_interval
         self._pool_starting = 0
-        self._env_conf = env_spark_conf or {}
         self._drivers: dict[str, Driver] = {}
         self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
+        #: Failed starts by ``pool:{profile}`` or namespace (cleared by a successful start).
+        self.backoff: dict[str, StartBackoff] = {}
         self._pool_lock = asyncio.Lock()
+        self._refill_timer: asyncio.TimerHandle | None = None
         self._tasks = TaskSupervisor("clusters")
         self._pool_waiters: list[asyncio.Event] = []
         self._dead_listeners: list[Callable[[Driver, str], Awaitable[None]]] = []
@@ -73,21 +105,32 @@ class ClusterManager:
         if hasattr(provider, "on_exit"):
             provider.on_exit = self._driver_exited
 
+    @property
+    def pool_size(self) -> int:
+        """Warm drivers wanted over all profiles."""
+        return sum(p.size for p in self.profiles.values())
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Adopt running drivers, then fill the warm pool in the background."""
+        """Adopt running drivers, then fill the warm pool and keep the registry in step, in the background."""
         for d in await self.provider.list_drivers():
-            d.state = DriverState.READY
-            self._drivers[d.id] = d
-            log.info("adopted running driver %s (%s) at %s", d.id, d.namespace or "pool", d.address)
+            self._adopt(d)
         self.refill_pool()
         self._tasks.every("expire-idle", min(30.0, self.driver_idle_ttl / 4), self.expire_idle)
+        self._tasks.every("reconcile", self.reconcile_interval, self.reconcile)
         if self.health is not None:
             checker = self.health
             self._tasks.every("health", checker.settings.interval_seconds, lambda: checker.check(self.drivers()))
 
+    def _adopt(self, d: Driver) -> None:
+        d.state = DriverState.READY  # health probes tell otherwise soon enough
+        self._drivers[d.id] = d
+        log.info("adopted running driver %s (%s, profile %s) at %s", d.id, d.namespace or "pool", d.profile, d.address)
+
     async def close(self, *, stop_drivers: bool = True) -> None:
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
         await self._tasks.close()
         if self.health is not None:
             await self.health.close()
@@ -108,14 +151,42 @@ class ClusterManager:
     def drivers(self) -> list[Driver]:
         return list(self._drivers.values())
 
-    def warm(self) -> list[Driver]:
-        return [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and self._usable(d)]
+    def warm(self, profile: str | None = None) -> list[Driver]:
+        """Unclaimed ready drivers (of one profile, or of all)."""
+        return [
+            d
+            for d in self._drivers.values()
+            if d.namespace == POOL_NAMESPACE and self._usable(d) and (profile is None or d.profile == profile)
+        ]
 
-    # -- placement ----------------------------------------------------------------------------
+    def profile_for(self, team: str, environment: str) -> str:
+        return self._profile_for(team, environment)
 
     def _usable(self, d: Driver) -> bool:
         """READY and not suspect (a driver that failed a probe takes no new sessions until it recovers)."""
         return d.state is DriverState.READY and not (self.health is not None and self.health.suspect(d))
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Bring the registry in line with what the provider runs (the seed's FindDriverPods).
+
+        A driver the provider no longer lists is gone (deleted outside sparkgate, its process
+        reaped before we noticed): it is handled as dead, so its sessions learn at once. A ready
+        driver the provider lists but we do not know (started by another gateway sharing the
+        state, or restored by hand) is adopted.
+        """
+        listed = {d.id: d for d in await self.provider.list_drivers()}
+        for d in list(self._drivers.values()):
+            if d.id not in listed and d.state is not DriverState.DEAD:
+                log.warning("driver %s is no longer listed by the %s provider", d.id, self.provider.name)
+                if self.health is not None:
+                    await self.health.declare_dead(d, f"no longer listed by the {self.provider.name} provider")
+                else:
+                    await self._driver_died(d, f"no longer listed by the {self.provider.name} provider")
+        for driver_id, d in listed.items():
+            if driver_id not in self._drivers and d.state is DriverState.READY:
+                self._adopt(d)
 
     # -- failures -----------------------------------------------------------------------------
 
@@ -158,13 +229,44 @@ class ClusterManager:
             log.exception("could not clean up dead driver %s", driver.id)
         self.refill_pool()
 
+    # -- start backoff ------------------------------------------------------------------------
+
+    def _start_failed(self, key: str, exc: BaseException) -> StartBackoff:
+        b = self.backoff.setdefault(key, StartBackoff())
+        b.failures += 1
+        first, cap = self.start_backoff
+        delay = min(cap, first * 2 ** (b.failures - 1))
+        b.retry_at = time.monotonic() + delay
+        b.last_error = str(exc) or type(exc).__name__
+        log.error("driver start for %s failed (%d in a row); next attempt in %.0fs: %s", key, b.failures, delay, exc)
+        return b
+
+    def _check_backoff(self, key: str) -> None:
+        b = self.backoff.get(key)
+        if b is None:
+            return
+        wait = b.retry_at - time.monotonic()
+        if wait > 0:
+            first_line = b.last_error.splitlines()[0] if b.last_error else "unknown error"
+            raise Unavailable(
+                f"the last {b.failures} attempt(s) to start a driver for {key} failed ({first_line}); "
+                f"the next one is allowed in {wait:.0f}s",
+                retry_after_seconds=wait,
+            )
+
+    # -- placement ----------------------------------------------------------------------------
+
     def _in_use(self) -> int:
         """Drivers running or being started (what ``max_drivers`` bounds)."""
         return len(self._drivers) + len(self._starting) + self._pool_starting
 
-    async def acquire(self, team: str, environment: str) -> Driver:
-        """Pick the driver for a new session (does not count the session; see :meth:`attach`)."""
+    async def acquire(self, team: str, environment: str, *, exclude: frozenset[str] = frozenset()) -> Driver:
+        """Pick the driver for a new session (does not count the session; see :meth:`attach`).
+
+        ``exclude`` names drivers the session must not go to (it just failed on them).
+        """
         ns = namespace_for(team, environment)
+        profile = self.profile_for(team, environment)
         mine = [d for d in self._drivers.values() if d.namespace == ns]
         q = self.quotas
         if q.max_sessions_per_namespace and sum(d.sessions for d in mine) >= q.max_sessions_per_namespace:
@@ -173,40 +275,41 @@ class ClusterManager:
                 f"(quotas.max_sessions_per_namespace={q.max_sessions_per_namespace}); stop sessions you no "
                 "longer use (spark.stop()) or ask the platform team to raise the quota"
             )
-        ready = [d for d in mine if self._usable(d)]
+        ready = [d for d in mine if self._usable(d) and d.id not in exclude]
         roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
         if roomy:
-            return min(roomy, key=lambda x: (x.sessions, x.last_used))
+            return self.placement.choose(roomy)
         at_ns_cap = bool(q.max_drivers_per_namespace) and len(mine) + (ns in self._starting) >= (
             q.max_drivers_per_namespace
         )
         if at_ns_cap and ready:  # the namespace has all the drivers it may: share them
-            return min(ready, key=lambda x: (x.sessions, x.last_used))
+            return self.placement.choose(ready)
         if at_ns_cap and ns not in self._starting:
             raise ResourceExhausted(
                 f"{ns} already holds {q.max_drivers_per_namespace} drivers "
                 f"(quotas.max_drivers_per_namespace={q.max_drivers_per_namespace}) and none is ready"
             )
-        warm = self.warm()
+        warm = [d for d in self.warm(profile) if d.id not in exclude]
         if warm:
             d = min(warm, key=lambda x: x.started_at)
             d.namespace = ns
             record = getattr(self.provider, "record_namespace", None)
             if record is not None:
                 record(d)
-            log.info("claimed warm driver %s for %s", d.id, ns)
+            log.info("claimed warm driver %s (profile %s) for %s", d.id, profile, ns)
             self.refill_pool()
             return d
         task = self._starting.get(ns)
         if task is None:
             if self._in_use() >= self.max_drivers:
                 if ready:  # every driver of the namespace is full: share rather than refuse
-                    return min(ready, key=lambda x: (x.sessions, x.last_used))
+                    return self.placement.choose(ready)
                 raise ResourceExhausted(
                     f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
                     f"(max_drivers={self.max_drivers}); try again when sessions end"
                 )
-            task = asyncio.create_task(self._start(ns, environment), name=f"start-driver:{ns}")
+            self._check_backoff(ns)
+            task = asyncio.create_task(self._start(ns, profile), name=f"start-driver:{ns}")
             self._starting[ns] = task
             task.add_done_callback(self._forget_start(ns))
         try:
@@ -223,9 +326,18 @@ class ClusterManager:
 
         return done
 
-    async def _start(self, namespace: str, environment: str) -> Driver:
-        spec = DriverSpec(namespace=namespace, spark_conf=self._env_conf.get(environment, {}))
-        d = await self.provider.start_driver(spec)
+    def _spec(self, namespace: str, profile: str) -> DriverSpec:
+        p = self.profiles.get(profile) or PoolProfile()
+        return DriverSpec(namespace=namespace, spark_conf=p.spark_conf, profile=profile, spark_version=p.spark_version)
+
+    async def _start(self, namespace: str, profile: str) -> Driver:
+        try:
+            d = await self.provider.start_driver(self._spec(namespace, profile))
+        except Exception as exc:
+            self._start_failed(namespace, exc)
+            raise
+        self.backoff.pop(namespace, None)
+        d.profile = profile
         self._drivers[d.id] = d
         return d
 
@@ -262,36 +374,58 @@ class ClusterManager:
     # -- warm pool ----------------------------------------------------------------------------
 
     def refill_pool(self) -> None:
-        """Start drivers in the background until the pool holds ``pool_size`` warm ones."""
+        """Start drivers in the background until every profile has its warm target."""
         if self.pool_size > 0:
             self._tasks.spawn("refill-pool", self._refill())
+
+    def _pool_short(self) -> str | None:
+        """A profile below its warm target whose backoff allows a start now, if any."""
+        now = time.monotonic()
+        for name, p in sorted(self.profiles.items()):
+            have = sum(1 for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and d.profile == name)
+            b = self.backoff.get(f"pool:{name}")
+            if have < p.size and (b is None or b.retry_at <= now):
+                return name
+        return None
 
     async def _refill(self) -> None:
         async with self._pool_lock:
             while True:
-                warming = [d for d in self._drivers.values() if d.namespace == POOL_NAMESPACE]
-                if len(warming) >= self.pool_size:
+                name = self._pool_short()
+                if name is None:
+                    self._schedule_backoff_retry()
                     return
                 if self._in_use() >= self.max_drivers:
                     log.warning(
                         "warm pool below target (%d/%d): max_drivers=%d reached",
-                        len(warming),
+                        len(self.warm()),
                         self.pool_size,
                         self.max_drivers,
                     )
                     return
                 self._pool_starting += 1
                 try:
-                    d = await self.provider.start_driver(DriverSpec(namespace=POOL_NAMESPACE))
-                except DriverStartError:
-                    log.exception("warm pool: a driver failed to start; retrying in 10 s")
-                    await asyncio.sleep(10)
+                    d = await self.provider.start_driver(self._spec(POOL_NAMESPACE, name))
+                except Exception as exc:
+                    self._start_failed(f"pool:{name}", exc)
                     continue
                 finally:
                     self._pool_starting -= 1
+                self.backoff.pop(f"pool:{name}", None)
+                d.profile = name
                 self._drivers[d.id] = d
                 for ev in self._pool_waiters:
                     ev.set()
+
+    def _schedule_backoff_retry(self) -> None:
+        """Refill again when the earliest pool backoff ends (a crash-looping profile retries slowly)."""
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+            self._refill_timer = None
+        pending = [b.retry_at for k, b in self.backoff.items() if k.startswith("pool:")]
+        if pending and not self._tasks.closed:
+            delay = max(0.0, min(pending) - time.monotonic())
+            self._refill_timer = asyncio.get_running_loop().call_later(delay, self.refill_pool)
 
     async def wait_pool_ready(self, timeout: float | None = None) -> None:
         """Wait until the warm pool is at its target size (used by ``sparkgate up`` and tests)."""

@@ -17,7 +17,12 @@ class FakeProvider:
         self.start_delay = start_delay
         self.started: list[Driver] = []
         self.stopped: list[Driver] = []
+        self.vanished = []
         self.fail_next_start = False
+        #: Starts still to fail (a crash-looping driver); each failure says ``fake start failure``.
+        self.fail_starts = 0
+        #: Every spec asked for, in order (failed starts included).
+        self.specs: list[DriverSpec] = []
         self._ids = itertools.count(1)
 
     async def __aenter__(self) -> FakeProvider:
@@ -29,8 +34,10 @@ class FakeProvider:
     async def start_driver(self, spec: DriverSpec) -> Driver:
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
-        if self.fail_next_start:
+        self.specs.append(spec)
+        if self.fail_next_start or self.fail_starts > 0:
             self.fail_next_start = False
+            self.fail_starts = max(0, self.fail_starts - 1)
             raise DriverStartError("fake start failure")
         d = Driver(
             id=f"fake-{next(self._ids)}",
@@ -38,6 +45,7 @@ class FakeProvider:
             provider=self.name,
             namespace=spec.namespace,
             state=DriverState.READY,
+            profile=spec.profile,
         )
         self.started.append(d)
         return d
@@ -47,4 +55,22 @@ class FakeProvider:
         self.stopped.append(driver)
 
     async def list_drivers(self) -> list[Driver]:
-        return [d for d in self.started if d.state is not DriverState.DEAD]
+        return [d for d in self.started if d.state is not DriverState.DEAD and d not in self.vanished]
+
+    #: Drivers deleted behind the platform's back (no longer listed; nobody told the manager).
+    vanished: list[Driver]
+
+    def vanish(self, driver: Driver) -> None:
+        self.vanished.append(driver)
+
+    def add_external(self, namespace: str = "", address: str | None = None) -> Driver:
+        """A ready driver started by someone else (another gateway): listed, never started here."""
+        d = Driver(
+            id=f"fake-ext-{next(self._ids)}",
+            address=address or self.address,
+            provider=self.name,
+            namespace=namespace,
+            state=DriverState.READY,
+        )
+        self.started.append(d)
+        return d
