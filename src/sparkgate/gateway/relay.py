@@ -9,6 +9,11 @@ Streams: a reader task pulls from the driver while the handler writes to the cli
 message *n+1* can overlap with sending message *n* (measured: within noise of a plain ``async for``
 loop — grpc-python's own copies dominate; see bench/README.md). A cancelled client call cancels the
 upstream call.
+
+Failover: when a new session's first call gets UNAVAILABLE from its driver before any response
+reached the client (unreachable, shutting down), the session is placed on another driver and the
+call sent again (:meth:`SessionRouter.failover`). AddArtifacts is not resent (its request stream
+is consumed as it goes); clients never open a session with it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,27 @@ def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     return remaining if remaining is not None and remaining < 1e8 else None
 
 
+async def _pump(call: Any, queue: asyncio.Queue[object]) -> None:
+    """Move a driver stream's messages into ``queue``, then ``_EOF`` or the call's error."""
+    try:
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                break
+            await queue.put(msg)
+        await queue.put(_EOF)
+    except grpc.aio.AioRpcError as err:
+        await queue.put(err)
+
+
+async def _stop(reader: asyncio.Task[None], call: Any) -> None:
+    if not reader.done():
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    call.cancel()  # no-op when it already finished; stops the driver-side work otherwise
+
+
 class Relay:
     """Implements the service as generic handlers over ``bytes``."""
 
@@ -103,22 +129,39 @@ class Relay:
 
     # -- handlers -----------------------------------------------------------------------------
 
+    def _can_fail_over(self, fwd: Forward, err: grpc.aio.AioRpcError) -> bool:
+        return fwd.can_fail_over and err.code() is grpc.StatusCode.UNAVAILABLE
+
+    async def _failover(
+        self, context: grpc.aio.ServicerContext[Any, Any], fwd: Forward, err: grpc.aio.AioRpcError
+    ) -> Forward:
+        try:
+            return await self.router.failover(fwd, f"{err.code().name}: {err.details()}")
+        except SparkgateError as exc:
+            await _abort(context, exc)
+            raise AssertionError("unreachable") from None
+
     def unary(self, method: str) -> Callable[..., Any]:
         async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             decision = await self._route(method, request, context)
             if isinstance(decision, Answer):
                 return decision.response
             md = _upstream_metadata(context.invocation_metadata())
-            try:
-                await self._preamble(decision, md)
-                response: bytes = await self.channels.unary(decision.driver.address, method)(
-                    request, metadata=md, timeout=_timeout(context)
-                )
-            except grpc.aio.AioRpcError as err:
-                if method == "ReleaseSession":
-                    await self.router.released(decision.route)
-                await self._upstream_failed(context, decision, err)
-                raise AssertionError("unreachable") from None
+            while True:
+                try:
+                    await self._preamble(decision, md)
+                    response: bytes = await self.channels.unary(decision.driver.address, method)(
+                        request, metadata=md, timeout=_timeout(context)
+                    )
+                    break
+                except grpc.aio.AioRpcError as err:
+                    if self._can_fail_over(decision, err):
+                        decision = await self._failover(context, decision, err)
+                        continue
+                    if method == "ReleaseSession":
+                        await self.router.released(decision.route)
+                    await self._upstream_failed(context, decision, err)
+                    raise AssertionError("unreachable") from None
             if method == "ReleaseSession":
                 await self.router.released(decision.route)
             elif method == "CloneSession":
@@ -136,41 +179,37 @@ class Relay:
                 await context.write(decision.response)
                 return
             md = _upstream_metadata(context.invocation_metadata())
-            try:
-                await self._preamble(decision, md)
-            except grpc.aio.AioRpcError as err:
-                await self._upstream_failed(context, decision, err)
-            call = self.channels.stream(decision.driver.address, method)(
-                request, metadata=md, timeout=_timeout(context)
-            )
-            queue: asyncio.Queue[object] = asyncio.Queue(_STREAM_QUEUE_DEPTH)
-
-            async def pump() -> None:
+            while True:
                 try:
-                    while True:
-                        msg = await call.read()
-                        if msg is grpc.aio.EOF:
-                            break
-                        await queue.put(msg)
-                    await queue.put(_EOF)
+                    await self._preamble(decision, md)
                 except grpc.aio.AioRpcError as err:
-                    await queue.put(err)
-
-            reader = asyncio.create_task(pump(), name=f"relay:{method}")
-            try:
-                while True:
+                    if self._can_fail_over(decision, err):
+                        decision = await self._failover(context, decision, err)
+                        continue
+                    await self._upstream_failed(context, decision, err)
+                call = self.channels.stream(decision.driver.address, method)(
+                    request, metadata=md, timeout=_timeout(context)
+                )
+                queue: asyncio.Queue[object] = asyncio.Queue(_STREAM_QUEUE_DEPTH)
+                reader = asyncio.create_task(_pump(call, queue), name=f"relay:{method}")
+                try:
                     item = await queue.get()
-                    if item is _EOF:
-                        break
+                except BaseException:
+                    await _stop(reader, call)
+                    raise
+                if isinstance(item, grpc.aio.AioRpcError) and self._can_fail_over(decision, item):
+                    await _stop(reader, call)  # nothing reached the client: send it elsewhere
+                    decision = await self._failover(context, decision, item)
+                    continue
+                break
+            try:
+                while item is not _EOF:
                     if isinstance(item, grpc.aio.AioRpcError):
                         await self._upstream_failed(context, decision, item)
                     await context.write(item)
+                    item = await queue.get()
             finally:
-                if not reader.done():
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await reader
-                call.cancel()  # no-op when it already finished; stops the driver-side work otherwise
+                await _stop(reader, call)
 
         return handler
 

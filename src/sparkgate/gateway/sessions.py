@@ -16,6 +16,7 @@ driver until both are known. The Python client sends all options in one Set, whi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -50,6 +51,8 @@ _NOOP_WITHOUT_SESSION = {"ReleaseSession", "ReleaseExecute", "Interrupt", "Fetch
 _RELEASE = {"ReleaseSession", "ReleaseExecute"}
 #: Lost sessions remembered at most (each is a few hundred bytes).
 _MAX_LOST = 100_000
+#: Other drivers a new session's first call is tried on after its driver failed before answering.
+FAILOVER_ATTEMPTS = 2
 
 
 def _tolerates_local_answer(request: bytes | None) -> bool:
@@ -72,6 +75,15 @@ class Forward:
     route: Route
     #: A serialized ConfigRequest to send first (options buffered before the session was routable).
     preamble: bytes | None = None
+    #: This call placed the session: if it fails on the driver before any response, the relay may
+    #: place the session on another driver (:meth:`SessionRouter.failover`) and send it again.
+    new: bool = False
+    #: Drivers this new session already failed on (excluded when it is placed again).
+    tried: frozenset[str] = frozenset()
+
+    @property
+    def can_fail_over(self) -> bool:
+        return self.new and len(self.tried) < FAILOVER_ATTEMPTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +276,7 @@ class SessionRouter:
                 if held is not None and held.pairs
                 else None
             )
-            result = Forward(driver, new_route, preamble)
+            result = Forward(driver, new_route, preamble, new=True)
             fut.set_result(result)
             log.info(
                 "session %s (user %s, team %s, env %s) -> driver %s",
@@ -282,10 +294,34 @@ class SessionRouter:
         finally:
             self._creating.pop(key, None)
 
-    async def _acquire(self, team: str, environment: str) -> Driver:
+    async def failover(self, failed: Forward, why: str) -> Forward:
+        """A new session's first call failed on its driver before any response: place it on another.
+
+        Nothing of the session exists anywhere yet (the driver never answered), so it is placed
+        afresh, away from every driver it already failed on; the failed driver is probed at once.
+        """
+        route = failed.route
+        if await self.store.delete(route.key) is not None:
+            self.clusters.detach(route.driver_id)
+        self.clusters.report_unreachable(route.driver_id)
+        tried = failed.tried | {failed.driver.id}
+        log.warning(
+            "session %s: first call failed on driver %s before any response (%s); placing it on another driver",
+            route.session_id,
+            failed.driver.id,
+            why,
+        )
+        driver = await self._acquire(route.team, route.environment, exclude=tried)
+        moved = dataclasses.replace(route, driver_id=driver.id, address=driver.address)
+        await self.store.put(moved)
+        self.clusters.attach(driver)
+        log.info("session %s -> driver %s (failover)", route.session_id, driver.id)
+        return Forward(driver, moved, failed.preamble, new=True, tried=tried)
+
+    async def _acquire(self, team: str, environment: str, exclude: frozenset[str] = frozenset()) -> Driver:
         wait = self._settings.driver_wait_seconds
         try:
-            return await asyncio.wait_for(self.clusters.acquire(team, environment), wait)
+            return await asyncio.wait_for(self.clusters.acquire(team, environment, exclude=exclude), wait)
         except TimeoutError:
             raise Unavailable(
                 f"no driver for team {team!r} in {environment!r} became ready within {wait:.0f}s; "

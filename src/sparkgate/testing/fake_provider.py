@@ -12,8 +12,10 @@ from sparkgate.errors import DriverStartError
 class FakeProvider:
     name = "fake"
 
-    def __init__(self, address: str = "127.0.0.1:1", start_delay: float = 0.0) -> None:
+    def __init__(self, address: str = "127.0.0.1:1", start_delay: float = 0.0, addresses: list[str] | None = None) -> None:
         self.address = address
+        #: Addresses handed to the next started drivers, in order (then ``address``).
+        self.addresses = list(addresses or [])
         self.start_delay = start_delay
         self.started: list[Driver] = []
         self.stopped: list[Driver] = []
@@ -41,7 +43,7 @@ class FakeProvider:
             raise DriverStartError("fake start failure")
         d = Driver(
             id=f"fake-{next(self._ids)}",
-            address=self.address,
+            address=self.addresses.pop(0) if self.addresses else self.address,
             provider=self.name,
             namespace=spec.namespace,
             state=DriverState.READY,

@@ -22,7 +22,7 @@ from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
-from sparkgate.gateway.h2.upstream import DriverStream
+from sparkgate.gateway.h2.upstream import DriverStream, grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class ClientStream(Stream):
         "path",
         "reset_after_end",
         "response_started",
+        "retry",
         "routing",
         "upstream_metadata",
     )
@@ -105,6 +106,9 @@ class ClientStream(Stream):
         #: Response bytes kept for a post-action that reads the response (CloneSession).
         self.collected: bytearray | None = None
         self.reset_after_end: int | None = None
+        #: Set by the relay on a new session's first call: ``retry(why)`` sends the request to
+        #: another driver if this one fails before answering (False: it may not, fail as usual).
+        self.retry: Callable[[str], bool] | None = None
 
     @property
     def router(self) -> Router:
@@ -217,6 +221,9 @@ class ClientStream(Stream):
     # -- the response --------------------------------------------------------------------------
 
     def response_headers(self, block: bytes, headers: list[Header], end: bool) -> None:
+        retry, self.retry = self.retry, None  # the driver answered: no failover after this
+        if retry is not None and end and grpc_status(headers) == UNAVAILABLE and retry("driver answered UNAVAILABLE"):
+            return
         if end and self.after is not None:
             self.router.finish(self, block, headers)  # sends the block after the post-action
             return
@@ -229,6 +236,9 @@ class ClientStream(Stream):
         self.send_data(payload, end)
 
     def response_failed(self, reset_code: int | None, why: str) -> None:
+        retry, self.retry = self.retry, None
+        if retry is not None and retry(why):
+            return
         if self.after is not None:
             self.router.finish(self, b"", None)
         if self.closed or self.sent_end:

@@ -10,6 +10,11 @@
 * :class:`~sparkgate.gateway.sessions.Answer` → the gateway responds itself.
 * :class:`~sparkgate.errors.SparkgateError` → a trailers-only response with its gRPC status.
 
+A new session's first call whose driver cannot be reached, refuses the preamble with UNAVAILABLE,
+resets the stream, drops the connection or answers UNAVAILABLE before any response header is
+relayed is sent to another driver (:meth:`SessionRouter.failover`, as the grpc engine does): the
+request was complete before it went out, so it is kept until the driver answers.
+
 Post-actions run when the driver's response ends, *before* its trailers reach the client, so the
 client's next call already sees the new routing: ReleaseSession drops the route (whatever the
 status, as the grpc engine does), a successful CloneSession routes the clone to the same driver.
@@ -30,7 +35,8 @@ from sparkgate.connect.service import ALL_METHODS, SERVICE_PATH
 from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError, Unavailable
 from sparkgate.gateway.affinity import Route
-from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, ClientStream, PostAction
+from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, UNAVAILABLE, ClientStream, PostAction
+from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import Header
 from sparkgate.gateway.h2.upstream import DriverConnection, DriverPool, grpc_status, request_block
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
@@ -92,29 +98,71 @@ class H2Relay:
             if isinstance(decision, Answer):
                 stream.answer(decision.response)
                 return
-            address = decision.driver.address
-            if decision.preamble is not None and not await self._preamble(stream, address, decision.preamble):
-                return
-            conn = self.pool.ready(address)
-            if conn is None:
+            while True:
                 try:
-                    conn = await self.pool.get(address)
-                except Unavailable:
-                    self.router.clusters.report_unreachable(decision.driver.id)  # probe it now
-                    raise
-            if stream.closed:
-                return  # the client cancelled while we were routing
+                    conn = await self._connect(stream, decision)
+                    break
+                except Unavailable as exc:
+                    # A new session whose driver cannot be reached goes to another one.
+                    if stream.closed or not decision.can_fail_over:
+                        raise
+                    decision = await self.router.failover(decision, exc.message)
+            if conn is None or stream.closed:
+                return  # the driver refused the preamble (answered), or the client cancelled meanwhile
             self._forward(stream, conn, decision, ids)
         except Exception as exc:
             self._failed(stream, exc)
+
+    async def _connect(self, stream: ClientStream, decision: Forward) -> DriverConnection | None:
+        """The driver's connection, after the session's preamble (None: the driver refused it)."""
+        address = decision.driver.address
+        if decision.preamble is not None and not await self._preamble(stream, decision):
+            return None
+        conn = self.pool.ready(address)
+        if conn is None:
+            try:
+                conn = await self.pool.get(address)
+            except Unavailable:
+                self.router.clusters.report_unreachable(decision.driver.id)  # probe it now
+                raise
+        return conn
 
     def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
         method = stream.method
         stream.after = self._post_action(method, decision.route, ids)
         if method == "CloneSession":
             stream.collected = bytearray()
+        if decision.can_fail_over and stream.recv_end:
+            # The whole request is here: keep it until the driver answers, to resend it elsewhere.
+            held = list(stream.held)
+            stream.retry = lambda why: self._retry(stream, ids, decision, held, why)
         address = decision.driver.address
         stream.attach(conn.open_stream(request_block(stream.path, address, stream.upstream_metadata), stream))
+
+    def _retry(
+        self, stream: ClientStream, ids: wire.RequestIds, failed: Forward, held: list[memoryview | bytes], why: str
+    ) -> bool:
+        """A new session's first call failed on its driver before any response: send it elsewhere."""
+        if stream.closed or stream.response_started:
+            return False
+        partner, stream.partner = stream.partner, None
+        if partner is not None:
+            partner.partner = None
+            if not partner.closed:
+                partner.reset(ErrorCode.CANCEL)
+        stream.held, stream.held_len = list(held), sum(len(h) for h in held)
+        stream.after, stream.collected = None, None
+
+        async def again() -> None:
+            try:
+                moved = await self.router.failover(failed, why)
+            except Exception as exc:
+                self._failed(stream, exc)
+                return
+            await self._route(stream, ids, _Ready(moved))
+
+        self._tasks.spawn(f"failover:{stream.method}", again())
+        return True
 
     def _failed(self, stream: ClientStream, exc: Exception) -> None:
         if isinstance(exc, SparkgateError):
@@ -126,17 +174,21 @@ class H2Relay:
         log.error("routing %s failed", stream.method, exc_info=exc)
         stream.fail(INTERNAL, "sparkgate failed to route this call (see the gateway log)")
 
-    async def _preamble(self, stream: ClientStream, address: str, preamble: bytes) -> bool:
+    async def _preamble(self, stream: ClientStream, decision: Forward) -> bool:
         """Send the held Config(Set) first; False (and the client answered) if the driver refused it."""
+        address = decision.driver.address
+        assert decision.preamble is not None
         try:
             result = await asyncio.wait_for(
-                self.pool.unary(address, SERVICE_PATH + "Config", stream.upstream_metadata, preamble),
+                self.pool.unary(address, SERVICE_PATH + "Config", stream.upstream_metadata, decision.preamble),
                 PREAMBLE_TIMEOUT,
             )
         except TimeoutError:
             raise Unavailable(
                 f"driver {address} did not answer the session's buffered Config within {PREAMBLE_TIMEOUT:.0f}s"
             ) from None
+        if result.status == UNAVAILABLE and decision.can_fail_over:
+            raise Unavailable(f"driver {address} answered the session's buffered Config with UNAVAILABLE")
         if result.status != 0:
             stream.relay_blocks(result.blocks)
             return False
