@@ -114,7 +114,10 @@ async def run(args: argparse.Namespace, workdir: Path, drivers: list[tuple[int, 
     from sparkgate.clusters.local import LocalProvider
     from sparkgate.config import load_settings
 
-    settings = load_settings(None, {}, state_dir=str(workdir))
+    # The driver takes no token here: every path (direct, the gateway's static provider, nginx or
+    # any --command relay) must reach it the same way. The gateway's token header costs nothing
+    # measurable next to a Spark query.
+    settings = load_settings(None, {}, state_dir=str(workdir), local={"require_token": False})
     children: list[Child] = []
     async with LocalProvider(settings.local, workdir) as provider:
         log("starting a Spark Connect driver (a JVM; this takes a while)...")

@@ -68,7 +68,22 @@ def test_unknown_profile_is_named() -> None:
 
 
 def test_default_profile_size_is_pool_size() -> None:
-    with pytest.raises(ConfigError, match="pool.size"):
+    with pytest.raises(ConfigError, match=r"pool\.size"):
         load_settings(None, {}, pool={"profiles": {"default": {"size": 3}}})
     s = load_settings(None, {}, pool={"size": 3, "profiles": {"default": {"spark_conf": {"k": "v"}}}})
     assert s.pool.profile("default").size == 3 and s.pool.profile("default").spark_conf == {"k": "v"}
+
+
+def test_auth_settings_are_checked_together() -> None:
+    with pytest.raises(ConfigError, match="tokens_file"):
+        load_settings(None, {}, auth={"mode": "static"})
+    with pytest.raises(ConfigError, match="issuer"):
+        load_settings(None, {}, auth={"mode": "oidc"})
+    with pytest.raises(ConfigError, match="go together"):
+        load_settings(None, {}, tls={"cert_file": "a.pem"})
+    with pytest.raises(ConfigError, match=r"needs gateway\.engine h2"):
+        load_settings(
+            None, {}, tls={"cert_file": "a", "key_file": "b", "client_ca_file": "c"}, gateway={"engine": "grpc"}
+        )
+    with pytest.raises(ConfigError, match="client_ca_file"):
+        load_settings(None, {}, auth={"service_identities": {"runner": []}})

@@ -13,8 +13,8 @@ import pytest
 
 from sparkgate.cli import main
 from sparkgate.config import load_settings
-from sparkgate.errors import ConfigError
 from sparkgate.connect import wire
+from sparkgate.errors import ConfigError
 from sparkgate.platform import Platform
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.fake_provider import FakeProvider
@@ -79,6 +79,6 @@ async def test_a_profile_the_provider_cannot_run_fails_at_start(tmp_path: Path) 
         gateway={"port": 0, "host": "127.0.0.1"},
         admin={"enabled": False},
     )
-    with pytest.raises(ConfigError, match="profile 'legacy' needs Spark 3.5"):
+    with pytest.raises(ConfigError, match=r"profile 'legacy' needs Spark 3\.5"):
         async with Platform(settings):
             pass

@@ -113,6 +113,10 @@ class LocalProviderSettings(_Section):
     spark_conf: dict[str, str] = {}
     #: Most local drivers at once (each costs ~1.5 GB of RAM).
     max_drivers: int = Field(default=6, gt=0)
+    #: Drivers require a pre-shared ``spark.connect.authenticate.token`` that only the gateway holds
+    #: (kept in ``{state_dir}/driver-token``, mode 0600): nothing on this machine reaches a driver
+    #: except through the gateway, even on loopback.
+    require_token: bool = True
 
 
 class PoolProfile(_Section):
@@ -212,6 +216,88 @@ class HealthSettings(_Section):
     successes_to_ready: int = Field(default=2, ge=1)
 
 
+class OidcSettings(_Section):
+    """OIDC / JWT bearer tokens (Okta-compatible): ``sc://gw:15002/;token=<JWT>``."""
+
+    #: The issuer URL; its ``/.well-known/openid-configuration`` names the JWKS (signing keys).
+    issuer: str = ""
+    #: Required ``aud`` claim (an Okta authorization server's audience, e.g. ``api://sparkgate``).
+    audience: str = ""
+    #: Claim that names the person or service (the identity the driver sees as user id).
+    identity_claim: str = "email"
+    #: Claim with the caller's groups (a list, or a space/comma separated string).
+    groups_claim: str = "groups"
+    algorithms: list[Literal["RS256", "ES256"]] = ["RS256", "ES256"]
+    #: Seconds of clock skew tolerated on ``exp`` / ``nbf`` / ``iat``.
+    leeway_seconds: float = Field(default=30.0, ge=0)
+    #: A token whose ``kid`` is unknown makes the gateway refetch the JWKS (key rotation), at most
+    #: once per this many seconds, so a flood of forged tokens cannot hammer the issuer.
+    jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    #: Seconds a fetched JWKS is trusted before it is refetched anyway.
+    jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
+    #: Seconds for each HTTP request to the issuer.
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: CA bundle for the issuer's HTTPS certificate (default: the system's).
+    ca_file: str | None = None
+
+
+class AuthSettings(_Section):
+    """Who may call the gateway, and for which teams and environments."""
+
+    #: ``none``: no credentials checked (the local default; logged loudly at start); the user is
+    #: whoever the client says. ``static``: bearer tokens listed in ``tokens_file``. ``oidc``: JWTs
+    #: from ``oidc.issuer``. With ``static`` or ``oidc`` a call without valid credentials is
+    #: UNAUTHENTICATED, unless it comes over mTLS from one of ``service_identities``.
+    mode: Literal["none", "static", "oidc"] = "none"
+    #: YAML file for ``static``: ``tokens: [{token_sha256: <hex> | token: <plain>, subject: alice@x, groups: [fe]}]``.
+    tokens_file: str | None = None
+    oidc: OidcSettings = OidcSettings()
+    #: mTLS client certificate subjects (CN) that may call without a token, with their groups,
+    #: e.g. ``{sparkgate-runner: [platform]}`` (needs ``tls.client_ca_file``).
+    service_identities: dict[str, list[str]] = {}
+    #: Groups whose members may use a team: ``{team: [group, ...]}``. A team not listed here may be
+    #: used by members of the group with the team's own name.
+    team_groups: dict[str, list[str]] = {}
+    #: Members of these groups may use every team.
+    admin_groups: list[str] = []
+
+
+class TlsSettings(_Section):
+    """TLS on the gateway's listener (``sparkgate certs`` makes a local CA and certificates)."""
+
+    #: PEM certificate chain and key; both set → the gateway speaks only TLS (ALPN h2).
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: CA that signs client certificates: set → clients may present one (mTLS) and its subject is
+    #: their identity if listed in ``auth.service_identities``.
+    client_ca_file: str | None = None
+    #: Seconds between checks of the files; a changed certificate is used for new connections.
+    reload_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+
+class RateLimitSettings(_Section):
+    """Token buckets on RPCs; exceeding one gives RESOURCE_EXHAUSTED with RetryInfo. 0 = no limit."""
+
+    #: RPCs per second one user may make on average, and how many at once above that.
+    per_user_rps: float = Field(default=0.0, ge=0)
+    per_user_burst: int = Field(default=200, ge=1)
+    #: RPCs per second one team (all its users) may make, and its burst.
+    per_team_rps: float = Field(default=0.0, ge=0)
+    per_team_burst: int = Field(default=1000, ge=1)
+
+
+class AuditSettings(_Section):
+    """The audit log: JSON lines of who did what (sessions, auth failures, denials, errors)."""
+
+    enabled: bool = True
+    #: File (relative to ``state_dir``), or ``-`` for stderr.
+    path: str = "audit.log"
+
+
 class EnvironmentSettings(_Section):
     """One environment a client can name."""
 
@@ -221,6 +307,9 @@ class EnvironmentSettings(_Section):
     profile: str = DEFAULT_PROFILE
     #: Teams whose sessions in this environment use another profile: ``{team: profile}``.
     team_profiles: dict[str, str] = {}
+    #: With auth on: only members of one of these groups may use this environment (empty: anyone
+    #: allowed to use the team), e.g. ``prod: {allowed_groups: [prod-access]}``.
+    allowed_groups: list[str] = []
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -241,6 +330,10 @@ class Settings(_Section):
     admin: AdminSettings = AdminSettings()
     quotas: QuotaSettings = QuotaSettings()
     local: LocalProviderSettings = LocalProviderSettings()
+    auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    audit: AuditSettings = AuditSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 
     @field_validator("environments")
@@ -249,6 +342,24 @@ class Settings(_Section):
         if not v:
             raise ValueError("at least one environment is needed")
         return v
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> Settings:
+        a = self.auth
+        if a.mode == "static" and not a.tokens_file:
+            raise ValueError("auth.mode static needs auth.tokens_file")
+        if a.mode == "oidc" and not (a.oidc.issuer and a.oidc.audience):
+            raise ValueError("auth.mode oidc needs auth.oidc.issuer and auth.oidc.audience")
+        if bool(self.tls.cert_file) != bool(self.tls.key_file):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        if a.service_identities and not self.tls.client_ca_file:
+            raise ValueError("auth.service_identities need tls.client_ca_file (they are mTLS identities)")
+        if self.tls.client_ca_file and self.gateway.engine == "grpc":
+            raise ValueError(
+                "tls.client_ca_file (mTLS) needs gateway.engine h2: grpc-python cannot ask clients for an "
+                "optional certificate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Settings:

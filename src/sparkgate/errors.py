@@ -64,8 +64,14 @@ class Conflict(SparkgateError):
 
 
 class ResourceExhausted(SparkgateError):
+    """A quota or rate limit; ``retry_after_seconds`` (if known) becomes a ``RetryInfo``."""
+
     grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
     http_status = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(SparkgateError):

@@ -29,7 +29,9 @@ def test_a_profile_for_another_spark_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "RELEASE").write_text("Spark 4.1.4 built for Hadoop 3.4.1\n")
     provider = LocalProvider(LocalProviderSettings(spark_home=str(tmp_path)), tmp_path)
     provider.check_spec(DriverSpec(profile="ok", spark_version="4.1"))
-    with pytest.raises(DriverStartError, match=r"profile 'old' needs Spark 3.5, but the local provider runs Spark 4.1.4"):
+    with pytest.raises(
+        DriverStartError, match=r"profile 'old' needs Spark 3.5, but the local provider runs Spark 4.1.4"
+    ):
         provider.check_spec(DriverSpec(profile="old", spark_version="3.5"))
 
 

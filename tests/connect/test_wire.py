@@ -116,3 +116,19 @@ def test_empty_responses_carry_the_session_id(method: str, msg: type) -> None:
     assert resp.session_id == SID
     assert resp.server_side_session_id == "ssid-1"
     assert wire.scan_response_ssid(method, wire.empty_response(method, SID, "ssid-1")) == "ssid-1"
+
+
+def test_with_user_id_replaces_only_the_user_id() -> None:
+    ctx = wire.encode_string(1, "jovyan") + wire.encode_string(2, "Jo Vyan") + wire.encode_string(999, b"ext")
+    req = wire.encode_string(1, "sid") + wire.encode_string(2, ctx) + wire.encode_varint_field(7, 300)
+    out = wire.with_user_id(req, "alice@example.com")
+    ids = wire.scan_request("ExecutePlan", out)
+    assert ids.session_id == "sid" and ids.user_id == "alice@example.com"
+    expected_ctx = wire.encode_string(1, "alice@example.com") + wire.encode_string(2, "Jo Vyan")
+    expected_ctx += wire.encode_string(999, b"ext")
+    assert out == wire.encode_string(1, "sid") + wire.encode_string(2, expected_ctx) + wire.encode_varint_field(7, 300)
+
+
+def test_with_user_id_adds_a_missing_user_context() -> None:
+    out = wire.with_user_id(wire.encode_string(1, "sid"), "bob")
+    assert wire.scan_request("Config", out).user_id == "bob"

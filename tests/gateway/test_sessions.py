@@ -11,7 +11,7 @@ from sparkgate.clusters.base import DriverState
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import load_settings
 from sparkgate.connect import wire
-from sparkgate.errors import BadRequest, SessionLost
+from sparkgate.errors import BadRequest, PermissionDenied, SessionLost
 from sparkgate.gateway.affinity import MemoryAffinityStore
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 from sparkgate.testing.fake_provider import FakeProvider
@@ -98,11 +98,13 @@ async def test_bad_session_ids(router: SessionRouter, sid: str) -> None:
         await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
 
 
-async def test_same_session_id_other_user_is_another_session(router: SessionRouter) -> None:
+async def test_another_users_session_id_is_refused(router: SessionRouter) -> None:
     sid = str(uuid.uuid4())
     await router.resolve("ExecutePlan", HDRS, ids(sid, "alice"), b"")
-    with pytest.raises(BadRequest):
-        await router.resolve("ExecutePlan", [], ids(sid, "mallory"), b"")
+    for method in ("ExecutePlan", "ReattachExecute", "Interrupt", "ReleaseSession"):
+        with pytest.raises(PermissionDenied, match="belongs to another user"):
+            await router.resolve(method, HDRS, ids(sid, "mallory"), b"")
+    assert isinstance(await router.resolve("ExecutePlan", [], ids(sid, "alice"), b""), Forward)
 
 
 async def test_noops_without_a_session_answer_locally(router: SessionRouter) -> None:

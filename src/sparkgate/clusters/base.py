@@ -53,6 +53,13 @@ class Driver:
     log_path: str | None = None
     pid: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Pre-shared ``spark.connect.authenticate.token`` the driver requires (never shown in status).
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def auth_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Headers every call to this driver carries (its token as ``authorization: Bearer``)."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -53,7 +53,7 @@ class HealthChecker:
         if ch is None:
             ch = self._channels[driver.address] = grpc.aio.insecure_channel(driver.address)
         try:
-            await ping(ch, self.settings.timeout_seconds)
+            await ping(ch, self.settings.timeout_seconds, driver.auth_metadata)
         except (TimeoutError, grpc.aio.AioRpcError) as exc:
             await self.observe(driver, ok=False, why=_why(exc))
             return False

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -66,6 +67,22 @@ def version_matches(wanted: str, actual: str) -> bool:
     """``4.1`` matches ``4.1.4``; ``4.1.4`` matches only itself."""
     w, a = wanted.split("."), actual.split(".")
     return a[: len(w)] == w
+
+
+def load_or_create_token(path: Path) -> str:
+    """The drivers' pre-shared token: read from ``path``, or made and written there (mode 0600)."""
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -124,6 +141,9 @@ class LocalProvider:
     ) -> None:
         self._settings = settings
         self._dir = state_dir.expanduser() / "drivers"
+        #: What every driver requires as ``authorization: Bearer`` (``local.require_token``); the
+        #: same across gateway restarts, so adopted drivers stay reachable.
+        self.token = load_or_create_token(state_dir.expanduser() / "driver-token") if settings.require_token else None
         self._max_message_bytes = max_message_bytes
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -206,6 +226,10 @@ class LocalProvider:
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)
+        # Spark reads the token from the environment (not the command line, which `ps` shows).
+        env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
+        if self.token:
+            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
         logf = await asyncio.to_thread(open, log_path, "ab")
         with logf:
             proc = await asyncio.create_subprocess_exec(
@@ -229,6 +253,7 @@ class LocalProvider:
             ui_url=f"http://{self._settings.bind_host}:{ui_port}",
             log_path=str(log_path),
             pid=proc.pid,
+            token=self.token,
         )
         self._write_record(driver)
         log.info("starting driver %s on %s (log %s)", driver_id, driver.address, log_path)
@@ -271,7 +296,7 @@ class LocalProvider:
                     )
                 try:
                     await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))
-                    await run_sql(channel, WARMUP_QUERY, timeout=remaining)
+                    await run_sql(channel, WARMUP_QUERY, timeout=remaining, metadata=driver.auth_metadata)
                     break
                 except (TimeoutError, grpc.aio.AioRpcError):
                     # The JVM and its gRPC server take a while to come up; poll (waiting on the
@@ -284,11 +309,19 @@ class LocalProvider:
         """Run :mod:`sparkgate.clusters.warmup` against the driver (best effort)."""
         if not self._settings.client_warmup:
             return
+        env = dict(os.environ)
+        env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
+        url = f"sc://{driver.address}"
+        if self.token:
+            # pyspark sends a token over plaintext only to the literal host "localhost".
+            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
+            url = f"sc://localhost:{driver.address.rpartition(':')[2]}"
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "sparkgate.clusters.warmup",
-            f"sc://{driver.address}",
+            url,
+            env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -363,6 +396,7 @@ class LocalProvider:
                     ui_url=data.get("ui_url"),
                     log_path=data.get("log_path"),
                     pid=pid,
+                    token=self.token,
                 )
             )
         return found

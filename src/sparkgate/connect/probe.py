@@ -33,7 +33,10 @@ def release_session_request(session_id: str) -> bytes:
     return _ids(session_id) + encode_string(3, "sparkgate")
 
 
-async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0) -> int:
+Metadata = tuple[tuple[str, str], ...]
+
+
+async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0, metadata: Metadata = ()) -> int:
     """Run ``query`` in a throw-away session on the driver; returns the number of responses.
 
     Raises ``grpc.aio.AioRpcError`` when the driver does not answer or the query fails.
@@ -43,17 +46,17 @@ async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0)
     release = channel.unary_unary(_SERVICE + "ReleaseSession")
     n = 0
     try:
-        async for _ in execute(sql_execute_request(session_id, query), timeout=timeout):
+        async for _ in execute(sql_execute_request(session_id, query), timeout=timeout, metadata=metadata):
             n += 1
     finally:
         try:
-            await release(release_session_request(session_id), timeout=10)
+            await release(release_session_request(session_id), timeout=10, metadata=metadata)
         except grpc.aio.AioRpcError:
             pass
     return n
 
 
-async def ping(channel: grpc.aio.Channel, timeout: float) -> None:
+async def ping(channel: grpc.aio.Channel, timeout: float, metadata: Metadata = ()) -> None:
     """The cheapest call a Spark Connect server answers: ReleaseSession of an unknown session.
 
     The server looks the session up with ``getIsolatedSessionIfPresent`` and answers at once; an
@@ -61,4 +64,4 @@ async def ping(channel: grpc.aio.Channel, timeout: float) -> None:
     second costs the driver nothing. Raises ``grpc.aio.AioRpcError`` if the driver does not answer.
     """
     release = channel.unary_unary(_SERVICE + "ReleaseSession")
-    await release(release_session_request(str(uuid.uuid4())), timeout=timeout)
+    await release(release_session_request(str(uuid.uuid4())), timeout=timeout, metadata=metadata)

@@ -116,6 +116,36 @@ def scan_request(method: str, buf: bytes | memoryview) -> RequestIds:
     return RequestIds(session_id, user_id, operation_id, new_session_id)
 
 
+def with_user_id(buf: bytes | memoryview, user_id: str) -> bytes:
+    """The same request with ``user_context.user_id`` (field 2.1) set to ``user_id``.
+
+    With auth on, the driver must see the authenticated identity, not the user id the client
+    chose: Spark keys sessions on (user_id, session_id). Every other field — and the rest of the
+    ``UserContext`` (``user_name``, ``extensions``) — is copied as is; nothing else is decoded.
+    """
+    mv = memoryview(buf)
+    out = bytearray()
+    begin = 0
+    found = False
+    for field, wtype, start, end in iter_fields(mv):
+        if field == 2 and wtype == LEN:
+            ctx = mv[start:end]
+            inner = bytearray(encode_string(1, user_id))
+            inner_begin = 0
+            for f2, _w2, _s2, e2 in iter_fields(ctx):
+                if f2 != 1:
+                    inner += ctx[inner_begin:e2]
+                inner_begin = e2
+            out += encode_string(2, bytes(inner))
+            found = True
+        else:
+            out += mv[begin:end]
+        begin = end
+    if not found:
+        out += encode_string(2, encode_string(1, user_id))
+    return bytes(out)
+
+
 def config_set_pairs(buf: bytes | memoryview) -> list[tuple[str, str | None]] | None:
     """The ``(key, value)`` pairs of a ``ConfigRequest`` whose operation is ``Set``, else ``None``.
 

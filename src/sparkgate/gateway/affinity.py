@@ -59,6 +59,10 @@ class AffinityStore(Protocol):
 
     async def delete(self, key: SessionKey) -> Route | None: ...
 
+    def users_of(self, session_id: str) -> set[str]:
+        """User ids with a route for this session id (more than one only if someone reused an id)."""
+        ...
+
     async def sweep(self, idle_before: float) -> list[Route]:
         """Drop routes unused since ``idle_before`` (epoch seconds); return what was dropped."""
         ...
@@ -72,6 +76,7 @@ class MemoryAffinityStore:
     def __init__(self) -> None:
         self._routes: dict[SessionKey, Route] = {}
         self._touched: dict[SessionKey, float] = {}
+        self._users: dict[str, set[str]] = {}  # session id -> user ids with a route for it
 
     async def __aenter__(self) -> MemoryAffinityStore:
         return self
@@ -87,12 +92,29 @@ class MemoryAffinityStore:
             self._touched[key] = now
 
     async def put(self, route: Route) -> None:
-        self._routes[route.key] = route
+        self._add(route)
         self._touched.pop(route.key, None)
 
     async def delete(self, key: SessionKey) -> Route | None:
         self._touched.pop(key, None)
-        return self._routes.pop(key, None)
+        return self._remove(key)
+
+    def users_of(self, session_id: str) -> set[str]:
+        return self._users.get(session_id, set())
+
+    def _add(self, route: Route) -> None:
+        self._routes[route.key] = route
+        self._users.setdefault(route.session_id, set()).add(route.user_id)
+
+    def _remove(self, key: SessionKey) -> Route | None:
+        route = self._routes.pop(key, None)
+        if route is not None:
+            users = self._users.get(route.session_id)
+            if users is not None:
+                users.discard(route.user_id)
+                if not users:
+                    del self._users[route.session_id]
+        return route
 
     def _apply_touches(self) -> dict[SessionKey, float]:
         touched, self._touched = self._touched, {}
@@ -106,7 +128,7 @@ class MemoryAffinityStore:
         self._apply_touches()
         dead = [r for r in self._routes.values() if r.last_used < idle_before]
         for r in dead:
-            del self._routes[r.key]
+            self._remove(r.key)
         return dead
 
     def all(self) -> list[Route]:

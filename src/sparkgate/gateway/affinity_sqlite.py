@@ -57,8 +57,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
         db.execute(_SCHEMA)
         self._db = db
         for row in db.execute(f"SELECT {_COLUMNS} FROM routes"):
-            r = Route(*row)
-            self._routes[r.key] = r
+            self._add(Route(*row))
 
     def _close(self, touched: dict[tuple[str, str], float]) -> None:
         self._write_sweep(touched, [])
@@ -115,7 +114,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
         touched = self._apply_touches()
         dead = [r for r in self._routes.values() if r.last_used < idle_before]
         for r in dead:
-            del self._routes[r.key]
+            self._remove(r.key)
         if touched or dead:
             await asyncio.to_thread(self._write_sweep, touched, dead)
         return dead

@@ -33,6 +33,7 @@ from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError
 from sparkgate.gateway.channels import ChannelPool
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
+from sparkgate.security.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,10 @@ async def _stop(reader: asyncio.Task[None], call: Any) -> None:
 class Relay:
     """Implements the service as generic handlers over ``bytes``."""
 
-    def __init__(self, router: SessionRouter, channels: ChannelPool) -> None:
+    def __init__(self, router: SessionRouter, channels: ChannelPool, tls: ServerTls | None = None) -> None:
         self.router = router
         self.channels = channels
+        self.tls = tls
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -108,7 +110,8 @@ class Relay:
     ) -> Forward | Answer:
         try:
             ids = wire.scan_request(method, request)
-            return await self.router.resolve(method, context.invocation_metadata() or (), ids, request)
+            md = context.invocation_metadata() or ()
+            return await self.router.resolve(method, md, ids, request)
         except SparkgateError as err:
             await _abort(context, err)
             raise AssertionError("unreachable") from None
@@ -146,8 +149,11 @@ class Relay:
             decision = await self._route(method, request, context)
             if isinstance(decision, Answer):
                 return decision.response
-            md = _upstream_metadata(context.invocation_metadata())
+            if decision.rewrite_user is not None:
+                request = wire.with_user_id(request, decision.rewrite_user)
+            client_md = _upstream_metadata(context.invocation_metadata())
             while True:
+                md = client_md + decision.driver.auth_metadata
                 try:
                     await self._preamble(decision, md)
                     response: bytes = await self.channels.unary(decision.driver.address, method)(
@@ -178,8 +184,11 @@ class Relay:
             if isinstance(decision, Answer):  # pragma: no cover - streams always need a driver
                 await context.write(decision.response)
                 return
-            md = _upstream_metadata(context.invocation_metadata())
+            if decision.rewrite_user is not None:
+                request = wire.with_user_id(request, decision.rewrite_user)
+            client_md = _upstream_metadata(context.invocation_metadata())
             while True:
+                md = client_md + decision.driver.auth_metadata
                 try:
                     await self._preamble(decision, md)
                 except grpc.aio.AioRpcError as err:
@@ -223,13 +232,15 @@ class Relay:
             decision = await self._route(method, first, context)
             if isinstance(decision, Answer):  # pragma: no cover
                 return decision.response
+            if decision.rewrite_user is not None:
+                first = wire.with_user_id(first, decision.rewrite_user)
 
             async def requests() -> AsyncIterator[bytes]:
                 yield first
                 async for msg in request_iterator:
                     yield msg
 
-            md = _upstream_metadata(context.invocation_metadata())
+            md = _upstream_metadata(context.invocation_metadata()) + decision.driver.auth_metadata
             try:
                 await self._preamble(decision, md)
                 response: bytes = await self.channels.client_stream(decision.driver.address, method)(

@@ -9,6 +9,7 @@ Two engines relay the calls (``gateway.engine``): ``grpc`` (grpc.aio server + ch
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 from typing import Any
@@ -26,6 +27,8 @@ from sparkgate.gateway.channels import ChannelPool
 from sparkgate.gateway.h2 import H2Engine
 from sparkgate.gateway.relay import Relay
 from sparkgate.gateway.sessions import SessionRouter
+from sparkgate.security.guard import Guard, build_guard
+from sparkgate.security.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +85,17 @@ class Gateway:
         clusters: ClusterManager,
         *,
         store: AffinityStore | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.settings = settings
         self.clusters = clusters
         self.store = store if store is not None else build_affinity_store(settings)
-        self.router = SessionRouter(settings.gateway, settings.environments, self.store, clusters)
+        self.guard = guard if guard is not None else build_guard(settings)
+        self.router = SessionRouter(settings.gateway, settings.environments, self.store, clusters, self.guard)
         self.engine = settings.gateway.engine
         self.channels = ChannelPool(settings.gateway.max_message_bytes)
-        self.relay = Relay(self.router, self.channels)
+        self.tls = ServerTls(settings.tls) if settings.tls.enabled else None
+        self.relay = Relay(self.router, self.channels, self.tls)
         self._server: grpc.aio.Server | None = None
         self._h2: H2Engine | None = None
         self._tasks = TaskSupervisor("gateway")
@@ -109,27 +115,49 @@ class Gateway:
 
     async def start(self) -> None:
         g = self.settings.gateway
+        await self.guard.__aenter__()
         await self.store.__aenter__()
         self.router.restore()
         tune_allocator()
         if self.engine == "h2":
-            self._h2 = H2Engine(g, self.router)
+            self._h2 = H2Engine(g, self.router, self.tls.ssl_context() if self.tls is not None else None)
             await self._h2.start()
             self.port = self._h2.port
         else:
             await self._start_grpc()
         self._tasks.every("sweep", g.affinity.sweep_interval_seconds, self.router.sweep)
-        log.info("Spark Gateway listening on %s:%d (%s engine)", g.host, self.port, self.engine)
+        self._tasks.every("rate-limit-sweep", 60.0, self._sweep_limits)
+        if self.tls is not None:
+            self._tasks.every("tls-reload", self.settings.tls.reload_interval_seconds, self._reload_tls)
+        log.info(
+            "Spark Gateway listening on %s:%d (%s engine, %s, auth %s)",
+            g.host,
+            self.port,
+            self.engine,
+            "TLS" + (" + optional mTLS" if self.tls and self.tls.client_ca else "") if self.tls else "plaintext",
+            self.settings.auth.mode,
+        )
 
     async def _start_grpc(self) -> None:
         g = self.settings.gateway
         server = grpc.aio.server(options=server_options(g.max_message_bytes))
         server.add_generic_rpc_handlers((self.relay.generic_handler(),))
-        self.port = server.add_insecure_port(f"{g.host}:{g.port}")
+        address = f"{g.host}:{g.port}"
+        if self.tls is not None:
+            self.port = server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"gateway could not listen on {g.host}:{g.port} (port in use?)")
         await server.start()
         self._server = server
+
+    async def _reload_tls(self) -> None:
+        if self.tls is not None:
+            await asyncio.to_thread(self.tls.reload_if_changed)
+
+    async def _sweep_limits(self) -> None:
+        self.guard.limits.sweep()
 
     async def wait(self) -> None:
         if self._server is not None:
@@ -148,3 +176,4 @@ class Gateway:
         await self._tasks.close()
         await self.channels.close()
         await self.store.__aexit__(None, None, None)
+        await self.guard.__aexit__(None, None, None)

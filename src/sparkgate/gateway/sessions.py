@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import GatewaySettings
+from sparkgate.config import AuthSettings, GatewaySettings, RateLimitSettings
 from sparkgate.connect import status, wire
-from sparkgate.errors import BadRequest, Unavailable
+from sparkgate.errors import BadRequest, PermissionDenied, SparkgateError, Unauthenticated, Unavailable
 from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
 from sparkgate.gateway.routing import (
     PartialRouting,
@@ -37,6 +37,8 @@ from sparkgate.gateway.routing import (
     missing_routing_error,
     validate,
 )
+from sparkgate.security.guard import Guard
+from sparkgate.security.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ class Forward:
     new: bool = False
     #: Drivers this new session already failed on (excluded when it is placed again).
     tried: frozenset[str] = frozenset()
+    #: With auth on: the identity the driver must see as ``user_context.user_id`` when the client
+    #: sent another one (the relay rewrites the request; None: send it as it is).
+    rewrite_user: str | None = None
 
     @property
     def can_fail_over(self) -> bool:
@@ -110,6 +115,11 @@ def _is_uuid(session_id: str) -> bool:
     return True
 
 
+def _rewrite(who: Identity, ids: wire.RequestIds) -> str | None:
+    """The user id to put in the request for the driver, if not the client's own."""
+    return who.subject if who.verified and who.subject != ids.user_id else None
+
+
 def _check_session_id(session_id: str) -> None:
     if not session_id:
         raise BadRequest("request has no session_id (field 1); is this a Spark Connect client?")
@@ -127,12 +137,15 @@ class SessionRouter:
         environments: Mapping[str, object],
         store: AffinityStore,
         clusters: ClusterManager,
+        guard: Guard | None = None,
     ) -> None:
         self._settings = settings
         self._headers = settings.headers
         self._environments = environments
         self.store = store
         self.clusters = clusters
+        #: Authentication, authorization, rate limits and audit (default: auth.mode none).
+        self.guard = guard or Guard(AuthSettings(), {}, RateLimitSettings())
         self._pending: dict[SessionKey, _Pending] = {}
         self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
         #: Sessions whose driver died: why, and when (kept for one session TTL, bounded).
@@ -179,41 +192,94 @@ class SessionRouter:
 
     # -- the decision -------------------------------------------------------------------------
 
-    def resolve_known(self, ids: wire.RequestIds) -> Forward | None:
+    def resolve_known(self, ids: wire.RequestIds, metadata: Metadata = (), peer: str | None = None) -> Forward | None:
         """:meth:`resolve`'s synchronous fast path: the session's route, if it has one on a live driver.
 
         Gives the same :class:`Forward` as :meth:`resolve` (and touches the route likewise) for a
-        session already placed, which is nearly every RPC; ``None`` means "ask :meth:`resolve`"
-        (a new, pending or orphaned session, or an invalid id that it rejects with an error).
-        The h2 engine uses it to route without starting a task per stream.
+        session already placed whose caller needs no (re)verification, which is nearly every RPC;
+        ``None`` means "ask :meth:`resolve`" (a new, pending or orphaned session, a new token, an
+        invalid id or a rate limit, which it answers with an error).
         """
         session_id = ids.session_id
         if not session_id or not _is_uuid(session_id):
             return None
-        route = self.store.get((ids.user_id, session_id))
+        try:
+            who = self.guard.cached(metadata, peer, ids.user_id)
+        except SparkgateError:
+            return None
+        if who is None:
+            return None
+        user = who.subject if who.verified else ids.user_id
+        route = self.store.get((user, session_id))
         if route is None:
             return None
         driver = self.clusters.get(route.driver_id)
         if driver is None or driver.state is DriverState.DEAD:
             return None
-        return self._forward_existing(route, driver)
+        if self.guard.limits.enabled:
+            try:
+                self.guard.limits.admit(user, route.team)
+            except SparkgateError:
+                return None
+        return self._forward_existing(route, driver, _rewrite(who, ids))
 
     async def resolve(
-        self, method: str, metadata: Metadata, ids: wire.RequestIds, request: bytes | None
+        self,
+        method: str,
+        metadata: Metadata,
+        ids: wire.RequestIds,
+        request: bytes | None,
+        peer: str | None = None,
     ) -> Forward | Answer:
-        known = self.resolve_known(ids)
+        """Where this call goes; ``peer`` is the verified mTLS client certificate's subject, if any."""
+        known = self.resolve_known(ids, metadata, peer)
         if known is not None:
             return known
+        who: Identity | None = None
+        try:
+            who = await self.guard.identify(metadata, peer, ids.user_id, method=method)
+            return await self._resolve(method, metadata, ids, request, who)
+        except SparkgateError as exc:
+            self._audit_refusal(method, ids, who, exc)
+            raise
+
+    def _audit_refusal(self, method: str, ids: wire.RequestIds, who: Identity | None, exc: SparkgateError) -> None:
+        if isinstance(exc, Unauthenticated):
+            return  # audited as auth.failure by the guard
+        event = "permission.denied" if isinstance(exc, PermissionDenied) else "rpc.error"
+        self.guard.audit.emit(
+            event,
+            who=who.subject if who is not None else ids.user_id,
+            session=ids.session_id,
+            method=method,
+            status=exc.grpc_status.name,
+            reason=exc.message,
+        )
+
+    async def _resolve(
+        self, method: str, metadata: Metadata, ids: wire.RequestIds, request: bytes | None, who: Identity
+    ) -> Forward | Answer:
+        rewrite = _rewrite(who, ids)
+        if rewrite is not None:
+            ids = dataclasses.replace(ids, user_id=rewrite)
         _check_session_id(ids.session_id)
         key = (ids.user_id, ids.session_id)
         route = self.store.get(key)
         if route is not None:
             driver = self.clusters.get(route.driver_id)
             if driver is not None and driver.state is not DriverState.DEAD:
-                return self._forward_existing(route, driver)
+                self.guard.limits.admit(ids.user_id, route.team)
+                return self._forward_existing(route, driver, rewrite)
             # A driver gone without a death report (e.g. not found after a gateway restart):
             # the same as a reported death.
             await self._lose(route, f"driver {route.driver_id} is gone", time.time())
+        others = self.store.users_of(ids.session_id) - {ids.user_id}
+        if others:
+            # Someone else's session id: never let it reach the driver holding that session.
+            raise PermissionDenied(
+                f"session {ids.session_id} belongs to another user; start your own session "
+                "(a new SparkSession gets a new session id)"
+            )
         lost = self._lost.get(key)
         if lost is not None:
             # The session's driver died and its route was dropped: tell the client on every call,
@@ -235,7 +301,7 @@ class SessionRouter:
         if in_flight is not None:
             # Another RPC of the same new session is placing it; use its driver.
             fwd = await asyncio.shield(in_flight)
-            return Forward(fwd.driver, fwd.route)
+            return Forward(fwd.driver, fwd.route, rewrite_user=rewrite)
 
         partial = from_metadata(metadata, self._headers)
         pending = self._pending.get(key)
@@ -255,6 +321,11 @@ class SessionRouter:
             raise missing_routing_error(partial, self._headers)
 
         info = validate(partial, self._headers, self._environments)
+        self.guard.authz.check(who, info.team, info.environment)
+        self.guard.limits.admit(ids.user_id, info.team)
+        if who.verified and info.user and info.user != who.subject:
+            log.info("ignoring %s=%r: the caller is %s", self._headers.user, info.user, who.subject)
+        owner = who.subject if who.verified else (info.user or ids.user_id)
         fut: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()
         self._creating[key] = fut
         try:
@@ -266,7 +337,7 @@ class SessionRouter:
                 address=driver.address,
                 team=info.team,
                 environment=info.environment,
-                owner=info.user or ids.user_id,
+                owner=owner,
             )
             await self.store.put(new_route)
             self.clusters.attach(driver)
@@ -276,7 +347,7 @@ class SessionRouter:
                 if held is not None and held.pairs
                 else None
             )
-            result = Forward(driver, new_route, preamble, new=True)
+            result = Forward(driver, new_route, preamble, new=True, rewrite_user=rewrite)
             fut.set_result(result)
             log.info(
                 "session %s (user %s, team %s, env %s) -> driver %s",
@@ -285,6 +356,16 @@ class SessionRouter:
                 info.team,
                 info.environment,
                 driver.id,
+            )
+            self.guard.audit.emit(
+                "session.create",
+                who=owner,
+                auth=who.method,
+                team=info.team,
+                environment=info.environment,
+                session=ids.session_id,
+                driver=driver.id,
+                method=method,
             )
             return result
         except BaseException as exc:
@@ -316,7 +397,7 @@ class SessionRouter:
         await self.store.put(moved)
         self.clusters.attach(driver)
         log.info("session %s -> driver %s (failover)", route.session_id, driver.id)
-        return Forward(driver, moved, failed.preamble, new=True, tried=tried)
+        return Forward(driver, moved, failed.preamble, new=True, tried=tried, rewrite_user=failed.rewrite_user)
 
     async def _acquire(self, team: str, environment: str, exclude: frozenset[str] = frozenset()) -> Driver:
         wait = self._settings.driver_wait_seconds
@@ -329,11 +410,11 @@ class SessionRouter:
                 retry_after_seconds=5.0,
             ) from None
 
-    def _forward_existing(self, route: Route, driver: Driver) -> Forward:
+    def _forward_existing(self, route: Route, driver: Driver, rewrite: str | None) -> Forward:
         now = time.time()
         self.store.touch(route.key, now)
         driver.last_used = now
-        return Forward(driver, route)
+        return Forward(driver, route, rewrite_user=rewrite)
 
     def _hold(self, key: SessionKey, partial: PartialRouting, pairs: list[tuple[str, str | None]]) -> None:
         pending = self._pending.get(key)
@@ -356,6 +437,14 @@ class SessionRouter:
         """The client released its session (ReleaseSession forwarded): drop the route."""
         if await self.store.delete(route.key) is not None:
             self.clusters.detach(route.driver_id)
+            self.guard.audit.emit(
+                "session.release",
+                who=route.owner or route.user_id,
+                team=route.team,
+                environment=route.environment,
+                session=route.session_id,
+                driver=route.driver_id,
+            )
 
     async def cloned(self, source: Route, new_session_id: str) -> None:
         """CloneSession succeeded: the clone lives on the source's driver."""

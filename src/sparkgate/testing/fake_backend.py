@@ -90,8 +90,12 @@ class FakeSparkConnectServer:
         chunks: int = DEFAULT_CHUNKS,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         record: bool = True,
+        token: str | None = None,
     ) -> None:
         self.host = host
+        #: Like ``spark.connect.authenticate.token``: calls without ``authorization: Bearer <token>``
+        #: get UNAUTHENTICATED (Spark's PreSharedKeyAuthenticationInterceptor).
+        self.token = token
         self.port = port
         self.chunks = chunks
         self.chunk_bytes = chunk_bytes
@@ -170,7 +174,13 @@ class FakeSparkConnectServer:
             self.calls.append(RecordedCall(method, ids.session_id, ids.user_id, ids.operation_id, md, small))
         return md
 
-    def _next_failure(self, method: str) -> Failure | None:
+    def _next_failure(self, method: str, md: Metadata = ()) -> Failure | None:
+        if self.token is not None:
+            sent = dict(md).get("authorization")
+            if sent is None:
+                return Failure(grpc.StatusCode.UNAUTHENTICATED, "No authentication token provided", (), 0)
+            if sent != f"Bearer {self.token}":
+                return Failure(grpc.StatusCode.UNAUTHENTICATED, "Invalid authentication token", (), 0)
         queue = self._failures.get(method)
         return queue.popleft() if queue else None
 
@@ -179,8 +189,8 @@ class FakeSparkConnectServer:
 
     def _unary(self, method: str) -> Callable[..., Any]:
         async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-            self._receive(method, request, context)
-            failure = self._next_failure(method)
+            md = self._receive(method, request, context)
+            failure = self._next_failure(method, md)
             if failure is not None:
                 await self._abort(context, failure)
             session_id = wire.read_string_field(request, 1)
@@ -195,7 +205,9 @@ class FakeSparkConnectServer:
     def _stream(self, method: str) -> Callable[..., AsyncIterator[bytes]]:
         async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
             md = self._receive(method, request, context)
-            failure = self._next_failure(method)
+            failure = self._next_failure(method, md)
+            if failure is not None and failure.code is grpc.StatusCode.UNAUTHENTICATED:
+                await self._abort(context, failure)
             ids = wire.scan_request(method, request)
             # ExecutePlanResponse: session_id=1, operation_id=12, server_side_session_id=15.
             head = (
@@ -231,8 +243,8 @@ class FakeSparkConnectServer:
             first = b""
             async for msg in requests:
                 first = first or msg
-            self._receive(method, first, context)
-            failure = self._next_failure(method)
+            md = self._receive(method, first, context)
+            failure = self._next_failure(method, md)
             if failure is not None:
                 await self._abort(context, failure)
             session_id = wire.read_string_field(first, 1)

@@ -12,8 +12,12 @@ from sparkgate.errors import DriverStartError
 class FakeProvider:
     name = "fake"
 
-    def __init__(self, address: str = "127.0.0.1:1", start_delay: float = 0.0, addresses: list[str] | None = None) -> None:
+    def __init__(
+        self, address: str = "127.0.0.1:1", start_delay: float = 0.0, addresses: list[str] | None = None
+    ) -> None:
         self.address = address
+        #: The token every started driver requires (like ``local.require_token``).
+        self.token: str | None = None
         #: Addresses handed to the next started drivers, in order (then ``address``).
         self.addresses = list(addresses or [])
         self.start_delay = start_delay
@@ -48,6 +52,7 @@ class FakeProvider:
             namespace=spec.namespace,
             state=DriverState.READY,
             profile=spec.profile,
+            token=self.token,
         )
         self.started.append(d)
         return d

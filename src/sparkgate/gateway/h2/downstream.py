@@ -23,6 +23,7 @@ from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
 from sparkgate.gateway.h2.upstream import DriverStream, grpc_status
+from sparkgate.security.tls import peer_subject_from_ssl
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,23 @@ class ClientStream(Stream):
         buf = self.held[0] if len(self.held) == 1 else b"".join(bytes(h) for h in self.held)
         return bytes(buf[_MESSAGE_PREFIX : _MESSAGE_PREFIX + self.message_len])
 
+    def replace_first_message(self, message: bytes) -> None:
+        """Send ``message`` instead of the first request message (held, not yet attached)."""
+        first = _MESSAGE_PREFIX + self.message_len
+        held = b"".join(bytes(h) for h in self.held)
+        new = b"\x00" + len(message).to_bytes(4, "big") + message
+        self.held = [new + held[first:]] if len(held) > first else [new]
+        # The client was credited for what it sent; what we send instead is credited as written.
+        self.precredited += len(new) - first
+        self.held_len += len(new) - first
+        self.message_len = len(message)
+
+    @property
+    def peer(self) -> str | None:
+        """The verified mTLS client certificate's subject (CN), if the client presented one."""
+        conn = self.conn
+        return conn.peer if isinstance(conn, ClientConnection) else None
+
     def attach(self, driver_stream: DriverStream) -> None:
         """Connect to the driver's stream: held bytes first, then straight through."""
         self.partner = driver_stream
@@ -308,9 +326,12 @@ class ClientConnection(Connection):
         self._last_stream_id = 0
         #: Set after we sent GOAWAY (graceful stop): no new streams, close when the last one ends.
         self.draining = False
+        #: Subject (CN) of the client certificate verified in the TLS handshake (mTLS), if any.
+        self.peer: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.peer = peer_subject_from_ssl(transport.get_extra_info("ssl_object"))
         self.open_settings()
 
     def data_received(self, data: bytes) -> None:

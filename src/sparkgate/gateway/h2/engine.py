@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from ssl import SSLContext
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.config import GatewaySettings
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class H2Engine:
-    def __init__(self, settings: GatewaySettings, router: SessionRouter) -> None:
+    def __init__(self, settings: GatewaySettings, router: SessionRouter, ssl: SSLContext | None = None) -> None:
         self.settings = settings
+        self.ssl = ssl
         self.pool = DriverPool()
         self._tasks = TaskSupervisor("h2")
         self.relay = H2Relay(router, self.pool, settings.max_message_bytes, self._tasks)
@@ -44,7 +46,7 @@ class H2Engine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port)
+        self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def wait(self) -> None:

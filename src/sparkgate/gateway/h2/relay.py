@@ -73,7 +73,7 @@ class H2Relay:
                 stream.fail(INVALID_ARGUMENT, f"{method}: the request ended before its first message was complete")
                 return
             ids = wire.scan_request(method, message)
-            resolving = self.router.resolve(method, stream.metadata, ids, message)
+            resolving = self.router.resolve(method, stream.metadata, ids, message, stream.peer)
             try:
                 waiting_on = resolving.send(None)
             except StopIteration as done:
@@ -129,6 +129,12 @@ class H2Relay:
 
     def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
         method = stream.method
+        if decision.rewrite_user is not None:
+            # The driver must see the authenticated identity (Spark keys sessions on user id and
+            # session id; for AddArtifacts, on the first message's).
+            message = stream.first_message()
+            if message is not None:
+                stream.replace_first_message(wire.with_user_id(message, decision.rewrite_user))
         stream.after = self._post_action(method, decision.route, ids)
         if method == "CloneSession":
             stream.collected = bytearray()
@@ -136,8 +142,9 @@ class H2Relay:
             # The whole request is here: keep it until the driver answers, to resend it elsewhere.
             held = list(stream.held)
             stream.retry = lambda why: self._retry(stream, ids, decision, held, why)
-        address = decision.driver.address
-        stream.attach(conn.open_stream(request_block(stream.path, address, stream.upstream_metadata), stream))
+        driver = decision.driver
+        metadata = stream.upstream_metadata + driver.auth_metadata if driver.token else stream.upstream_metadata
+        stream.attach(conn.open_stream(request_block(stream.path, driver.address, metadata), stream))
 
     def _retry(
         self, stream: ClientStream, ids: wire.RequestIds, failed: Forward, held: list[memoryview | bytes], why: str
@@ -180,7 +187,12 @@ class H2Relay:
         assert decision.preamble is not None
         try:
             result = await asyncio.wait_for(
-                self.pool.unary(address, SERVICE_PATH + "Config", stream.upstream_metadata, decision.preamble),
+                self.pool.unary(
+                    address,
+                    SERVICE_PATH + "Config",
+                    stream.upstream_metadata + decision.driver.auth_metadata,
+                    decision.preamble,
+                ),
                 PREAMBLE_TIMEOUT,
             )
         except TimeoutError:

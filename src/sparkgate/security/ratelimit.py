@@ -1,0 +1,79 @@
+"""Token buckets per user and per team: a burst is allowed, a sustained flood is slowed.
+
+Each RPC takes one token from the caller's bucket and one from their team's; an empty bucket
+refuses the call with RESOURCE_EXHAUSTED and a RetryInfo saying when a token will be there
+(both Spark Connect clients retry RESOURCE_EXHAUSTED... only with RetryInfo-aware policies, so the
+message also says it). Buckets of callers gone quiet are dropped by :meth:`RateLimiter.sweep`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sparkgate.config import RateLimitSettings
+from sparkgate.errors import ResourceExhausted
+
+_MAX_BUCKETS = 100_000
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class _Buckets:
+    def __init__(self, rate: float, burst: int, what: str) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.what = what
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, key: str, now: float) -> None:
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= _MAX_BUCKETS:
+                self.sweep(now)
+            b = self._buckets[key] = _Bucket(self.burst, now)
+        else:
+            b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+            b.at = now
+        if b.tokens < 1.0:
+            wait = (1.0 - b.tokens) / self.rate
+            raise ResourceExhausted(
+                f"rate limit: {self.what} {key!r} is over {self.rate:g} calls/s (burst {self.burst:.0f}; "
+                f"rate_limits settings); retry in {wait:.2f}s",
+                retry_after_seconds=wait,
+            )
+        b.tokens -= 1.0
+
+    def sweep(self, now: float) -> None:
+        """Forget buckets that have refilled completely (their callers went quiet)."""
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
+
+
+class RateLimiter:
+    def __init__(self, settings: RateLimitSettings) -> None:
+        self.users = _Buckets(settings.per_user_rps, settings.per_user_burst, "user") if settings.per_user_rps else None
+        self.teams = _Buckets(settings.per_team_rps, settings.per_team_burst, "team") if settings.per_team_rps else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.users is not None or self.teams is not None
+
+    def admit(self, user: str, team: str) -> None:
+        """Take a token for ``user`` and for ``team`` (either may be empty: not limited)."""
+        now = time.monotonic()
+        if self.users is not None and user:
+            self.users.take(user, now)
+        if self.teams is not None and team:
+            self.teams.take(team, now)
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for b in (self.users, self.teams):
+            if b is not None:
+                b.sweep(now)
