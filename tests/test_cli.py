@@ -103,3 +103,17 @@ def test_up_stops_every_driver(tmp_path: Path, sig: signal.Signals) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_certs_makes_a_ca_server_and_client_certificates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ssl
+
+    assert main(["certs", "--state-dir", str(tmp_path), "--client", "sparkgate-runner", "--san", "gw.internal"]) == 0
+    out = capsys.readouterr().out
+    d = tmp_path / "certs"
+    assert "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH" in out and "client_ca_file" in out
+    assert (d / "server-key.pem").stat().st_mode & 0o777 == 0o600
+    ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))  # the CA verifies what it signed
+    ctx.load_cert_chain(d / "sparkgate-runner.pem", d / "sparkgate-runner-key.pem")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(d / "server.pem", d / "server-key.pem")

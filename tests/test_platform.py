@@ -20,6 +20,11 @@ from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.fake_provider import FakeProvider
 
 
+def _text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -55,6 +60,11 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             assert (await asyncio.to_thread(_get, base + "/healthz"))[0] == 200
             assert (await asyncio.to_thread(_get, base + "/readyz"))[1]["ready"] is True
             assert (await asyncio.to_thread(_get, base + "/nope"))[0] == 404
+            metrics = await asyncio.to_thread(_text, base + "/metrics")
+            assert 'sparkgate_rpcs_total{environment="prod",method="Config",status="OK",team="fe"} 1.0' in metrics
+            assert 'sparkgate_sessions{environment="prod",team="fe"} 1.0' in metrics
+            assert 'sparkgate_pool_target{profile="default"} 1.0' in metrics
+            assert "sparkgate_rpc_duration_seconds_bucket" in metrics and "sparkgate_auth_failures_total 0.0" in metrics
 
             assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
             out = capsys.readouterr().out

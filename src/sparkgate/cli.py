@@ -4,6 +4,7 @@
     sparkgate gateway       run only the gateway (drivers are left running on exit for the next one)
     sparkgate status        show pools, drivers and sessions of a running gateway
     sparkgate config        print the effective configuration (defaults + file + environment)
+    sparkgate certs         make a local CA and TLS certificates for the gateway (development)
 
 Run ``sparkgate COMMAND --help`` for each command's options.
 """
@@ -265,7 +266,44 @@ def build_parser() -> argparse.ArgumentParser:
     common(st)
     st.add_argument("--url", help="admin base URL (default http://127.0.0.1:<admin.port>)")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    ct = sub.add_parser(
+        "certs",
+        help="make a local CA and TLS certificates for the gateway (development only)",
+        description="Make (or add to) a local certificate authority and sign a server certificate for "
+        "the gateway (localhost, 127.0.0.1, ::1, this host's name and --san names) and client "
+        "certificates for mTLS service identities (--client NAME → CN=NAME). Prints the settings "
+        "that turn TLS on and how clients trust the CA.",
+        epilog="example:\n  sparkgate certs --client sparkgate-runner\n"
+        "  SPARKGATE__TLS__CERT_FILE=.sparkgate/certs/server.pem "
+        "SPARKGATE__TLS__KEY_FILE=.sparkgate/certs/server-key.pem sparkgate up",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(ct)
+    ct.add_argument("--dir", metavar="DIR", help="where to write them (default: <state_dir>/certs)")
+    ct.add_argument("--san", action="append", default=[], metavar="NAME", help="another server name or IP (repeatable)")
+    ct.add_argument("--client", action="append", default=[], metavar="NAME", help="a client certificate (repeatable)")
     return p
+
+
+def _certs(settings: Settings, directory: str | None, hosts: list[str], clients: list[str]) -> int:
+    from sparkgate.security.certs import make_dev_certs
+
+    made = make_dev_certs(directory or settings.state_path("certs"), hosts=hosts, clients=clients)
+    _out(f"CA           {made.ca}")
+    _out(f"server       {made.server_cert}  (key {made.server_key})")
+    for name, (cert, key) in made.clients.items():
+        _out(f"client       {cert}  (key {key}, CN={name})")
+    _out("")
+    _out("Turn TLS on (sparkgate.yaml):")
+    _out(
+        f"  tls: {{cert_file: {made.server_cert}, key_file: {made.server_key}"
+        + (f", client_ca_file: {made.ca}}}" if clients else "}")
+    )
+    _out("Clients trust the CA with:")
+    _out(f"  export GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={made.ca}")
+    _out('  SparkSession.builder.remote("sc://localhost:15002/;use_ssl=true;token=...")')
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return _status(settings, args.url, args.json)
+        if args.command == "certs":
+            return _certs(settings, args.dir, args.san, args.client)
         if args.command == "up":
             return _run(_run_up(settings))
         if args.command == "gateway":

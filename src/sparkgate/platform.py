@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sparkgate.admin.http import AdminServer
 from sparkgate.clusters import placement
@@ -61,10 +67,21 @@ class Platform:
         self.stop_drivers_on_exit = stop_drivers_on_exit
         a = settings.admin
         self.admin = (
-            AdminServer(a.host, a.port, {"/status": self._status, "/healthz": self._healthz, "/readyz": self._readyz})
+            AdminServer(
+                a.host,
+                a.port,
+                {
+                    "/status": self._status,
+                    "/healthz": self._healthz,
+                    "/readyz": self._readyz,
+                    "/metrics": self._metrics,
+                },
+            )
             if a.enabled
             else None
         )
+        self.registry = self.gateway.router.telemetry.registry
+        self.registry.register(_PlatformCollector(self))
 
     async def __aenter__(self) -> Platform:
         self._check_profiles()
@@ -156,6 +173,9 @@ class Platform:
     async def _status(self) -> tuple[int, Any]:
         return 200, self.status()
 
+    async def _metrics(self) -> tuple[int, Any]:
+        return 200, generate_latest(self.registry).decode()
+
     async def _healthz(self) -> tuple[int, Any]:
         return 200, {"ok": True}
 
@@ -164,3 +184,47 @@ class Platform:
         can_start = len(self.clusters.drivers()) < self.clusters.max_drivers
         ok = self.gateway.port > 0 and (ready or can_start)
         return (200 if ok else 503), {"ready": ok, "drivers_ready": ready}
+
+
+class _PlatformCollector(Collector):
+    """Gauges read from the live platform at scrape time (nothing to keep in step on the hot path)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def describe(self) -> list[Metric]:
+        return []  # collect() reads live state; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.platform
+        cm = p.clusters
+        sessions = GaugeMetricFamily(
+            "sparkgate_sessions", "Sessions routed to a driver, by team and environment", labels=["team", "environment"]
+        )
+        for (team, env), n in sorted(Counter((r.team, r.environment) for r in p.gateway.store.all()).items()):
+            sessions.add_metric([team, env], n)
+        yield sessions
+        drivers = GaugeMetricFamily(
+            "sparkgate_drivers",
+            "Drivers by state, profile and whether they wait in the warm pool",
+            labels=["state", "profile", "pool"],
+        )
+        by_state = Counter((d.state.value, d.profile, str(d.namespace == "").lower()) for d in cm.drivers())
+        for (state, profile, pool), n in sorted(by_state.items()):
+            drivers.add_metric([state, profile, pool], n)
+        yield drivers
+        warm = GaugeMetricFamily("sparkgate_pool_warm", "Warm drivers ready, by profile", labels=["profile"])
+        target = GaugeMetricFamily("sparkgate_pool_target", "Warm drivers wanted, by profile", labels=["profile"])
+        for name, prof in sorted(cm.profiles.items()):
+            warm.add_metric([name], len(cm.warm(name)))
+            target.add_metric([name], prof.size)
+        yield warm
+        yield target
+        yield CounterMetricFamily(
+            "sparkgate_auth_failures",
+            "Calls refused for missing or invalid credentials",
+            value=p.gateway.guard.failures,
+        )
+        yield CounterMetricFamily(
+            "sparkgate_driver_deaths", "Drivers found dead since the gateway started", value=cm.deaths
+        )

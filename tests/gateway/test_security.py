@@ -131,12 +131,27 @@ async def test_tokens_identity_and_session_ownership(
         assert e.value.code() is grpc.StatusCode.PERMISSION_DENIED
         assert "carol@example.com may not use team 'fe'" in (e.value.details() or "")
 
+        backend.fail("AnalyzePlan", grpc.StatusCode.INTERNAL, "[DIVIDE_BY_ZERO] boom")
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call(ch, bearer("t-alice"), sid, method="AnalyzePlan")
         await call(ch, bearer("t-alice"), sid, method="ReleaseSession")
+        await asyncio.sleep(0.1)  # the grpc engine reports a call when grpc says it is done
+
+        sample = gw.router.telemetry.registry.get_sample_value
+        unrouted = {"method": "Config", "team": "-", "environment": "-"}
+        assert sample("sparkgate_rpcs_total", {**unrouted, "status": "UNAUTHENTICATED"}) == 2
+        assert sample("sparkgate_rpcs_total", {**unrouted, "status": "PERMISSION_DENIED"}) == 2
+        routed = {"team": "fe", "environment": "prod"}
+        assert sample("sparkgate_rpcs_total", {"method": "Config", **routed, "status": "OK"}) == 1
+        assert sample("sparkgate_rpcs_total", {"method": "AnalyzePlan", **routed, "status": "INTERNAL"}) == 1
+        assert sample("sparkgate_rpc_duration_seconds_count", {"method": "ExecutePlan", **routed}) == 1
     events = audit(tmp_path)
     kinds = [x["event"] for x in events]
     assert kinds.count("auth.failure") == 2 and kinds.count("permission.denied") == 4
     created = next(x for x in events if x["event"] == "session.create")
     assert created["who"] == "alice@example.com" and created["team"] == "fe" and created["session"] == sid
+    error = next(x for x in events if x["event"] == "rpc.error" and x.get("method") == "AnalyzePlan")
+    assert error["status"] == "INTERNAL" and error["who"] == "alice@example.com" and "DIVIDE_BY_ZERO" in error["reason"]
     released = next(x for x in events if x["event"] == "session.release")
     assert released["who"] == "alice@example.com" and released["driver"] == created["driver"]
 

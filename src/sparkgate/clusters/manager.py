@@ -99,8 +99,9 @@ class ClusterManager:
         self._tasks = TaskSupervisor("clusters")
         self._pool_waiters: list[asyncio.Event] = []
         self._dead_listeners: list[Callable[[Driver, str], Awaitable[None]]] = []
-        #: Why recently dead drivers died (bounded; for status and logs).
+        #: Why recently dead drivers died (bounded; for status and logs), and how many died in all.
         self.dead: dict[str, str] = {}
+        self.deaths = 0
         self.health = HealthChecker(health, self._driver_died) if health is not None else None
         if hasattr(provider, "on_exit"):
             provider.on_exit = self._driver_exited
@@ -215,6 +216,7 @@ class ClusterManager:
     async def _driver_died(self, driver: Driver, why: str) -> None:
         driver.state = DriverState.DEAD
         self._drivers.pop(driver.id, None)
+        self.deaths += 1
         self.dead[driver.id] = why
         while len(self.dead) > 100:
             self.dead.pop(next(iter(self.dead)))

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -31,6 +33,7 @@ from sparkgate.connect import wire
 from sparkgate.connect.service import CLIENT_STREAM_METHODS, SERVER_STREAM_METHODS, SERVICE, UNARY_METHODS
 from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError
+from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.channels import ChannelPool
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 from sparkgate.security.tls import ServerTls
@@ -92,6 +95,13 @@ async def _stop(reader: asyncio.Task[None], call: Any) -> None:
     call.cancel()  # no-op when it already finished; stops the driver-side work otherwise
 
 
+@dataclass(slots=True)
+class _Call:
+    method: str
+    started: float
+    route: Route | None = None
+
+
 class Relay:
     """Implements the service as generic handlers over ``bytes``."""
 
@@ -102,16 +112,33 @@ class Relay:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def _track(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        """Report the call to telemetry when it ends, whichever way it ends."""
+        call = _Call(method, time.monotonic())
+        telemetry = self.router.telemetry
+
+        def done(ctx: Any) -> None:
+            code = ctx.code()
+            status = None if ctx.cancelled() else (0 if code is None else code.value[0])
+            telemetry.call_done(method, call.route, status, time.monotonic() - call.started, ctx.details() or "")
+
+        context.add_done_callback(done)
+        return call
+
     async def _route(
         self,
         method: str,
         request: bytes,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> Forward | Answer:
+        call = self._track(method, context)
         try:
             ids = wire.scan_request(method, request)
             md = context.invocation_metadata() or ()
-            return await self.router.resolve(method, md, ids, request)
+            decision = await self.router.resolve(method, md, ids, request)
+            if isinstance(decision, Forward):
+                call.route = decision.route
+            return decision
         except SparkgateError as err:
             await _abort(context, err)
             raise AssertionError("unreachable") from None

@@ -37,6 +37,7 @@ from sparkgate.gateway.routing import (
     missing_routing_error,
     validate,
 )
+from sparkgate.gateway.telemetry import Telemetry
 from sparkgate.security.guard import Guard
 from sparkgate.security.identity import Identity
 
@@ -146,6 +147,8 @@ class SessionRouter:
         self.clusters = clusters
         #: Authentication, authorization, rate limits and audit (default: auth.mode none).
         self.guard = guard or Guard(AuthSettings(), {}, RateLimitSettings())
+        #: Metrics of finished calls (both engines report to it).
+        self.telemetry = Telemetry(audit=self.guard.audit)
         self._pending: dict[SessionKey, _Pending] = {}
         self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
         #: Sessions whose driver died: why, and when (kept for one session TTL, bounded).

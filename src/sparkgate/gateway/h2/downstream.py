@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
@@ -52,6 +54,7 @@ class Router(Protocol):
     def known_path(self, path: str) -> bool: ...
     def route(self, stream: ClientStream) -> None: ...
     def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None: ...
+    def call_done(self, stream: ClientStream) -> None: ...
 
 
 def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | bytes], ...] = ()) -> bytes:
@@ -82,10 +85,14 @@ class ClientStream(Stream):
         "metadata",
         "method",
         "path",
+        "reason",
         "reset_after_end",
         "response_started",
         "retry",
+        "route",
         "routing",
+        "started",
+        "status",
         "upstream_metadata",
     )
 
@@ -107,6 +114,11 @@ class ClientStream(Stream):
         #: Response bytes kept for a post-action that reads the response (CloneSession).
         self.collected: bytearray | None = None
         self.reset_after_end: int | None = None
+        #: For telemetry: when the request began, the session's route once placed, the final status.
+        self.started = time.monotonic()
+        self.route: Route | None = None
+        self.status: int | None = None
+        self.reason = ""
         #: Set by the relay on a new session's first call: ``retry(why)`` sends the request to
         #: another driver if this one fails before answering (False: it may not, fail as usual).
         self.retry: Callable[[str], bool] | None = None
@@ -230,6 +242,7 @@ class ClientStream(Stream):
 
     def connection_lost(self) -> None:
         self._cancel_partner()
+        self.router.call_done(self)
 
     def _cancel_partner(self) -> None:
         partner = self.partner
@@ -240,8 +253,13 @@ class ClientStream(Stream):
 
     def response_headers(self, block: bytes, headers: list[Header], end: bool) -> None:
         retry, self.retry = self.retry, None  # the driver answered: no failover after this
-        if retry is not None and end and grpc_status(headers) == UNAVAILABLE and retry("driver answered UNAVAILABLE"):
-            return
+        if end:
+            status = grpc_status(headers)
+            if retry is not None and status == UNAVAILABLE and retry("driver answered UNAVAILABLE"):
+                return
+            self.status = status
+            if status:
+                self.reason = urllib.parse.unquote(next((v for k, v in headers if k == "grpc-message"), ""))
         if end and self.after is not None:
             self.router.finish(self, block, headers)  # sends the block after the post-action
             return
@@ -269,6 +287,7 @@ class ClientStream(Stream):
     def answer(self, message: bytes) -> None:
         """Respond with a message and status OK (the gateway answers by itself)."""
         self.response_started = True
+        self.status = 0
         self.send_headers(RESPONSE_HEADERS_200, False)
         self.send_data(b"\x00" + len(message).to_bytes(4, "big") + message, False)
         self.send_trailers(status_block(0))
@@ -289,6 +308,7 @@ class ClientStream(Stream):
         """End the stream with a gRPC error (trailers-only if no response was started)."""
         if self.sent_end or self.closed:
             return
+        self.status, self.reason = code, message
         if code != UNAVAILABLE:
             log.info("stream %s %s: status %d: %s", self.id, self.method, code, message)
         self.send_trailers(status_block(code, message, metadata))
@@ -391,6 +411,8 @@ class ClientConnection(Connection):
         self.stream_closed(None)
 
     def stream_closed(self, stream: Stream | None) -> None:
+        if isinstance(stream, ClientStream):
+            self.router.call_done(stream)
         if self.draining and not self.streams and self.transport is not None:
             self.loop.call_soon(self._close_transport)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
@@ -129,6 +130,7 @@ class H2Relay:
 
     def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
         method = stream.method
+        stream.route = decision.route
         if decision.rewrite_user is not None:
             # The driver must see the authenticated identity (Spark keys sessions on user id and
             # session id; for AddArtifacts, on the first message's).
@@ -202,6 +204,7 @@ class H2Relay:
         if result.status == UNAVAILABLE and decision.can_fail_over:
             raise Unavailable(f"driver {address} answered the session's buffered Config with UNAVAILABLE")
         if result.status != 0:
+            stream.status = result.status
             stream.relay_blocks(result.blocks)
             return False
         return True
@@ -221,6 +224,11 @@ class H2Relay:
 
             return cloned
         return None
+
+    def call_done(self, stream: ClientStream) -> None:
+        if stream.path:  # a stream that got far enough to name a method
+            seconds = time.monotonic() - stream.started
+            self.router.telemetry.call_done(stream.method, stream.route, stream.status, seconds, stream.reason)
 
     def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None:
         """Run the stream's post-action, then send the driver's final header block (if any) on."""
