@@ -52,7 +52,15 @@ NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
 SERVICE_PATH = "/spark.connect.SparkConnectService/"
 MIB = 1024 * 1024
 MAX_MESSAGE_BYTES = 256 * MIB
-ROUTING_METADATA = (("x-doordash-team", "bench"), ("x-doordash-environment", "local"))
+#: Every path gets the same headers, a bearer token included: gateways without auth drop it (it is
+#: the client's credential), ``--auth`` gateways verify it (once; then it is cached), nginx and the
+#: backend ignore it. So every path carries exactly the same bytes.
+BENCH_TOKEN = "bench-token-0123456789abcdef"
+ROUTING_METADATA = (
+    ("x-doordash-team", "bench"),
+    ("x-doordash-environment", "local"),
+    ("authorization", f"Bearer {BENCH_TOKEN}"),
+)
 USER_ID = "bench-user"
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -187,7 +195,13 @@ def start_nginx(workdir: Path, upstream: str, workers: str) -> tuple[Child, str]
 
 
 def start_gateway(  # noqa: PLR0917
-    name: str, workdir: Path, backend: str, src: str | None, env_extra: dict[str, str], engine: str | None = None
+    name: str,
+    workdir: Path,
+    backend: str,
+    src: str | None,
+    env_extra: dict[str, str],
+    engine: str | None = None,
+    auth: bool = False,
 ) -> tuple[Child, str]:
     env = dict(os.environ, **env_extra)
     if src:
@@ -197,6 +211,8 @@ def start_gateway(  # noqa: PLR0917
     cmd = [sys.executable, str(Path(__file__).resolve()), "_gateway", "--backend", backend]
     if engine:
         cmd += ["--engine", engine]
+    if auth:
+        cmd += ["--auth"]
     child = spawn(name, [*cmd, "--state-dir", str(state)], workdir, env)
     return child, child.wait_ready_line(60)
 
@@ -222,6 +238,7 @@ def gateway_main(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--engine", choices=["grpc", "h2"], help="gateway.engine (default: the configured default)")
+    parser.add_argument("--auth", action="store_true", help="auth.mode static with the bench token, audit log on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -235,7 +252,12 @@ def gateway_main(argv: Sequence[str]) -> None:
         gateway = {"port": args.port, "host": "127.0.0.1", "affinity": {"backend": "memory"}}
         if args.engine:
             gateway["engine"] = args.engine
-        settings = load_settings(None, {}, gateway=gateway, state_dir=args.state_dir)
+        extra: dict[str, object] = {}
+        if args.auth:
+            tokens = Path(args.state_dir) / "tokens.yaml"
+            tokens.write_text(f"tokens:\n  - {{token: {BENCH_TOKEN}, subject: bench@example.com, groups: [bench]}}\n")
+            extra = {"auth": {"mode": "static", "tokens_file": str(tokens)}}
+        settings = load_settings(None, {}, gateway=gateway, state_dir=args.state_dir, **extra)
         clusters = ClusterManager(StaticProvider([args.backend]), pool_size=0)
         await clusters.start()
         async with Gateway(settings, clusters) as gw:
@@ -388,7 +410,7 @@ def log(msg: str) -> None:
 def report(results: dict[str, PathResult]) -> list[str]:
     direct, nginx = results.get("direct"), results.get("nginx")
     lines = [
-        f"{'path':<14} {'MB/s':>8} {'x nginx':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} "
+        f"{'path':<18} {'MB/s':>8} {'x nginx':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} "
         f"{'+p99 ms':>8} {'CPU s/GB':>9} {'CPU us/call':>11}"
     ]
     for res in results.values():
@@ -399,7 +421,7 @@ def report(results: dict[str, PathResult]) -> list[str]:
         cpu_gb = f"{s['proxy_cpu_s_per_gb']:.2f}" if res.name != "direct" else "-"
         cpu_call = f"{s['proxy_cpu_us_per_call']:.0f}" if res.name != "direct" else "-"
         lines.append(
-            f"{res.name:<14} {s['mbps_median']:>8.0f} {ratio:>8.2f} {s['p50_ms']:>8.3f} "
+            f"{res.name:<18} {s['mbps_median']:>8.0f} {ratio:>8.2f} {s['p50_ms']:>8.3f} "
             f"{s['p99_ms']:>8.3f} {add50:>+8.3f} {add99:>+8.3f} {cpu_gb:>9} {cpu_call:>11}"
         )
     if direct and nginx:
@@ -414,6 +436,16 @@ def report(results: dict[str, PathResult]) -> list[str]:
             lines.append(
                 f"{res.name}: throughput {ratio:.2f}x nginx (target >= 1.0: {ok_t}); added p50 "
                 f"{add50:+.3f} ms vs nginx {base50:+.3f} ms (target <= nginx + 0.2 ms: {ok_l})"
+            )
+    for res in results.values():
+        plain = results.get(res.name.removesuffix("+auth")) if res.name.endswith("+auth") else None
+        if plain is not None:
+            on, off = res.percentile(0.5), plain.percentile(0.5)
+            on99, off99 = res.percentile(0.99), plain.percentile(0.99)
+            ok = "ok" if on <= off * 1.10 else "MISS"
+            lines.append(
+                f"{res.name}: unary p50 {on:.3f} ms vs {off:.3f} ms without auth ({(on / off - 1) * 100:+.1f} %, "
+                f"target <= +10 %: {ok}); p99 {on99:.3f} vs {off99:.3f} ms"
             )
     return lines
 
@@ -468,6 +500,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=300, help="unary warm-up calls per path")
     p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (a number or auto)")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx path")
+    p.add_argument(
+        "--auth", action="store_true", help="also measure each engine with auth on (static bearer token, audit log)"
+    )
     p.add_argument("--engines", default="grpc,h2", help="gateway engines to measure (comma-separated: grpc, h2)")
     p.add_argument(
         "--variant",
@@ -526,6 +561,10 @@ def run(args: argparse.Namespace) -> int:
                 name = f"sparkgate-{engine}"
                 paths[name] = started_child(start_gateway(name, workdir, backend, None, {}, engine))
                 proxies[name] = children[-1]
+                if args.auth:
+                    name += "+auth"
+                    paths[name] = started_child(start_gateway(name, workdir, backend, None, {}, engine, auth=True))
+                    proxies[name] = children[-1]
             for name, src, extra in args.variant:
                 paths[name] = started_child(start_gateway(name, workdir, backend, src, extra))
                 proxies[name] = children[-1]

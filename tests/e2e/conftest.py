@@ -170,9 +170,9 @@ class GatewayHarness:
         """Wrap the router's decision so every routed RPC lands in :attr:`calls`."""
         resolve = gw.router.resolve
 
-        async def recording_resolve(method: str, metadata: Any, ids: Any, request: Any) -> Any:
+        async def recording_resolve(method: str, metadata: Any, ids: Any, request: Any, *rest: Any) -> Any:
             try:
-                decision = await resolve(method, metadata, ids, request)
+                decision = await resolve(method, metadata, ids, request, *rest)
             except BaseException:
                 self.calls.append(Call(method, ids.session_id, "error", time.time()))
                 raise
