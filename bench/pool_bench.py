@@ -43,6 +43,7 @@ class PlatformThread:
             {},
             gateway={"host": "127.0.0.1", "port": free_port()},
             admin={"enabled": False},
+            runner={"enabled": False},
             pool={"size": pool_size, "sessions_per_driver": 1},
             local={"max_drivers": 3},
             state_dir=state_dir,

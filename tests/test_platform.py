@@ -40,6 +40,7 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             {},
             gateway={"host": "127.0.0.1", "port": 0},
             admin={"port": 0},
+            runner={"port": 0},
             pool={"size": 1},
             state_dir=tmp_path,
         )
@@ -88,6 +89,7 @@ async def test_a_profile_the_provider_cannot_run_fails_at_start(tmp_path: Path) 
         pool={"size": 0, "profiles": {"legacy": {"spark_version": "3.5"}}},
         gateway={"port": 0, "host": "127.0.0.1"},
         admin={"enabled": False},
+        runner={"enabled": False},
     )
     with pytest.raises(ConfigError, match=r"profile 'legacy' needs Spark 3\.5"):
         async with Platform(settings):

@@ -1,4 +1,4 @@
-"""Asyncio helpers: supervised background tasks.
+"""Asyncio helpers: supervised background tasks, and child processes.
 
 Every long-lived or fire-and-forget task is started through :class:`TaskSupervisor`, which names it,
 keeps a reference (so it is not garbage-collected mid-flight), logs its failure with a traceback,
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -63,3 +65,56 @@ class TaskSupervisor:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+class Child:
+    """A child process started with :func:`spawn`, awaited without a thread or a SIGCHLD handler."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        """Wait for the process to exit (any number of waiters; each watches a pidfd)."""
+        code = self.popen.poll()
+        if code is not None:
+            return code
+        loop = asyncio.get_running_loop()
+        fd = os.pidfd_open(self.pid)
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return self.popen.wait()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+
+    async def communicate(self) -> tuple[bytes, bytes]:
+        """Read stdout/stderr (if piped) to the end and wait; reading happens in a thread."""
+        out, err = await asyncio.to_thread(self.popen.communicate)
+        return out or b"", err or b""
+
+
+async def spawn(*cmd: str, **popen_kwargs: Any) -> Child:
+    """Start a process with :class:`subprocess.Popen` (vfork/exec), not the event loop's fork.
+
+    Forking a process whose gRPC threads are busy runs gRPC's fork handlers in the child, which can
+    crash it before ``exec`` (seen here: a job process dead with SIGSEGV at once). ``subprocess``
+    uses ``vfork`` where it can, which runs no fork handlers.
+    """
+    popen_kwargs.setdefault("close_fds", True)
+    return Child(subprocess.Popen(list(cmd), **popen_kwargs))  # noqa: ASYNC220 - vfork+exec returns at once

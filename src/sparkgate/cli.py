@@ -5,6 +5,9 @@
     sparkgate status        show pools, drivers and sessions of a running gateway
     sparkgate config        print the effective configuration (defaults + file + environment)
     sparkgate certs         make a local CA and TLS certificates for the gateway (development)
+    sparkgate submit        submit a SparkJob manifest to the Spark Runner (--follow to watch it)
+    sparkgate status ID     a job's state and history;  cancel ID, results ID, jobs: the rest
+    sparkgate runner        run only the Spark Runner (gRPC :50051)
 
 Run ``sparkgate COMMAND --help`` for each command's options.
 """
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from sparkgate import jobs_cli
 from sparkgate.config import Settings, load_settings
 from sparkgate.errors import SparkgateError
 from sparkgate.logs import setup_logging
@@ -37,9 +41,10 @@ configuration:
   `sparkgate config` prints every setting with its current value.
 
 examples:
-  sparkgate up                          # gateway on :15002, one warm local driver
+  sparkgate up                          # gateway on :15002, one warm local driver, runner on :50051
   sparkgate up --pool-size 2 --port 16002
   SPARKGATE__LOCAL__DRIVER_MEMORY=4g sparkgate up
+  sparkgate submit src/sparkgate/runner/samples/daily_orders.yaml --env local --follow
 """
 
 
@@ -109,6 +114,11 @@ async def _run_up(settings: Settings) -> int:
         _out(f"  gateway      sc://localhost:{port}   (Spark Connect; listening on {settings.gateway.host})")
         if platform.admin is not None:
             _out(f"  status       http://127.0.0.1:{platform.admin.port}/status   (or: sparkgate status)")
+        if platform.runner_server is not None:
+            _out(
+                f"  runner       {settings.runner.host}:{platform.runner_server.port}   "
+                "(Spark Runner gRPC; sparkgate submit MANIFEST --env local --follow)"
+            )
         _out(f"  environments {', '.join(sorted(settings.environments))}  (all served by local drivers)")
         sizes = ", ".join(f"{n} {name}" for name, n in sorted(_pool_sizes(settings).items()) if n)
         _out(
@@ -127,6 +137,40 @@ async def _run_up(settings: Settings) -> int:
         _out("sparkgate: stopping (draining calls, then stopping drivers) ...")
         n = len(platform.clusters.drivers())
     _out(f"sparkgate: stopped ({n} driver(s) shut down)")
+    return 0
+
+
+def _runner_client(settings: Settings, args: argparse.Namespace) -> jobs_cli.RunnerClient:
+    host = settings.runner.host if settings.runner.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return jobs_cli.RunnerClient(args.runner or f"{host}:{settings.runner.port}")
+
+
+async def _run_runner(settings: Settings) -> int:
+    from pathlib import Path
+
+    from sparkgate.runner.backends.local import LocalBackend
+    from sparkgate.runner.server import RunnerServer
+    from sparkgate.runner.service import Runner
+    from sparkgate.runner.store import JobStore, database_url
+
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    r = settings.runner
+    backend = LocalBackend(
+        settings.state_path("jobs"),
+        gateway_url=r.gateway_url,
+        default_driver=r.local_driver,
+        catalog_root=settings.state_path(r.catalog_dir),
+        spark_home=Path(settings.local.spark_home) if settings.local.spark_home else None,
+    )
+    runner = Runner(r, JobStore(database_url(r.database_url, settings.state_dir)), backend, list(settings.environments))
+    await runner.start()
+    try:
+        async with RunnerServer(runner, r.host, r.port) as server:
+            _out(f"sparkgate runner listening on {r.host}:{server.port} (jobs in {settings.state_path('jobs')})")
+            await stop.wait()
+    finally:
+        await runner.close()
     return 0
 
 
@@ -205,6 +249,8 @@ def _apply_common(args: argparse.Namespace) -> Settings:
         over["admin"] = {"port": args.admin_port}
     if getattr(args, "pool_size", None) is not None:
         over["pool"] = {"size": args.pool_size}
+    if getattr(args, "runner_port", None) is not None:
+        over["runner"] = {"port": args.runner_port}
     if getattr(args, "state_dir", None) is not None:
         over["state_dir"] = args.state_dir
     settings = load_settings(args.config, **over)
@@ -239,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="gateway bind address (default 0.0.0.0)")
     up.add_argument("--pool-size", type=int, metavar="N", help="warm drivers to keep ready (default 1)")
     up.add_argument("--admin-port", type=int, metavar="P", help="status/health HTTP port (default 9090; 0 = any)")
+    up.add_argument("--runner-port", type=int, metavar="P", help="Spark Runner gRPC port (default 50051; 0 = any)")
 
     gw = sub.add_parser(
         "gateway",
@@ -257,13 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser(
         "status",
-        help="show pools, drivers and sessions of a running gateway",
-        description="Ask a running gateway's admin endpoint (GET /status) what it runs.",
+        help="show pools, drivers and sessions of a running gateway, or one job (status ID)",
+        description="Without a job id: ask a running gateway's admin endpoint (GET /status) what it "
+        "runs. With one: the job's state, team, output and every state change, from the Spark Runner.",
         epilog="examples:\n  sparkgate status\n  sparkgate status --json | jq '.drivers[].state'\n"
-        "  sparkgate status --url http://gateway-host:9090",
+        "  sparkgate status --url http://gateway-host:9090\n  sparkgate status feature-engineering-daily-orders-17...",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(st)
+    st.add_argument("job_id", nargs="?", help="a job id (from sparkgate submit / sparkgate jobs)")
+    st.add_argument("--runner", metavar="HOST:PORT", help="Spark Runner address (default runner.host:runner.port)")
     st.add_argument("--url", help="admin base URL (default http://127.0.0.1:<admin.port>)")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -280,6 +330,60 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(ct)
+
+    def runner_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--runner", metavar="HOST:PORT", help="Spark Runner address (default runner.host:runner.port)")
+
+    sm = sub.add_parser(
+        "submit",
+        help="submit a SparkJob manifest to the Spark Runner",
+        description="Validate and submit a SparkJob manifest (YAML; '-' reads stdin). The job runs on a "
+        "warm driver (--driver pool, the default) or a driver of its own (--driver own). With --follow, "
+        "prints state changes and the job's progress, then a preview of the result; the exit code is 0 "
+        "only if the job COMPLETED.",
+        epilog="examples:\n  sparkgate submit src/sparkgate/runner/samples/daily_orders.yaml --env local --follow\n"
+        "  sparkgate submit job.yaml --env staging --param ds=2024-06-02 --sandbox\n"
+        "  sparkgate manifest-schema > sparkjob.schema.json   # for your editor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(sm)
+    runner_arg(sm)
+    sm.add_argument("manifest", help="manifest file, or - for stdin")
+    sm.add_argument("--team", help="team (default: the manifest's metadata.team)")
+    sm.add_argument("--env", required=True, help="environment: local, test, staging, prod")
+    sm.add_argument("--user", help="who submits (default: your login name)")
+    sm.add_argument("--follow", "-f", action="store_true", help="watch the job until it ends")
+    sm.add_argument("--sandbox", action="store_true", help="write only under the job's scratch output, sample sources")
+    sm.add_argument("--driver", choices=["pool", "own"], help="a warm driver (pool) or one of its own (own)")
+    sm.add_argument("--param", action="append", default=[], metavar="K=V", help="override spec.parameters.K")
+    sm.add_argument("--option", action="append", default=[], metavar="K=V", help="a raw Submit option")
+
+    for name, text in (("cancel", "stop a job (idempotent)"), ("results", "show a finished job's result preview")):
+        sp = sub.add_parser(name, help=text, description=text)
+        common(sp)
+        runner_arg(sp)
+        sp.add_argument("job_id")
+        if name == "results":
+            sp.add_argument("--rows", type=int, default=100, help="rows to show (at most 100 are kept)")
+            sp.add_argument("--json", action="store_true", help="count, schema and preview as JSON")
+
+    jb = sub.add_parser("jobs", help="list jobs, newest first", description="List jobs, newest first.")
+    common(jb)
+    runner_arg(jb)
+    jb.add_argument("--team")
+    jb.add_argument("--user")
+    jb.add_argument("--state", choices=["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
+    jb.add_argument("--limit", type=int, default=50)
+
+    rn = sub.add_parser(
+        "runner",
+        help="run only the Spark Runner (gRPC on runner.port, default 50051)",
+        description="Run the Spark Runner service on its own. Warm-pool jobs go to runner.gateway_url.",
+    )
+    common(rn)
+
+    ms = sub.add_parser("manifest-schema", help="print the SparkJob manifest's JSON Schema (for editors)")
+    common(ms)
     ct.add_argument("--dir", metavar="DIR", help="where to write them (default: <state_dir>/certs)")
     ct.add_argument("--san", action="append", default=[], metavar="NAME", help="another server name or IP (repeatable)")
     ct.add_argument("--client", action="append", default=[], metavar="NAME", help="a client certificate (repeatable)")
@@ -317,8 +421,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             _out(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
             return 0
+        if args.command == "status" and args.job_id:
+            return jobs_cli.status(_runner_client(settings, args), args.job_id, args.json)
         if args.command == "status":
             return _status(settings, args.url, args.json)
+        if args.command == "submit":
+            return jobs_cli.submit(_runner_client(settings, args), args)
+        if args.command == "cancel":
+            return jobs_cli.cancel(_runner_client(settings, args), args.job_id)
+        if args.command == "results":
+            return jobs_cli.show_results(_runner_client(settings, args), args.job_id, args.rows, args.json)
+        if args.command == "jobs":
+            return jobs_cli.jobs(_runner_client(settings, args), args)
+        if args.command == "runner":
+            return _run(_run_runner(settings))
+        if args.command == "manifest-schema":
+            import json
+
+            from sparkgate.runner.manifest import json_schema
+
+            _out(json.dumps(json_schema(), indent=2))
+            return 0
         if args.command == "certs":
             return _certs(settings, args.dir, args.san, args.client)
         if args.command == "up":

@@ -298,6 +298,37 @@ class AuditSettings(_Section):
     path: str = "audit.log"
 
 
+class RunnerSettings(_Section):
+    """The Spark Runner: batch manifests → Spark jobs (gRPC ``sparkrunner.SparkRunnerService``)."""
+
+    #: ``sparkgate up`` starts it beside the gateway.
+    enabled: bool = True
+    #: Loopback by default: with ``auth.mode: none`` anyone reaching it could run jobs.
+    host: str = "127.0.0.1"
+    #: The seed's Spark Runner port.
+    port: int = Field(default=50051, ge=0, le=65535)
+    #: SQLAlchemy URL of the job store; empty = SQLite at ``{state_dir}/runner.db``. PostgreSQL:
+    #: ``postgresql+psycopg://user:pass@host/db`` (``pip install 'sparkgate[postgres]'``).
+    database_url: str = ""
+    #: Where local jobs run: ``pool`` — on a warm driver through the gateway (seconds to start;
+    #: the job's Spark conf that only applies at JVM start is ignored) — or ``own`` — a driver of
+    #: its own per job (``spark-submit``; ~10 s more, fully isolated). ``options.driver`` overrides.
+    local_driver: Literal["pool", "own"] = "pool"
+    #: Spark Connect URL of the gateway for ``pool`` jobs (``sparkgate up`` uses its own gateway).
+    gateway_url: str = "sc://127.0.0.1:15002"
+    #: Seconds a job may run before it is cancelled (``options.ttl_seconds`` overrides, up to this).
+    max_ttl_seconds: float = Field(default=6 * 3600.0, gt=0)
+    default_ttl_seconds: float = Field(default=3600.0, gt=0)
+    #: Rows each source is limited to in sandbox mode (``options.sample_limit`` overrides).
+    sandbox_sample_limit: int = Field(default=10_000, ge=1)
+    #: Jobs running at once on this machine; more wait as PENDING.
+    max_running: int = Field(default=2, ge=1)
+    #: Driver log lines returned by Check(include_logs).
+    log_tail_lines: int = Field(default=200, ge=1)
+    #: Directory of the local sample catalog (relative to ``state_dir``); ``samples.*`` tables.
+    catalog_dir: str = "catalog"
+
+
 class EnvironmentSettings(_Section):
     """One environment a client can name."""
 
@@ -334,6 +365,7 @@ class Settings(_Section):
     tls: TlsSettings = TlsSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     audit: AuditSettings = AuditSettings()
+    runner: RunnerSettings = RunnerSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 
     @field_validator("environments")

@@ -8,10 +8,12 @@ Entry points (``sparkgate up``, ``sparkgate gateway``, tests) use this instead o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -26,6 +28,11 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import ConfigError, DriverStartError
 from sparkgate.gateway.server import Gateway
+from sparkgate.runner.backends.local import LocalBackend
+from sparkgate.runner.server import RunnerServer
+from sparkgate.runner.service import Runner
+from sparkgate.runner.store import JobStore, database_url
+from sparkgate.sampledata import write_sample_catalog
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,8 @@ class Platform:
             if a.enabled
             else None
         )
+        self.runner: Runner | None = None
+        self.runner_server: RunnerServer | None = None
         self.registry = self.gateway.router.telemetry.registry
         self.registry.register(_PlatformCollector(self))
 
@@ -89,6 +98,8 @@ class Platform:
         try:
             await self.clusters.start()
             await self.gateway.start()
+            if self.settings.runner.enabled:
+                await self._start_runner()
             if self.admin is not None:
                 await self.admin.start()
         except BaseException:
@@ -110,7 +121,29 @@ class Platform:
     async def __aexit__(self, *exc: Any) -> None:
         await self._shutdown()
 
+    async def _start_runner(self) -> None:
+        r, s = self.settings.runner, self.settings
+        catalog = s.state_path(r.catalog_dir)
+        if not (catalog / "samples").is_dir():
+            await asyncio.to_thread(write_sample_catalog, catalog)
+        backend = LocalBackend(
+            s.state_path("jobs"),
+            gateway_url=f"sc://127.0.0.1:{self.gateway.port}",
+            default_driver=r.local_driver,
+            catalog_root=catalog,
+            spark_home=Path(s.local.spark_home) if s.local.spark_home else None,
+        )
+        store = JobStore(database_url(r.database_url, s.state_dir))
+        self.runner = Runner(r, store, backend, list(s.environments))
+        await self.runner.start()
+        self.runner_server = RunnerServer(self.runner, r.host, r.port)
+        await self.runner_server.start()
+
     async def _shutdown(self) -> None:
+        if self.runner_server is not None:
+            await self.runner_server.stop()
+        if self.runner is not None:
+            await self.runner.close()
         if self.admin is not None:
             await self.admin.stop()
         try:
@@ -148,6 +181,7 @@ class Platform:
         ]
         return {
             "gateway": {"port": self.gateway.port, "engine": self.gateway.engine},
+            "runner": {"port": self.runner_server.port} if self.runner_server is not None else None,
             "pool": {
                 "target": cm.pool_size,
                 "warm": len(cm.warm()),

@@ -39,6 +39,7 @@ class PlatformThread:
             {},
             gateway={"host": "127.0.0.1", "port": free_port(), "engine": "h2"},
             admin={"enabled": False},
+            runner={"enabled": False},
             pool={"size": 1},
             local={"max_drivers": 5},
             state_dir=state_dir,

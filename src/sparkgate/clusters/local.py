@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -31,6 +32,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from sparkgate.aio import Child, spawn
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
 from sparkgate.config import DEFAULT_PROFILE, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
@@ -145,7 +147,7 @@ class LocalProvider:
         #: same across gateway restarts, so adopted drivers stay reachable.
         self.token = load_or_create_token(state_dir.expanduser() / "driver-token") if settings.require_token else None
         self._max_message_bytes = max_message_bytes
-        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._procs: dict[str, Child] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         #: Called with ``(driver_id, returncode)`` when a driver process exits on its own
         #: (a crash, ``kill -9``, OOM); the cluster manager sets it.
@@ -232,13 +234,13 @@ class LocalProvider:
             env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
         logf = await asyncio.to_thread(open, log_path, "ab")
         with logf:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await spawn(
                 *cmd,
                 cwd=workdir,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
                 stdout=logf,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=subprocess.STDOUT,
                 # Own process group: a Ctrl-C in the terminal reaches `sparkgate up`, which then
                 # stops drivers in order, instead of every JVM dying mid-query at once.
                 start_new_session=True,
@@ -270,7 +272,7 @@ class LocalProvider:
         watcher.add_done_callback(self._watchers.discard)
         return driver
 
-    async def _watch(self, driver_id: str, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, driver_id: str, proc: Child) -> None:
         returncode = await proc.wait()
         if self._procs.get(driver_id) is proc:  # not stopped by us: it died
             self._procs.pop(driver_id, None)
@@ -278,7 +280,7 @@ class LocalProvider:
             if self.on_exit is not None:
                 self.on_exit(driver_id, returncode)
 
-    async def _wait_ready(self, driver: Driver, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_ready(self, driver: Driver, proc: Child) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
         async with grpc.aio.insecure_channel(driver.address) as channel:
             while True:
@@ -316,15 +318,15 @@ class LocalProvider:
             # pyspark sends a token over plaintext only to the literal host "localhost".
             env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
             url = f"sc://localhost:{driver.address.rpartition(':')[2]}"
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             sys.executable,
             "-m",
             "sparkgate.clusters.warmup",
             url,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             _, err = await asyncio.wait_for(proc.communicate(), timeout=max(5.0, deadline - time.monotonic()))

@@ -10,13 +10,26 @@ of the gateway process).
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
+from typing import Any
 
 
 def warm(url: str, rounds: int = 3) -> None:
     from pyspark.sql import SparkSession
 
-    for _ in range(rounds):
+    # Batch jobs (the runner's pool mode) read and write Parquet: warm those paths too. The driver
+    # is on this machine (local provider), so a temporary directory here is one it can write.
+    scratch = tempfile.mkdtemp(prefix="sparkgate-warmup-")
+    try:
+        _warm(SparkSession, url, rounds, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _warm(SparkSession: Any, url: str, rounds: int, scratch: str) -> None:
+    for i in range(rounds):
         spark = SparkSession.builder.remote(url).config("spark.sparkgate.warmup", "true").create()
         try:
             spark.sql("SELECT 1 AS one").first()
@@ -24,6 +37,10 @@ def warm(url: str, rounds: int = 3) -> None:
             spark.range(50000).selectExpr("id", "cast(id AS string) AS s").toPandas()
             spark.createDataFrame([(1, "a"), (2, "b")], "x long, y string").schema  # noqa: B018
             spark.range(10).filter("id > 3").toArrow()
+            path = f"{scratch}/t{i}"
+            spark.range(2000).selectExpr("id", "id % 10 AS k").write.mode("overwrite").parquet(path)
+            spark.read.parquet(path).createOrReplaceTempView("w")
+            spark.sql("SELECT k, count(*) AS n FROM w GROUP BY k ORDER BY k").collect()
         finally:
             spark.stop()
 

@@ -1,0 +1,250 @@
+"""Local execution: each job is a process on this machine, in its own process group.
+
+Two ways, chosen per job (``runner.local_driver``, ``options.driver``):
+
+* ``own`` — ``spark-submit sparkgate/runner/program.py`` with the manifest's driver memory: a Spark
+  driver of its own (a JVM start, ~10 s), gone when the job ends. Its Spark UI is linked.
+* ``pool`` — ``python -m sparkgate.runner.program --remote <gateway>``: the same program as a Spark
+  Connect client of a warm driver the gateway picks for the team (seconds). The job's session id
+  is chosen by the runner, so Cancel can interrupt the session's operations on the driver, not
+  only end the client process.
+
+Each job has a directory ``{state_dir}/jobs/{id}/``: ``manifest.yaml``, ``driver.log`` and
+``scratch/`` (its output, and ``result.json``). A restarted runner finds a job's process by pid
+and command line (the job directory is in it) and watches it again; a job whose process is gone
+ended COMPLETED if it left its result, else FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sparkgate.aio import Child, spawn
+from sparkgate.clusters.local import default_spark_home, free_port, pid_alive, tail
+from sparkgate.connect import wire
+from sparkgate.runner import program
+from sparkgate.runner.backends.base import Launch, OnDone, Outcome
+from sparkgate.runner.jobs import COMPLETED, FAILED, Job
+from sparkgate.runner.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+_SERVICE = "/spark.connect.SparkConnectService/"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self,
+        jobs_dir: Path,
+        *,
+        gateway_url: str,
+        default_driver: str = "pool",
+        catalog_root: Path | None = None,
+        spark_home: Path | None = None,
+    ) -> None:
+        self.jobs_dir = jobs_dir
+        self.gateway_url = gateway_url
+        self.default_driver = default_driver
+        self.catalog_root = catalog_root
+        self._spark_home = spark_home
+        self._procs: dict[str, Child] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
+
+    def _dir(self, job: Job) -> Path:
+        return self.jobs_dir / job.id
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def _program_args(self, job: Job, scratch: Path, manifest_file: Path) -> list[str]:
+        args = ["--manifest", str(manifest_file), "--scratch", str(scratch)]
+        if job.options.get("sandbox") == "true":
+            args += ["--sandbox", "--sample-limit", job.options["sample_limit"]]
+        if self.catalog_root is not None:
+            args += ["--catalog-root", str(self.catalog_root)]
+        for k, v in job.options.items():
+            if k.startswith("param."):
+                args += ["--param", f"{k.removeprefix('param.')}={v}"]
+        return args
+
+    def _remote(self, job: Job, session_id: str) -> str:
+        params = {
+            "x-doordash-team": job.team,
+            "x-doordash-environment": job.environment,
+            "user_id": job.user,
+            "session_id": session_id,
+        }
+        base = self.gateway_url.rstrip("/")
+        return base + "/;" + ";".join(f"{k}={urllib.parse.quote(v, safe='@.')}" for k, v in params.items())
+
+    async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
+        d = self._dir(job)
+        scratch = d / "scratch"
+        await asyncio.to_thread(scratch.mkdir, parents=True, exist_ok=True)
+        manifest_file = d / "manifest.yaml"
+        await asyncio.to_thread(manifest_file.write_text, job.manifest)
+        log_path = d / "driver.log"
+        mode = job.options.get("driver", self.default_driver)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        ui = ""
+        handle: dict[str, Any] = {"mode": mode, "dir": str(d)}
+        if mode == "own":
+            home = self._spark_home or default_spark_home()
+            ui_port = free_port()
+            r = manifest.spec.resources
+            conf = {
+                "spark.driver.bindAddress": "127.0.0.1",
+                "spark.driver.host": "127.0.0.1",
+                "spark.ui.port": str(ui_port),
+                "spark.ui.showConsoleProgress": "false",
+                "spark.sql.warehouse.dir": str(d / "warehouse"),
+                "spark.sparkgate.job.id": job.id,
+                **manifest.spec.spark_conf,
+            }
+            cmd = [str(home / "bin" / "spark-submit"), "--master", f"local[{max(1, r.driver.cores)}]"]
+            cmd += ["--driver-memory", r.driver.memory, "--name", f"sparkgate-job-{job.id}"]
+            for k, v in conf.items():
+                cmd += ["--conf", f"{k}={v}"]
+            cmd += [str(Path(program.__file__)), *self._program_args(job, scratch, manifest_file)]
+            env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+            env.setdefault("SPARK_HOME", str(home))
+            ui = f"http://127.0.0.1:{ui_port}"
+        else:
+            session_id = str(uuid.uuid4())
+            remote = self._remote(job, session_id)
+            handle.update(session_id=session_id, remote=remote)
+            cmd = [sys.executable, "-m", "sparkgate.runner.program", "--remote", remote]
+            cmd += self._program_args(job, scratch, manifest_file)
+        logf = await asyncio.to_thread(open, log_path, "ab")
+        with logf:
+            proc = await spawn(
+                *cmd,
+                cwd=d,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        handle["pid"] = proc.pid
+        self._procs[job.id] = proc
+        self._watch(job, on_done, proc.wait)
+        log.info("job %s started (%s driver, pid %d, log %s)", job.id, mode, proc.pid, log_path)
+        return Launch(handle=handle, log_path=str(log_path), scratch_dir=str(scratch), spark_ui_url=ui)
+
+    def _watch(self, job: Job, on_done: OnDone, wait: Any) -> None:
+        async def watch() -> None:
+            code = await wait()
+            self._procs.pop(job.id, None)
+            if job.id in self._cancelled:
+                return
+            await on_done(self._outcome(job, code))
+
+        task = asyncio.create_task(watch(), name=f"job:{job.id}")
+        self._watchers[job.id] = task
+        task.add_done_callback(lambda _t: self._watchers.pop(job.id, None))
+
+    def _outcome(self, job: Job, code: int | None) -> Outcome:
+        result = self._dir(job) / "scratch" / program.RESULT_FILE
+        if code in (0, None) and result.is_file():
+            try:
+                details = json.loads(result.read_text())
+            except ValueError:
+                details = {}
+            return Outcome(COMPLETED, details=details)
+        return Outcome(FAILED, error=self._failure(job, code))
+
+    def _failure(self, job: Job, code: int | None) -> str:
+        text = tail(self._dir(job) / "driver.log", 400)
+        for line in reversed(text.splitlines()):
+            if "] failed: " in line or "] refused: " in line:
+                return line.split("] ", 1)[1].split(": ", 1)[1]
+        return f"the job's process exited with code {code}; last log lines:\n" + "\n".join(text.splitlines()[-15:])
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def cancel(self, job: Job) -> None:
+        self._cancelled.add(job.id)
+        pid = job.handle.get("pid")
+        proc = self._procs.pop(job.id, None)
+        if isinstance(pid, int) and pid_alive(pid) and self._is_ours(pid, job):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not pid_alive(pid):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.wait_for(proc.wait(), 10)
+        if job.handle.get("mode") == "pool" and job.handle.get("session_id"):
+            await self._interrupt(job)
+
+    async def _interrupt(self, job: Job) -> None:
+        """Interrupt the job's session on its driver (the client is gone; its query may not be)."""
+        import grpc.aio
+
+        remote = str(job.handle.get("remote", self.gateway_url))
+        target = remote.removeprefix("sc://").split("/", 1)[0]
+        md = (("x-doordash-team", job.team), ("x-doordash-environment", job.environment))
+        ids = wire.encode_string(1, str(job.handle["session_id"])) + wire.encode_string(
+            2, wire.encode_string(1, job.user)
+        )
+        interrupt_all = ids + wire.encode_string(3, "sparkgate-runner") + wire.encode_varint_field(4, 1)
+        release = ids + wire.encode_string(3, "sparkgate-runner")
+        try:
+            async with grpc.aio.insecure_channel(target) as ch:
+                await ch.unary_unary(_SERVICE + "Interrupt")(interrupt_all, metadata=md, timeout=10)
+                await ch.unary_unary(_SERVICE + "ReleaseSession")(release, metadata=md, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("job %s: interrupting its Spark session failed: %s", job.id, exc.details())
+
+    def _is_ours(self, pid: int, job: Job) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(self._dir(job)).encode() in cmdline
+
+    # -- after a restart ----------------------------------------------------------------------
+
+    async def adopt(self, job: Job, on_done: OnDone) -> Outcome | None:
+        pid = job.handle.get("pid")
+        if isinstance(pid, int) and pid_alive(pid) and self._is_ours(pid, job):
+
+            async def wait_gone() -> None:
+                while pid_alive(pid):
+                    await asyncio.sleep(0.5)
+
+            self._watch(job, on_done, wait_gone)
+            log.info("job %s: re-adopted its running process %d", job.id, pid)
+            return None
+        outcome = self._outcome(job, None)
+        if outcome.state == FAILED:
+            outcome.error = "the job's process was gone when the runner restarted (no result was written)"
+        return outcome
+
+    def logs(self, job: Job, lines: int) -> str:
+        return tail(job.log_path or self._dir(job) / "driver.log", lines)
+
+    async def close(self) -> None:
+        for task in list(self._watchers.values()):
+            task.cancel()
+        self._watchers.clear()

@@ -1,0 +1,77 @@
+"""A job as the runner keeps it, and the states it goes through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
+#: Spark Operator states the seed's mapState did not cover, kept as they are.
+SUSPENDING, SUSPENDED, RESUMING, INVALIDATING = "SUSPENDING", "SUSPENDED", "RESUMING", "INVALIDATING"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+ACTIVE = frozenset({PENDING, RUNNING, SUSPENDING, SUSPENDED, RESUMING, INVALIDATING})
+
+#: Kubernetes object names: at most 63 characters of [a-z0-9-].
+MAX_ID = 63
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def job_id(team: str, name: str, nanos: int | None = None) -> str:
+    """The seed's ``{team}-{job}-{nanos}``, lower-cased, cleaned and capped to a valid Kubernetes name."""
+    nanos = time.time_ns() if nanos is None else nanos
+    stem = re.sub(r"[^a-z0-9-]+", "-", f"{team}-{name}".lower()).strip("-")
+    suffix = f"-{nanos}"
+    return (stem[: MAX_ID - len(suffix)].rstrip("-") or "job") + suffix
+
+
+def namespace_for_job(team: str, environment: str, user: str) -> str:
+    """The seed's resolveNamespace: a per-user namespace for local playground jobs."""
+    if environment == "local":
+        return f"sjns-playground-local-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+    if environment == "test":
+        return "sjns-playground-test"
+    return f"sjns-{team}-{environment}"
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    team: str
+    environment: str
+    user: str
+    namespace: str
+    manifest: str
+    options: dict[str, str] = field(default_factory=dict)
+    backend: str = ""
+    state: str = PENDING
+    error: str = ""
+    spark_ui_url: str = ""
+    log_path: str = ""
+    scratch_dir: str = ""
+    output_path: str = ""
+    #: What the backend needs to find the work again after a restart (pid, session id, app name).
+    handle: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    created_at: dt.datetime = field(default_factory=utcnow)
+    updated_at: dt.datetime = field(default_factory=utcnow)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(frozen=True)
+class Event:
+    state: str
+    at: dt.datetime
+    message: str = ""

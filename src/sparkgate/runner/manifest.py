@@ -1,0 +1,265 @@
+"""The SparkJob manifest (``apiVersion: dcp.pedregal.doordash.com/v1``, ``kind: SparkJob``).
+
+A manifest names sources, ordered SQL transforms over them and sinks — the CoreETL spec — plus
+the engine version, resources, Spark conf and parameters. It is validated strictly: unknown fields,
+bad names, bad values and bad YAML are refused with the path of the problem and the reason, e.g.
+``spec.coreEtl.sinks[0].mode: must be one of overwrite, append, error, ignore``.
+:func:`json_schema` is the same rules as JSON Schema, for editors (``sparkgate manifest-schema``).
+
+Example (``sparkgate/runner/samples/``)::
+
+    apiVersion: dcp.pedregal.doordash.com/v1
+    kind: SparkJob
+    metadata: {name: daily-orders, team: feature-engineering}
+    spec:
+      engine: {version: "4.1"}
+      parameters: {ds: "2024-06-01"}
+      coreEtl:
+        sources:
+          - {name: orders, table: samples.orders}
+        transforms:
+          - name: daily
+            sql: SELECT store_id, count(*) AS n FROM orders WHERE ds = '${ds}' GROUP BY store_id
+        sinks:
+          - {from: daily, path: daily_orders, format: parquet, mode: overwrite}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sparkgate.errors import BadRequest
+
+API_VERSION = "dcp.pedregal.doordash.com/v1"
+_VIEW = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+_MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]$")
+_PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+ViewName = Annotated[str, Field(pattern=_VIEW.pattern, description="a view name: lower-case letters, digits, _")]
+TableName = Annotated[str, Field(pattern=_TABLE.pattern, description="[catalog.][schema.]table")]
+Memory = Annotated[str, Field(pattern=_MEMORY.pattern, description="JVM memory, e.g. 2g or 512m")]
+
+
+class Metadata(_Strict):
+    #: Job name: a Kubernetes-style name (lower-case letters, digits, '-'), part of the job id.
+    name: str = Field(pattern=_K8S_NAME.pattern, max_length=53)
+    team: str = Field(pattern=_K8S_NAME.pattern, max_length=48)
+    labels: dict[str, str] = {}
+
+
+class Engine(_Strict):
+    #: Spark version the job needs, e.g. "4.1" or "3.5".
+    version: str = Field(pattern=r"^[0-9]+(\.[0-9]+){0,2}$")
+
+
+class Source(_Strict):
+    """One input, registered as a temporary view ``name``: exactly one of table, path or sql."""
+
+    name: ViewName
+    table: TableName | None = None
+    path: str | None = None
+    format: Literal["parquet", "csv", "json", "orc", "text", "delta", "avro"] | None = None
+    options: dict[str, str] = {}
+    sql: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        kinds = [k for k in ("table", "path", "sql") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError(f"give exactly one of table, path or sql (got {', '.join(kinds) or 'none'})")
+        if self.format and not self.path:
+            raise ValueError("format applies to path sources only")
+        return self
+
+
+class Transform(_Strict):
+    """A SQL query over the views so far, registered as view ``name`` (queries only: no DDL/DML)."""
+
+    name: ViewName
+    sql: str = Field(min_length=1)
+
+
+class Sink(_Strict):
+    """Where a view goes: exactly one of table or path."""
+
+    from_: ViewName = Field(alias="from")
+    table: TableName | None = None
+    path: str | None = None
+    format: Literal["parquet", "csv", "json", "orc", "delta", "avro"] = "parquet"
+    mode: Literal["overwrite", "append", "error", "ignore"] = "error"
+    partition_by: list[str] = Field(default=[], alias="partitionBy")
+    options: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Sink:
+        if bool(self.table) == bool(self.path):
+            raise ValueError("give exactly one of table or path")
+        return self
+
+
+class CoreEtl(_Strict):
+    sources: list[Source] = Field(min_length=1)
+    transforms: list[Transform] = []
+    sinks: list[Sink] = []
+
+    @model_validator(mode="after")
+    def _views_defined_before_use(self) -> CoreEtl:
+        seen: set[str] = set()
+        for i, s in enumerate(self.sources):
+            if s.name in seen:
+                raise ValueError(f"sources[{i}].name: view {s.name!r} is defined twice")
+            seen.add(s.name)
+        for i, t in enumerate(self.transforms):
+            if t.name in seen:
+                raise ValueError(f"transforms[{i}].name: view {t.name!r} is defined twice")
+            seen.add(t.name)
+        for i, k in enumerate(self.sinks):
+            if k.from_ not in seen:
+                raise ValueError(f"sinks[{i}].from: no source or transform named {k.from_!r}")
+        return self
+
+
+class DriverResources(_Strict):
+    cores: int = Field(default=1, ge=1, le=64)
+    memory: Memory = "2g"
+
+
+class ExecutorResources(_Strict):
+    cores: int = Field(default=1, ge=1, le=64)
+    memory: Memory = "2g"
+    instances: int = Field(default=1, ge=0, le=1000)
+
+
+class Resources(_Strict):
+    driver: DriverResources = DriverResources()
+    executor: ExecutorResources = ExecutorResources()
+    #: Dynamic allocation bounds on Kubernetes (the seed's DRA settings).
+    max_executors: int = Field(default=10, ge=1, le=1000, alias="maxExecutors")
+
+
+class Spec(_Strict):
+    engine: Engine
+    core_etl: CoreEtl = Field(alias="coreEtl")
+    resources: Resources = Resources()
+    spark_conf: dict[str, str] = Field(default={}, alias="sparkConf")
+    #: ``${name}`` in SQL, paths and options is replaced by the value (e.g. ``ds``).
+    parameters: dict[str, str] = {}
+
+    @field_validator("parameters")
+    @classmethod
+    def _param_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+                raise ValueError(f"parameter name {k!r} must be letters, digits and _")
+        return v
+
+
+class Manifest(_Strict):
+    api_version: Literal["dcp.pedregal.doordash.com/v1"] = Field(alias="apiVersion")
+    kind: Literal["SparkJob"]
+    metadata: Metadata
+    spec: Spec
+
+    def with_parameters(self, overrides: dict[str, str] | None = None) -> Manifest:
+        """The manifest with ``${param}`` references replaced (``overrides`` win over spec.parameters)."""
+        params = {**self.spec.parameters, **(overrides or {})}
+
+        def sub(text: str) -> str:
+            def one(m: re.Match[str]) -> str:
+                if m.group(1) not in params:
+                    raise BadRequest(f"${{{m.group(1)}}} is used but not defined in spec.parameters")
+                return params[m.group(1)]
+
+            return _PARAM.sub(one, text)
+
+        data = self.model_dump(by_alias=True)
+        return Manifest.model_validate(_walk(data, sub))
+
+
+def _walk(node: Any, fn: Any) -> Any:
+    if isinstance(node, str):
+        return fn(node)
+    if isinstance(node, dict):
+        return {k: _walk(v, fn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_walk(v, fn) for v in node]
+    return node
+
+
+_PATTERN_HELP = {
+    _VIEW.pattern: "must be a view name: lower-case letters, digits and _ (at most 64)",
+    _K8S_NAME.pattern: "must be lower-case letters, digits and '-', starting and ending with a letter or digit",
+    _TABLE.pattern: "must be a table name: [catalog.][schema.]table",
+    _MEMORY.pattern: "must be a JVM memory size such as 512m or 2g",
+    r"^[0-9]+(\.[0-9]+){0,2}$": "must be a version such as 4.1 or 3.5.3",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or part.startswith(("literal[", "function-")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def _reason(err: Any) -> str:
+    kind, ctx, msg = str(err["type"]), err.get("ctx") or {}, str(err["msg"])
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '').replace(chr(39), '')}".replace(" or ", ", ")
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_HELP.get(str(ctx.get("pattern", "")), msg[0].lower() + msg[1:])
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:]
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Parse and validate manifest YAML; :class:`BadRequest` names every problem with its path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise BadRequest(f"manifest is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("manifest must be a YAML mapping with apiVersion, kind, metadata and spec")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"]
+            reason = _reason(err)
+            # A model-level check names its own sub-path ("sinks[0].from: ..."): join them.
+            if err["type"] == "value_error" and re.match(r"^[a-z]+\[\d+\]\.", reason):
+                sub, _, reason = reason.partition(": ")
+                problems.append(f"{_path(loc)}.{sub}: {reason}")
+            else:
+                problems.append(f"{_path(loc)}: {reason}")
+        raise BadRequest("invalid manifest: " + "; ".join(problems)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "SparkJob manifest (dcp.pedregal.doordash.com/v1)"
+    return schema

@@ -1,0 +1,222 @@
+"""The job program: run a SparkJob manifest on a SparkSession (the seed's ``coreetl_runner.py``).
+
+The same code runs a job wherever it runs:
+
+* as its own driver — ``spark-submit .../sparkgate/runner/program.py --manifest m.yaml ...``
+  locally, or as a Kubernetes ``SparkApplication``'s main file (a classic SparkSession);
+* on a warm pooled driver — ``python -m sparkgate.runner.program --remote sc://gateway/... ``
+  (a Spark Connect session through the gateway; the fast path for local/test).
+
+Steps: each source becomes a temporary view; each transform is a SQL *query* over the views so far
+(run as ``SELECT * FROM (<sql>)``, so DDL/DML is a syntax error, never executed), registered as a
+view; each sink writes a view. The result — first 100 rows, row count, schema, output path — of the
+first sink's view (or the last view) goes to ``result.json`` in the scratch directory.
+
+Sandbox mode (``--sandbox``): sinks may only write under the job's scratch directory (tables and
+other paths are refused before anything runs), sources are limited to ``--sample-limit`` rows, and
+SQL that calls into the JVM (``reflect``, ``java_method``) is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sparkgate.errors import BadRequest, PermissionDenied
+from sparkgate.runner.manifest import Manifest, Sink, parse_manifest
+
+PREVIEW_ROWS = 100
+RESULT_FILE = "result.json"
+_JVM_CALLS = re.compile(r"\b(reflect|java_method|try_reflect)\s*\(", re.IGNORECASE)
+
+
+def log(message: str) -> None:
+    print(f"[sparkgate-job {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Plan:
+    """What a manifest will do, checked before Spark runs anything."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        scratch: Path,
+        *,
+        sandbox: bool,
+        sample_limit: int | None,
+        catalog_root: Path | None,
+    ) -> None:
+        self.manifest = manifest
+        self.scratch = scratch.resolve()
+        self.sandbox = sandbox
+        self.sample_limit = sample_limit
+        self.catalog_root = catalog_root.resolve() if catalog_root else None
+        etl = manifest.spec.core_etl
+        if sandbox:
+            for i, src in enumerate(etl.sources):
+                if src.sql and _JVM_CALLS.search(src.sql):
+                    raise PermissionDenied(f"sandbox: spec.coreEtl.sources[{i}].sql calls into the JVM")
+            for i, t in enumerate(etl.transforms):
+                if _JVM_CALLS.search(t.sql):
+                    raise PermissionDenied(f"sandbox: spec.coreEtl.transforms[{i}].sql calls into the JVM")
+        self.sink_paths = [self._sink_path(i, s) for i, s in enumerate(etl.sinks)]
+
+    def _sink_path(self, i: int, sink: Sink) -> Path | None:
+        where = f"spec.coreEtl.sinks[{i}]"
+        if sink.table is not None:
+            if self.sandbox:
+                raise PermissionDenied(
+                    f"sandbox: {where} writes table {sink.table}; sandboxed jobs may only write paths under "
+                    f"their scratch output ({self.scratch})"
+                )
+            return self.table_path(sink.table)
+        assert sink.path is not None
+        path = Path(sink.path)
+        resolved = (path if path.is_absolute() else self.scratch / path).resolve()
+        if self.sandbox and not resolved.is_relative_to(self.scratch):
+            raise PermissionDenied(
+                f"sandbox: {where} writes {sink.path}, outside the job's scratch output ({self.scratch})"
+            )
+        return resolved
+
+    def table_path(self, table: str) -> Path | None:
+        """Where a table of the local sample catalog lives (None: use Spark's own catalog)."""
+        if self.catalog_root is None:
+            return None
+        parts = table.split(".")
+        return self.catalog_root.joinpath(*parts[-2:])
+
+
+def run(spark: Any, plan: Plan) -> dict[str, Any]:
+    """Run the plan on ``spark`` (classic or Connect); returns (and writes) the result summary."""
+    etl = plan.manifest.spec.core_etl
+    for key, value in plan.manifest.spec.spark_conf.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:  # static conf on a running session: say so, keep going
+            log(f"spark conf {key} not set at runtime ({type(exc).__name__}); it applies when the driver starts")
+    last = None
+    for src in etl.sources:
+        if src.table is not None:
+            local = plan.table_path(src.table)
+            if local is not None and local.exists():
+                log(f"source {src.name}: table {src.table} ({local})")
+                df = spark.read.parquet(str(local))
+            else:
+                log(f"source {src.name}: table {src.table}")
+                df = spark.table(src.table)
+        elif src.path is not None:
+            log(f"source {src.name}: {src.format or 'parquet'} at {src.path}")
+            df = spark.read.format(src.format or "parquet").options(**src.options).load(src.path)
+        else:
+            log(f"source {src.name}: SQL")
+            df = spark.sql(f"SELECT * FROM ({src.sql}) AS source")
+        if plan.sample_limit is not None:
+            df = df.limit(plan.sample_limit)
+        df.createOrReplaceTempView(src.name)
+        last = src.name
+    for t in etl.transforms:
+        log(f"transform {t.name}")
+        spark.sql(f"SELECT * FROM ({t.sql}) AS transform").createOrReplaceTempView(t.name)
+        last = t.name
+    output_path = ""
+    for sink, path in zip(etl.sinks, plan.sink_paths, strict=True):
+        writer = spark.table(sink.from_).write.format(sink.format).mode(sink.mode).options(**sink.options)
+        if sink.partition_by:
+            writer = writer.partitionBy(*sink.partition_by)
+        if path is not None:
+            log(f"sink {sink.from_} -> {path} ({sink.format}, {sink.mode})")
+            writer.save(str(path))
+            output_path = output_path or str(path)
+        else:
+            log(f"sink {sink.from_} -> table {sink.table} ({sink.mode})")
+            writer.saveAsTable(sink.table)
+            output_path = output_path or f"table:{sink.table}"
+    view = etl.sinks[0].from_ if etl.sinks else last
+    df = spark.table(view)
+    rows = [r.asDict(recursive=True) for r in df.limit(PREVIEW_ROWS).collect()]
+    result = {
+        "view": view,
+        "preview": json.loads(json.dumps(rows, default=_json_value)),
+        "count": df.count(),
+        "schema": json.loads(df.schema.json()),
+        "output_path": output_path,
+    }
+    plan.scratch.mkdir(parents=True, exist_ok=True)
+    tmp = plan.scratch / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(plan.scratch / RESULT_FILE)
+    log(f"done: {result['count']} row(s) in {view}" + (f", written to {output_path}" if output_path else ""))
+    return result
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, bytes | bytearray):
+        return v.hex()
+    return str(v)
+
+
+def _load(value: str) -> str:
+    p = Path(value)
+    return p.read_text() if len(value) < 4096 and "\n" not in value and p.is_file() else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sparkgate-job", description="Run a SparkJob manifest.")
+    ap.add_argument("--manifest", required=True, help="manifest file, or the manifest YAML itself")
+    ap.add_argument("--scratch", default=os.environ.get("SPARKGATE_JOB_SCRATCH", "."), help="scratch output dir")
+    ap.add_argument("--remote", help="sc:// URL: run on a Spark Connect driver (else: this process's Spark)")
+    ap.add_argument("--sandbox", action="store_true", help="writes only under --scratch; sampled sources")
+    ap.add_argument("--sample-limit", type=int, help="rows per source (sandbox sampling)")
+    ap.add_argument("--catalog-root", help="directory of the local sample catalog (schema/table dirs)")
+    ap.add_argument("--param", action="append", default=[], metavar="K=V", help="override spec.parameters")
+    args = ap.parse_args(argv)
+    try:
+        params = dict(p.split("=", 1) for p in args.param)
+        manifest = parse_manifest(_load(args.manifest)).with_parameters(params)
+        plan = Plan(
+            manifest,
+            Path(args.scratch),
+            sandbox=args.sandbox,
+            sample_limit=args.sample_limit,
+            catalog_root=Path(args.catalog_root) if args.catalog_root else None,
+        )
+    except (BadRequest, PermissionDenied) as exc:
+        log(f"refused: {exc.message}")
+        return 2
+    name = f"sparkgate-{manifest.metadata.team}-{manifest.metadata.name}"
+    if args.remote:
+        from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+        spark: Any = RemoteSession.builder.remote(args.remote).create()
+    else:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.appName(name).getOrCreate()
+    try:
+        run(spark, plan)
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        try:
+            spark.stop()
+        except Exception:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

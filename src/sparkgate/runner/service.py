@@ -1,0 +1,292 @@
+"""The runner: submit, check, cancel and list jobs; keep their state true.
+
+:class:`Runner` is the logic behind the gRPC service (:mod:`.server`), the CLI and the Playground.
+Submit validates the manifest and options, records the job PENDING and starts it when a slot is
+free (``runner.max_running``); the backend reports how the work ended. A supervisor cancels jobs
+past their TTL. On start, jobs a previous runner left PENDING or RUNNING are reconciled — their
+processes re-adopted, or their outcome recorded — never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparkgate.aio import TaskSupervisor
+from sparkgate.config import RunnerSettings
+from sparkgate.errors import BadRequest
+from sparkgate.runner.backends.base import ExecutionBackend, Outcome
+from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
+from sparkgate.runner.manifest import Manifest, parse_manifest
+from sparkgate.runner.store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: Options a Submit may carry (the seed's ``map<string,string> options``), and what they mean.
+OPTIONS = {
+    "sandbox": "true: writes only under the job's scratch output, sources sampled (the seed's sandbox_mode)",
+    "sandbox_mode": "same as sandbox (the seed's name)",
+    "ttl_seconds": "cancel the job after this many seconds (at most runner.max_ttl_seconds)",
+    "sample_limit": "rows per source in sandbox mode",
+    "driver": "pool (a warm driver) or own (a driver of its own)",
+    "param.<name>": "override spec.parameters.<name>",
+}
+
+
+@dataclass
+class JobView:
+    """What Check answers."""
+
+    job: Job
+    history: list[Event] = field(default_factory=list)
+    logs: str = ""
+    result: dict[str, Any] | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        store: JobStore,
+        backend: ExecutionBackend,
+        environments: list[str],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.environments = environments
+        self._tasks = TaskSupervisor("runner")
+        self._wake = asyncio.Event()
+        self._running: set[str] = set()
+        self._deadlines: dict[str, float] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.migrate)
+        await self._reconcile()
+        self._tasks.spawn("scheduler", self._schedule_loop())
+        self._tasks.every("ttl", 1.0, self._enforce_ttl)
+
+    async def close(self) -> None:
+        """Stop supervising (jobs keep running; a restarted runner re-adopts them)."""
+        await self._tasks.close()
+        await self.backend.close()
+        await asyncio.to_thread(self.store.close)
+
+    # -- submit ---------------------------------------------------------------------------------
+
+    def _options(self, options: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k, v in options.items():
+            if k not in OPTIONS and not k.startswith("param."):
+                known = ", ".join(OPTIONS)
+                raise BadRequest(f"unknown option {k!r} (known: {known})")
+            out["sandbox" if k == "sandbox_mode" else k] = v
+        if out.get("sandbox", "false") not in ("true", "false"):
+            raise BadRequest(f"option sandbox must be true or false, not {out['sandbox']!r}")
+        if out.get("driver", "pool") not in ("pool", "own"):
+            raise BadRequest(f"option driver must be pool or own, not {out['driver']!r}")
+        for k in ("ttl_seconds", "sample_limit"):
+            if k in out:
+                try:
+                    if float(out[k]) <= 0:
+                        raise ValueError
+                except ValueError:
+                    raise BadRequest(f"option {k} must be a positive number, not {out[k]!r}") from None
+        ttl = float(out.get("ttl_seconds", self.settings.default_ttl_seconds))
+        out["ttl_seconds"] = str(min(ttl, self.settings.max_ttl_seconds))
+        if out.get("sandbox") == "true":
+            out.setdefault("sample_limit", str(self.settings.sandbox_sample_limit))
+        out.setdefault("driver", self.settings.local_driver)
+        return out
+
+    async def submit(
+        self,
+        manifest_text: str,
+        *,
+        team: str = "",
+        environment: str,
+        user: str = "",
+        job_name: str = "",
+        options: dict[str, str] | None = None,
+    ) -> Job:
+        if not manifest_text.strip():
+            raise BadRequest("manifest is empty")
+        manifest = parse_manifest(manifest_text)
+        opts = self._options(dict(options or {}))
+        params = {k.removeprefix("param."): v for k, v in opts.items() if k.startswith("param.")}
+        manifest.with_parameters(params)  # every ${param} must resolve now, not in the job
+        meta = manifest.metadata
+        if team and team != meta.team:
+            raise BadRequest(f"team {team!r} does not match the manifest's metadata.team {meta.team!r}")
+        if job_name and job_name != meta.name:
+            raise BadRequest(f"job_name {job_name!r} does not match the manifest's metadata.name {meta.name!r}")
+        if environment not in self.environments:
+            raise BadRequest(f"unknown environment {environment!r}; known: {', '.join(sorted(self.environments))}")
+        user = user or "anonymous"
+        job = Job(
+            id=job_id(meta.team, meta.name),
+            name=meta.name,
+            team=meta.team,
+            environment=environment,
+            user=user,
+            namespace=namespace_for_job(meta.team, environment, user),
+            manifest=manifest_text,
+            options=opts,
+            backend=f"{self.backend.name}-{opts['driver']}" if self.backend.name == "local" else self.backend.name,
+        )
+        await asyncio.to_thread(self.store.create, job)
+        log.info("job %s submitted by %s (team %s, %s)", job.id, user, job.team, environment)
+        self._wake.set()
+        return job
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._start_pending()
+            except Exception:
+                log.exception("runner: starting pending jobs failed; will retry")
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    async def _start_pending(self) -> None:
+        free = self.settings.max_running - len(self._running)
+        if free <= 0:
+            return
+        pending = await asyncio.to_thread(self.store.list_jobs, state=PENDING, limit=1000)
+        for job in sorted(pending, key=lambda j: j.created_at)[:free]:
+            await self._launch(job)
+
+    async def _launch(self, job: Job) -> None:
+        job = await asyncio.to_thread(self.store.get, job.id)
+        if job.state != PENDING:  # cancelled while it waited
+            return
+        manifest = parse_manifest(job.manifest)
+        self._running.add(job.id)
+        try:
+            launch = await self.backend.start(job, manifest, self._on_done(job.id))
+        except Exception as exc:
+            self._running.discard(job.id)
+            log.exception("job %s could not be started", job.id)
+            await self._finish(job.id, FAILED, f"could not start the job: {exc}")
+            return
+        now = dt.datetime.now(dt.UTC)
+        await asyncio.to_thread(
+            self.store.transition,
+            job.id,
+            RUNNING,
+            f"started on {job.backend}",
+            handle=launch.handle,
+            log_path=launch.log_path,
+            scratch_dir=launch.scratch_dir,
+            spark_ui_url=launch.spark_ui_url,
+            attempts=job.attempts + 1,
+            started_at=now,
+        )
+        self._deadlines[job.id] = time.monotonic() + float(job.options.get("ttl_seconds", 3600))
+
+    def _on_done(self, jid: str) -> Any:
+        async def done(outcome: Outcome) -> None:
+            output = str(outcome.details.get("output_path", "")) if outcome.details else ""
+            await self._finish(jid, outcome.state, outcome.error, output_path=output)
+
+        return done
+
+    async def _finish(self, jid: str, state: str, error: str = "", **values: Any) -> Job:
+        self._running.discard(jid)
+        self._deadlines.pop(jid, None)
+        message = "finished" if state == COMPLETED else (error.splitlines()[0][:300] if error else state.lower())
+        job = await asyncio.to_thread(
+            self.store.transition,
+            jid,
+            state,
+            message,
+            error=error,
+            finished_at=dt.datetime.now(dt.UTC),
+            **values,
+        )
+        log.info("job %s %s%s", jid, state, f": {message}" if state != COMPLETED else "")
+        self._wake.set()
+        return job
+
+    async def _enforce_ttl(self) -> None:
+        now = time.monotonic()
+        for jid, deadline in list(self._deadlines.items()):
+            if now >= deadline:
+                job = await asyncio.to_thread(self.store.get, jid)
+                ttl = job.options.get("ttl_seconds", "?")
+                await self.backend.cancel(job)
+                await self._finish(jid, FAILED, f"the job ran longer than its TTL of {float(ttl):.0f}s and was stopped")
+
+    async def _reconcile(self) -> None:
+        """Jobs a previous runner left unfinished: re-adopt their work or record how it ended."""
+        for job in await asyncio.to_thread(self.store.active):
+            if job.state == PENDING:
+                continue  # the scheduler starts it
+            outcome = await self.backend.adopt(job, self._on_done(job.id))
+            if outcome is None:
+                self._running.add(job.id)
+                started = job.started_at.timestamp() if job.started_at else time.time()
+                ttl = float(job.options.get("ttl_seconds", 3600))
+                self._deadlines[job.id] = time.monotonic() + max(0.0, started + ttl - time.time())
+                continue
+            output = str(outcome.details.get("output_path", "")) if outcome.details else ""
+            await self._finish(job.id, outcome.state, outcome.error, output_path=output)
+        self._wake.set()
+
+    # -- check / cancel / list ------------------------------------------------------------------
+
+    async def check(self, jid: str, *, include_logs: bool = False, include_results: bool = False) -> JobView:
+        job = await asyncio.to_thread(self.store.get, jid)
+        view = JobView(job, await asyncio.to_thread(self.store.events, jid))
+        if include_logs and job.log_path:
+            view.logs = await asyncio.to_thread(self.backend.logs, job, self.settings.log_tail_lines)
+        if include_results and job.state == COMPLETED and job.scratch_dir:
+            view.result = await asyncio.to_thread(_read_result, job.scratch_dir)
+        return view
+
+    async def cancel(self, jid: str) -> Job:
+        """Stop a job (idempotent: a finished job is left as it is)."""
+        job = await asyncio.to_thread(self.store.get, jid)
+        if job.done:
+            return job
+        await self.backend.cancel(job)
+        return await self._finish(jid, CANCELLED, "cancelled by request")
+
+    async def list(self, *, team: str = "", user: str = "", state: str = "", limit: int = 50) -> list[Job]:
+        return await asyncio.to_thread(self.store.list_jobs, team=team, user=user, state=state, limit=limit)
+
+    async def wait(self, jid: str, timeout: float = 600) -> Job:
+        """Wait until a job is finished (for tests, benchmarks and ``submit --follow``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await asyncio.to_thread(self.store.get, jid)
+            if job.done:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {jid} still {job.state} after {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+
+def _read_result(scratch: str) -> dict[str, Any] | None:
+    import json
+    from pathlib import Path
+
+    from sparkgate.runner.program import RESULT_FILE
+
+    path = Path(scratch) / RESULT_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+__all__ = ["OPTIONS", "JobView", "Manifest", "Runner"]

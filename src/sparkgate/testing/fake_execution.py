@@ -1,0 +1,57 @@
+"""An execution backend for runner tests and the Playground's: jobs "run" until told how they end."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sparkgate.runner.backends.base import Launch, OnDone, Outcome
+from sparkgate.runner.jobs import COMPLETED, FAILED, Job
+from sparkgate.runner.manifest import Manifest
+
+
+class FakeExecution:
+    name = "fake"
+
+    def __init__(self, *, auto_complete: float | None = None) -> None:
+        """``auto_complete``: seconds after which every job COMPLETES on its own (None: never)."""
+        self.auto_complete = auto_complete
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.running: dict[str, OnDone] = {}
+        #: Outcomes adopt() gives for jobs of a previous runner (job id → Outcome; absent: re-adopt).
+        self.after_restart: dict[str, Outcome] = {}
+        self.fail_start: str | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+
+    async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
+        if self.fail_start:
+            raise RuntimeError(self.fail_start)
+        self.started.append(job.id)
+        self.running[job.id] = on_done
+        if self.auto_complete is not None:
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(self.auto_complete, lambda: asyncio.ensure_future(self.finish(job.id))))
+        return Launch(handle={"fake": job.id}, log_path=f"/fake/{job.id}.log", scratch_dir="", spark_ui_url="http://ui")
+
+    async def finish(self, job_id: str, state: str = COMPLETED, error: str = "", **details: Any) -> None:
+        on_done = self.running.pop(job_id, None)
+        if on_done is not None:
+            await on_done(Outcome(state, error if state == FAILED else "", details))
+
+    async def cancel(self, job: Job) -> None:
+        self.cancelled.append(job.id)
+        self.running.pop(job.id, None)
+
+    async def adopt(self, job: Job, on_done: OnDone) -> Outcome | None:
+        if job.id in self.after_restart:
+            return self.after_restart[job.id]
+        self.running[job.id] = on_done
+        return None
+
+    def logs(self, job: Job, lines: int) -> str:
+        return f"log of {job.id}"
+
+    async def close(self) -> None:
+        for t in self._timers:
+            t.cancel()

@@ -1,0 +1,164 @@
+"""The runner's gRPC service with a fake execution backend, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from sparkgate.config import RunnerSettings
+from sparkgate.runner.backends.base import Outcome
+from sparkgate.runner.jobs import FAILED
+from sparkgate.runner.proto import spark_runner_pb2 as pb
+from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
+from sparkgate.runner.server import RunnerServer
+from sparkgate.runner.service import Runner
+from sparkgate.runner.store import JobStore
+from sparkgate.testing.fake_execution import FakeExecution
+from tests.runner.test_manifest import GOOD
+
+ENVS = ["local", "test", "staging", "prod"]
+
+
+@contextlib.asynccontextmanager
+async def serve(db_url: str, backend: FakeExecution, **settings: Any) -> AsyncIterator[tuple[Runner, Any]]:
+    runner = Runner(RunnerSettings(port=0, **settings), JobStore(db_url), backend, ENVS)
+    await runner.start()
+    try:
+        async with (
+            RunnerServer(runner, "127.0.0.1", 0) as server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch,
+        ):
+            yield runner, pb_grpc.SparkRunnerServiceStub(ch)
+    finally:
+        await runner.close()
+
+
+async def wait_state(stub: Any, job_id: str, state: str, timeout: float = 5) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        resp = await stub.Check(pb.CheckRequest(job_id=job_id))
+        if resp.state == state:
+            return resp
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{job_id} is {resp.state}, not {state}")
+        await asyncio.sleep(0.02)
+
+
+def submit(**kw: Any) -> pb.SubmitRequest:
+    base: dict[str, Any] = {"manifest": GOOD, "team": "feature-engineering", "environment": "local", "user": "a@x"}
+    return pb.SubmitRequest(**{**base, **kw})
+
+
+async def test_submit_check_complete(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake) as (_, stub):
+        resp = await stub.Submit(submit(options={"sandbox_mode": "true"}))
+        assert resp.job_id.startswith("feature-engineering-daily-orders-") and resp.state == "PENDING"
+        assert resp.namespace.startswith("sjns-playground-local-") and resp.backend == "fake"
+        running = await wait_state(stub, resp.job_id, "RUNNING")
+        assert running.spark_ui_url == "http://ui" and running.attempts == 1 and running.user == "a@x"
+        await fake.finish(resp.job_id, output_path="/out")
+        done = await wait_state(stub, resp.job_id, "COMPLETED")
+        assert [h.state for h in done.history] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert done.output_path == "/out" and done.created_at.endswith("Z")
+        logs = await stub.Check(pb.CheckRequest(job_id=resp.job_id, include_logs=True))
+        assert logs.logs == f"log of {resp.job_id}"
+        listed = await stub.List(pb.ListRequest(team="feature-engineering"))
+        assert [j.job_id for j in listed.jobs] == [resp.job_id]
+
+
+@pytest.mark.parametrize(
+    ("request_kw", "code", "text"),
+    [
+        (
+            {"manifest": GOOD.replace("mode: overwrite", "mode: replace")},
+            "INVALID_ARGUMENT",
+            "sinks[0].mode: must be one of",
+        ),
+        ({"manifest": "a: ["}, "INVALID_ARGUMENT", "not valid YAML"),
+        ({"manifest": ""}, "INVALID_ARGUMENT", "manifest is empty"),
+        ({"environment": "moon"}, "INVALID_ARGUMENT", "unknown environment 'moon'"),
+        ({"team": "other-team"}, "INVALID_ARGUMENT", "does not match the manifest's metadata.team"),
+        ({"options": {"colour": "blue"}}, "INVALID_ARGUMENT", "unknown option 'colour'"),
+        ({"options": {"ttl_seconds": "soon"}}, "INVALID_ARGUMENT", "ttl_seconds must be a positive number"),
+        ({"manifest": GOOD.replace("${ds}", "${day}")}, "INVALID_ARGUMENT", "${day} is used but not defined"),
+    ],
+)
+async def test_bad_submissions_are_refused_clearly(
+    db_url: str, request_kw: dict[str, Any], code: str, text: str
+) -> None:
+    async with serve(db_url, FakeExecution()) as (_, stub):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.Submit(submit(**request_kw))
+        assert e.value.code().name == code and text in (e.value.details() or "")
+        assert not (await stub.List(pb.ListRequest())).jobs
+
+
+async def test_cancel_is_idempotent_and_unknown_jobs_are_not_found(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake) as (_, stub):
+        job = (await stub.Submit(submit())).job_id
+        await wait_state(stub, job, "RUNNING")
+        assert (await stub.Cancel(pb.CancelRequest(job_id=job))).state == "CANCELLED"
+        assert (await stub.Cancel(pb.CancelRequest(job_id=job))).state == "CANCELLED"
+        assert fake.cancelled == [job]
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.Check(pb.CheckRequest(job_id="nope"))
+        assert e.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_ttl_stops_long_jobs(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake) as (_, stub):
+        job = (await stub.Submit(submit(options={"ttl_seconds": "0.3"}))).job_id
+        done = await wait_state(stub, job, "FAILED", timeout=5)
+        assert "longer than its TTL" in done.error and fake.cancelled == [job]
+
+
+async def test_jobs_wait_for_a_free_slot(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake, max_running=1) as (_, stub):
+        first = (await stub.Submit(submit())).job_id
+        second = (await stub.Submit(submit())).job_id
+        await wait_state(stub, first, "RUNNING")
+        await asyncio.sleep(0.2)
+        assert (await stub.Check(pb.CheckRequest(job_id=second))).state == "PENDING"
+        await fake.finish(first, "FAILED", "boom")
+        await wait_state(stub, second, "RUNNING")
+        failed = await stub.Check(pb.CheckRequest(job_id=first))
+        assert failed.state == "FAILED" and failed.error == "boom"
+
+
+async def test_a_start_failure_fails_the_job(db_url: str) -> None:
+    fake = FakeExecution()
+    fake.fail_start = "no spark-submit here"
+    async with serve(db_url, fake) as (_, stub):
+        job = (await stub.Submit(submit())).job_id
+        done = await wait_state(stub, job, "FAILED")
+        assert "could not start the job: no spark-submit here" in done.error
+
+
+async def test_a_restarted_runner_loses_nothing(db_url: str) -> None:
+    first = FakeExecution()
+    async with serve(db_url, first) as (_, stub):
+        keeps = (await stub.Submit(submit())).job_id
+        lost = (await stub.Submit(submit())).job_id
+        queued = None
+        await wait_state(stub, keeps, "RUNNING")
+        await wait_state(stub, lost, "RUNNING")
+    second = FakeExecution()
+    second.after_restart[lost] = Outcome(FAILED, "the job's process was gone when the runner restarted")
+    async with serve(db_url, second, max_running=2) as (_, stub):
+        assert (await stub.Check(pb.CheckRequest(job_id=keeps))).state == "RUNNING"  # re-adopted
+        gone = await stub.Check(pb.CheckRequest(job_id=lost))
+        assert gone.state == "FAILED" and "gone when the runner restarted" in gone.error
+        queued = (await stub.Submit(submit())).job_id
+        await second.finish(keeps)
+        await wait_state(stub, keeps, "COMPLETED")
+        await wait_state(stub, queued, "RUNNING")
