@@ -298,6 +298,25 @@ class AuditSettings(_Section):
     path: str = "audit.log"
 
 
+class KubernetesJobSettings(_Section):
+    """How a job becomes a Spark Operator ``SparkApplication`` (the seed's buildSparkApplication)."""
+
+    #: Container image per environment; ``default`` for the rest. The image carries Spark, Python
+    #: and sparkgate (the job program is its main file).
+    images: dict[str, str] = {"default": "ghcr.io/sparkgate/spark-job:4.1"}
+    #: The job program inside the image.
+    main_file: str = "local:///opt/sparkgate/program.py"
+    #: Service account of the driver pod.
+    service_account: str = "spark-driver"
+    #: Where job output goes, per environment (``{job_id}`` is replaced); ``default`` for the rest.
+    output_uris: dict[str, str] = {"default": "s3a://sparkgate-scratch/{environment}/{job_id}"}
+    #: Unity Catalog URI per environment for the ``pedregal`` catalog (none: no catalog conf).
+    catalog_uris: dict[str, str] = {}
+    #: Seconds a finished SparkApplication is kept before the operator deletes it (its
+    #: ``timeToLiveSeconds``; the job's run-time limit is the runner's TTL, enforced by Cancel).
+    keep_finished_seconds: int = Field(default=86400, ge=0)
+
+
 class RunnerSettings(_Section):
     """The Spark Runner: batch manifests → Spark jobs (gRPC ``sparkrunner.SparkRunnerService``)."""
 
@@ -327,6 +346,7 @@ class RunnerSettings(_Section):
     log_tail_lines: int = Field(default=200, ge=1)
     #: Directory of the local sample catalog (relative to ``state_dir``); ``samples.*`` tables.
     catalog_dir: str = "catalog"
+    kubernetes: KubernetesJobSettings = KubernetesJobSettings()
 
 
 class EnvironmentSettings(_Section):
