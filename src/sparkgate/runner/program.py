@@ -173,7 +173,29 @@ def _load(value: str) -> str:
     return p.read_text() if len(value) < 4096 and "\n" not in value and p.is_file() else value
 
 
+def standby() -> int:
+    """Wait, with pyspark already imported, for one job's arguments on stdin; then run it.
+
+    The runner keeps one such process ready, so a warm-driver job does not pay for starting
+    Python and importing pyspark (~1 s). The line read is JSON: ``{"cwd", "log", "argv"}``.
+    """
+    from pyspark.sql.connect.session import SparkSession  # noqa: F401 - the point is the import
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    spec = json.loads(line)
+    os.chdir(spec["cwd"])
+    fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return main(list(spec["argv"]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["--standby"]:
+        return standby()
     ap = argparse.ArgumentParser(prog="sparkgate-job", description="Run a SparkJob manifest.")
     ap.add_argument("--manifest", required=True, help="manifest file, or the manifest YAML itself")
     ap.add_argument("--scratch", default=os.environ.get("SPARKGATE_JOB_SCRATCH", "."), help="scratch output dir")
