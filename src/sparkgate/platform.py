@@ -132,12 +132,18 @@ class Platform:
             default_driver=r.local_driver,
             catalog_root=catalog,
             spark_home=Path(s.local.spark_home) if s.local.spark_home else None,
+            ui_lookup=self._ui_for_session,
         )
         store = JobStore(database_url(r.database_url, s.state_dir))
         self.runner = Runner(r, store, backend, list(s.environments))
         await self.runner.start()
         self.runner_server = RunnerServer(self.runner, r.host, r.port)
         await self.runner_server.start()
+
+    def _ui_for_session(self, user: str, session_id: str) -> str | None:
+        route = self.gateway.store.get((user, session_id))
+        driver = self.clusters.get(route.driver_id) if route is not None else None
+        return driver.ui_url if driver is not None else None
 
     async def _shutdown(self) -> None:
         if self.runner_server is not None:

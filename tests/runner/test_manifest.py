@@ -78,3 +78,10 @@ def test_samples_are_valid_and_the_schema_is_published() -> None:
     schema = json_schema()
     assert schema["properties"]["apiVersion"]["const"] == "dcp.pedregal.doordash.com/v1"
     assert "coreEtl" in json.dumps(schema)
+
+
+def test_the_published_schema_file_is_current() -> None:
+    published = Path(__file__).parents[2] / "schemas" / "sparkjob.schema.json"
+    assert json.loads(published.read_text()) == json_schema(), (
+        "run: sparkgate manifest-schema > schemas/sparkjob.schema.json"
+    )

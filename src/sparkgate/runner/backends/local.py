@@ -27,6 +27,7 @@ import subprocess
 import sys
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,16 @@ class LocalBackend:
         default_driver: str = "pool",
         catalog_root: Path | None = None,
         spark_home: Path | None = None,
+        ui_lookup: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.jobs_dir = jobs_dir
         self.gateway_url = gateway_url
         self.default_driver = default_driver
         self.catalog_root = catalog_root
         self._spark_home = spark_home
+        #: ``(user, session_id) -> Spark UI URL`` of the driver a pool job's session landed on
+        #: (the platform asks its gateway); None where the runner runs apart from the gateway.
+        self.ui_lookup = ui_lookup
         self._procs: dict[str, Child] = {}
         #: A job program already started and waiting for a pool job's arguments (saves ~1 s each).
         self._standby: Child | None = None
@@ -297,6 +302,13 @@ class LocalBackend:
         if outcome.state == FAILED:
             outcome.error = "the job's process was gone when the runner restarted (no result was written)"
         return outcome
+
+    def ui_url(self, job: Job) -> str:
+        """The Spark UI of the driver a pool job runs on, once its session reached one."""
+        sid = job.handle.get("session_id")
+        if self.ui_lookup is None or not sid:
+            return ""
+        return self.ui_lookup(job.user, str(sid)) or ""
 
     def logs(self, job: Job, lines: int) -> str:
         return tail(job.log_path or self._dir(job) / "driver.log", lines)
