@@ -8,6 +8,7 @@
     sparkgate submit        submit a SparkJob manifest to the Spark Runner (--follow to watch it)
     sparkgate status ID     a job's state and history;  cancel ID, results ID, jobs: the rest
     sparkgate runner        run only the Spark Runner (gRPC :50051)
+    sparkgate playground    run only the DCP Playground (web UI + REST API on :8080)
 
 Run ``sparkgate COMMAND --help`` for each command's options.
 """
@@ -119,6 +120,9 @@ async def _run_up(settings: Settings) -> int:
                 f"  runner       {settings.runner.host}:{platform.runner_server.port}   "
                 "(Spark Runner gRPC; sparkgate submit MANIFEST --env local --follow)"
             )
+        if platform.playground is not None:
+            url = f"http://{settings.playground.host}:{platform.playground.port}/"
+            _out(f"  playground   {url}   (web UI; API docs at {url}docs)")
         _out(f"  environments {', '.join(sorted(settings.environments))}  (all served by local drivers)")
         sizes = ", ".join(f"{n} {name}" for name, n in sorted(_pool_sizes(settings).items()) if n)
         _out(
@@ -171,6 +175,23 @@ async def _run_runner(settings: Settings) -> int:
             await stop.wait()
     finally:
         await runner.close()
+    return 0
+
+
+async def _run_playground(settings: Settings, runner: str | None) -> int:
+    from sparkgate.playground.app import create_app
+    from sparkgate.playground.server import PlaygroundServer
+
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    pg = settings.playground
+    server = PlaygroundServer(create_app(settings, runner or pg.runner_target), pg.host, pg.port)
+    await server.start()
+    _out(f"sparkgate playground on http://{pg.host}:{server.port}/ (runner {runner or pg.runner_target})")
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
     return 0
 
 
@@ -241,7 +262,9 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
 
 def _apply_common(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {}
-    if getattr(args, "port", None) is not None:
+    if getattr(args, "port", None) is not None and getattr(args, "command", "") == "playground":
+        over["playground"] = {"port": args.port}
+    elif getattr(args, "port", None) is not None:
         over.setdefault("gateway", {})["port"] = args.port
     if getattr(args, "host", None) is not None:
         over.setdefault("gateway", {})["host"] = args.host
@@ -251,6 +274,8 @@ def _apply_common(args: argparse.Namespace) -> Settings:
         over["pool"] = {"size": args.pool_size}
     if getattr(args, "runner_port", None) is not None:
         over["runner"] = {"port": args.runner_port}
+    if getattr(args, "playground_port", None) is not None:
+        over["playground"] = {"port": args.playground_port}
     if getattr(args, "state_dir", None) is not None:
         over["state_dir"] = args.state_dir
     settings = load_settings(args.config, **over)
@@ -286,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pool-size", type=int, metavar="N", help="warm drivers to keep ready (default 1)")
     up.add_argument("--admin-port", type=int, metavar="P", help="status/health HTTP port (default 9090; 0 = any)")
     up.add_argument("--runner-port", type=int, metavar="P", help="Spark Runner gRPC port (default 50051; 0 = any)")
+    up.add_argument("--playground-port", type=int, metavar="P", help="Playground web port (default 8080; 0 = any)")
 
     gw = sub.add_parser(
         "gateway",
@@ -382,6 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(rn)
 
+    pg = sub.add_parser(
+        "playground",
+        help="run only the DCP Playground (web UI + REST API, default :8080)",
+        description="Serve the Playground against a running Spark Runner (playground.runner_target, or --runner).",
+    )
+    common(pg)
+    runner_arg(pg)
+    pg.add_argument("--port", type=int, help="web port (default playground.port, 8080)")
+
     ms = sub.add_parser("manifest-schema", help="print the SparkJob manifest's JSON Schema (for editors)")
     common(ms)
     ct.add_argument("--dir", metavar="DIR", help="where to write them (default: <state_dir>/certs)")
@@ -435,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             return jobs_cli.jobs(_runner_client(settings, args), args)
         if args.command == "runner":
             return _run(_run_runner(settings))
+        if args.command == "playground":
+            return _run(_run_playground(settings, args.runner))
         if args.command == "manifest-schema":
             import json
 

@@ -349,6 +349,18 @@ class RunnerSettings(_Section):
     kubernetes: KubernetesJobSettings = KubernetesJobSettings()
 
 
+class PlaygroundSettings(_Section):
+    """The DCP Playground: REST API + web UI over the Spark Runner."""
+
+    #: ``sparkgate up`` starts it (needs the runner).
+    enabled: bool = True
+    #: Loopback by default: with ``auth.mode: none`` it trusts the X-User-Email header.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: The Spark Runner to talk to when run on its own (``sparkgate playground``).
+    runner_target: str = "127.0.0.1:50051"
+
+
 class EnvironmentSettings(_Section):
     """One environment a client can name."""
 
@@ -386,6 +398,7 @@ class Settings(_Section):
     rate_limits: RateLimitSettings = RateLimitSettings()
     audit: AuditSettings = AuditSettings()
     runner: RunnerSettings = RunnerSettings()
+    playground: PlaygroundSettings = PlaygroundSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 
     @field_validator("environments")

@@ -28,6 +28,8 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import ConfigError, DriverStartError
 from sparkgate.gateway.server import Gateway
+from sparkgate.playground.app import create_app
+from sparkgate.playground.server import PlaygroundServer
 from sparkgate.runner.backends.local import LocalBackend
 from sparkgate.runner.server import RunnerServer
 from sparkgate.runner.service import Runner
@@ -89,6 +91,7 @@ class Platform:
         )
         self.runner: Runner | None = None
         self.runner_server: RunnerServer | None = None
+        self.playground: PlaygroundServer | None = None
         self.registry = self.gateway.router.telemetry.registry
         self.registry.register(_PlatformCollector(self))
 
@@ -100,6 +103,8 @@ class Platform:
             await self.gateway.start()
             if self.settings.runner.enabled:
                 await self._start_runner()
+                if self.settings.playground.enabled:
+                    await self._start_playground()
             if self.admin is not None:
                 await self.admin.start()
         except BaseException:
@@ -145,7 +150,16 @@ class Platform:
         driver = self.clusters.get(route.driver_id) if route is not None else None
         return driver.ui_url if driver is not None else None
 
+    async def _start_playground(self) -> None:
+        assert self.runner_server is not None
+        pg = self.settings.playground
+        app = create_app(self.settings, f"127.0.0.1:{self.runner_server.port}")
+        self.playground = PlaygroundServer(app, pg.host, pg.port)
+        await self.playground.start()
+
     async def _shutdown(self) -> None:
+        if self.playground is not None:
+            await self.playground.stop()
         if self.runner_server is not None:
             await self.runner_server.stop()
         if self.runner is not None:
@@ -188,6 +202,7 @@ class Platform:
         return {
             "gateway": {"port": self.gateway.port, "engine": self.gateway.engine},
             "runner": {"port": self.runner_server.port} if self.runner_server is not None else None,
+            "playground": {"port": self.playground.port} if self.playground is not None else None,
             "pool": {
                 "target": cm.pool_size,
                 "warm": len(cm.warm()),

@@ -27,6 +27,7 @@ Example (``sparkgate/runner/samples/``)::
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -231,31 +232,82 @@ def _reason(err: Any) -> str:
     return msg[0].lower() + msg[1:]
 
 
-def parse_manifest(text: str) -> Manifest:
-    """Parse and validate manifest YAML; :class:`BadRequest` names every problem with its path."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest: where (path, and line when known) and why."""
+
+    path: str
+    message: str
+    #: 1-based line of the offending node in the YAML, when it can be found.
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ManifestError(BadRequest):
+    """An invalid manifest; ``problems`` lists each problem (the message joins them)."""
+
+    def __init__(self, problems: list[Problem], prefix: str = "invalid manifest: ") -> None:
+        super().__init__(prefix + "; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the deepest node ``loc`` reaches in the composed YAML."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def check_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:
+    """Validate manifest YAML: the manifest, or every problem with its path and line."""
     try:
         data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise BadRequest(f"manifest is not valid YAML{where}: {problem}") from None
+        return None, [Problem("(yaml)", f"not valid YAML{where}: {problem}", mark.line + 1 if mark else None)]
     if not isinstance(data, dict):
-        raise BadRequest("manifest must be a YAML mapping with apiVersion, kind, metadata and spec")
+        return None, [Problem("(top)", "must be a YAML mapping with apiVersion, kind, metadata and spec", 1)]
     try:
-        return Manifest.model_validate(data)
+        return Manifest.model_validate(data), []
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = err["loc"]
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
             reason = _reason(err)
             # A model-level check names its own sub-path ("sinks[0].from: ..."): join them.
-            if err["type"] == "value_error" and re.match(r"^[a-z]+\[\d+\]\.", reason):
-                sub, _, reason = reason.partition(": ")
-                problems.append(f"{_path(loc)}.{sub}: {reason}")
-            else:
-                problems.append(f"{_path(loc)}: {reason}")
-        raise BadRequest("invalid manifest: " + "; ".join(problems)) from None
+            sub = re.match(r"^([a-z]+)\[(\d+)\]\.([A-Za-z]+): (.*)$", reason) if err["type"] == "value_error" else None
+            if sub:
+                loc = (*loc, sub.group(1), int(sub.group(2)), sub.group(3))
+                reason = sub.group(4)
+            problems.append(Problem(_path(loc), reason, _line(root, loc)))
+        return None, problems
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Parse and validate manifest YAML; :class:`ManifestError` names every problem with its path."""
+    manifest, problems = check_manifest(text)
+    if manifest is None:
+        if problems and problems[0].path == "(yaml)":
+            raise ManifestError(problems, prefix="manifest is ")
+        raise ManifestError(problems)
+    return manifest
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 from sparkgate.runner.backends.base import Launch, OnDone, Outcome
@@ -13,15 +15,18 @@ from sparkgate.runner.manifest import Manifest
 class FakeExecution:
     name = "fake"
 
-    def __init__(self, *, auto_complete: float | None = None) -> None:
-        """``auto_complete``: seconds after which every job COMPLETES on its own (None: never)."""
+    def __init__(self, *, auto_complete: float | None = None, scratch_root: Path | None = None) -> None:
+        """``auto_complete``: seconds after which every job COMPLETES on its own (None: never);
+        ``scratch_root``: where jobs get a scratch directory (for results written by :meth:`finish`)."""
         self.auto_complete = auto_complete
+        self.scratch_root = scratch_root
         self.started: list[str] = []
         self.cancelled: list[str] = []
         self.running: dict[str, OnDone] = {}
         #: Outcomes adopt() gives for jobs of a previous runner (job id → Outcome; absent: re-adopt).
         self.after_restart: dict[str, Outcome] = {}
         self.fail_start: str | None = None
+        self.scratch: dict[str, str] = {}
         self._timers: list[asyncio.TimerHandle] = []
 
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
@@ -32,9 +37,22 @@ class FakeExecution:
         if self.auto_complete is not None:
             loop = asyncio.get_running_loop()
             self._timers.append(loop.call_later(self.auto_complete, lambda: asyncio.ensure_future(self.finish(job.id))))
-        return Launch(handle={"fake": job.id}, log_path=f"/fake/{job.id}.log", scratch_dir="", spark_ui_url="http://ui")
+        scratch = ""
+        if self.scratch_root is not None:
+            d = self.scratch_root / job.id
+            d.mkdir(parents=True, exist_ok=True)
+            scratch = str(d)
+        self.scratch[job.id] = scratch
+        return Launch(
+            handle={"fake": job.id}, log_path=f"/fake/{job.id}.log", scratch_dir=scratch, spark_ui_url="http://ui"
+        )
 
-    async def finish(self, job_id: str, state: str = COMPLETED, error: str = "", **details: Any) -> None:
+    async def finish(
+        self, job_id: str, state: str = COMPLETED, error: str = "", result: dict[str, Any] | None = None, **details: Any
+    ) -> None:
+        """End a job; ``result`` (preview, count, schema, output_path) is written as the job program would."""
+        if result is not None and self.scratch.get(job_id):
+            (Path(self.scratch[job_id]) / "result.json").write_text(json.dumps(result))
         on_done = self.running.pop(job_id, None)
         if on_done is not None:
             await on_done(Outcome(state, error if state == FAILED else "", details))

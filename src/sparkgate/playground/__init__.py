@@ -1,0 +1,1 @@
+"""The DCP Playground: a REST API and web UI over the Spark Runner (gRPC only; never Spark itself)."""

@@ -1,0 +1,343 @@
+"""The Playground's REST API (FastAPI) and the web UI it serves.
+
+``create_app(settings, runner_target)`` builds the app: the seed's endpoints under
+``/api/v1/playground`` (``run``/``submit``, ``status/{id}``, ``cancel/{id}``, ``results/{id}``)
+plus what the UI needs (``jobs``, ``validate``, ``jobs/{id}/events`` as server-sent events,
+``samples``, ``environments``), the UI at ``/`` and OpenAPI at ``/docs``. Everything about jobs
+goes to the Spark Runner over gRPC; the Playground never starts Spark or calls the gateway.
+
+Who is calling: with ``auth.mode`` on, the bearer token (OIDC or static, as the gateway checks
+them); with auth off (development), the ``X-User-Email`` header. Users see and touch only their
+own jobs (403 otherwise). Errors are JSON ``{"error": ..., "problems": [...]}`` with the status
+the error tree gives: 400 bad manifest (each problem with its path and line), 404 unknown job,
+409 results before completion, 403 another user's job, 503 runner unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from google.protobuf.json_format import MessageToDict
+from pydantic import BaseModel, Field
+
+from sparkgate.config import Settings
+from sparkgate.errors import Conflict, PermissionDenied, SparkgateError, Unauthenticated
+from sparkgate.playground.runner_client import RunnerClient
+from sparkgate.runner.manifest import ManifestError, Problem, check_manifest
+from sparkgate.security.guard import Guard, build_guard
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+SAMPLES = Path(__file__).parents[1] / "runner" / "samples"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+DEV_USER = "developer@localhost"
+
+
+# -- models (the OpenAPI contract) ---------------------------------------------------------------
+
+
+class RunRequest(BaseModel):
+    manifest: str = Field(description="the SparkJob manifest (YAML)", min_length=1)
+    environment: str = Field(default="local", description="local, test, staging or prod")
+    team: str | None = Field(default=None, description="defaults to the manifest's metadata.team")
+    sandbox: bool = Field(default=False, description="writes only under the job's output; sampled sources")
+    options: dict[str, str] = Field(default={}, description="raw Submit options (ttl_seconds, driver, param.<name>)")
+
+
+class RunResponse(BaseModel):
+    job_id: str
+    namespace: str
+    state: str
+    backend: str
+
+
+class StateChange(BaseModel):
+    state: str
+    at: str
+    message: str = ""
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: str
+    team: str = ""
+    environment: str = ""
+    user: str = ""
+    job_name: str = ""
+    namespace: str = ""
+    backend: str = ""
+    spark_ui_url: str = ""
+    error: str = ""
+    output_path: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    attempts: int = 0
+    history: list[StateChange] = []
+    logs: str | None = None
+
+
+class Results(BaseModel):
+    job_id: str
+    count: int
+    columns: list[dict[str, Any]]
+    preview: list[dict[str, Any]]
+    output_path: str = ""
+
+
+class ProblemOut(BaseModel):
+    path: str
+    message: str
+    line: int | None = None
+
+
+class Validation(BaseModel):
+    valid: bool
+    problems: list[ProblemOut] = []
+    job_name: str | None = None
+    team: str | None = None
+
+
+class Sample(BaseModel):
+    name: str
+    title: str
+    manifest: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    problems: list[ProblemOut] = []
+
+
+class CancelResponse(BaseModel):
+    job_id: str
+    state: str
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def _status(resp: Any, logs: bool = False) -> JobStatus:
+    data = MessageToDict(resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    data.pop("result_preview", None)
+    data.pop("result_count", None)
+    data.pop("result_schema", None)
+    if not logs:
+        data.pop("logs", None)
+    return JobStatus.model_validate(data)
+
+
+def _problems(problems: list[Problem]) -> list[ProblemOut]:
+    return [ProblemOut(path=p.path, message=p.message, line=p.line) for p in problems]
+
+
+def _samples() -> list[Sample]:
+    out = []
+    for f in sorted(SAMPLES.glob("*.yaml")):
+        text = f.read_text()
+        first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), f.stem)
+        out.append(Sample(name=f.stem, title=first, manifest=text))
+    return out
+
+
+async def current_user(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <token> (when auth is on)")] = None,
+    x_user_email: Annotated[str | None, Header(description="who you are, when auth is off (dev)")] = None,
+) -> str:
+    guard: Guard = request.app.state.guard
+    if not guard.enabled:
+        return (x_user_email or DEV_USER).strip()[:255] or DEV_USER
+    if not authorization:
+        raise Unauthenticated("the Playground needs a bearer token: Authorization: Bearer <your access token>")
+    who = await guard.identify([("authorization", authorization)], None, "", method="playground")
+    return who.subject
+
+
+User = Annotated[str, Depends(current_user)]
+
+
+def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = None) -> FastAPI:
+    client = RunnerClient(runner_target)
+    the_guard = guard if guard is not None else build_guard(settings)
+    environments = sorted(settings.environments)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_guard.__aenter__()
+        try:
+            yield
+        finally:
+            await client.close()
+            await the_guard.__aexit__(None, None, None)
+
+    app = FastAPI(
+        title="sparkgate DCP Playground",
+        version="1",
+        description="Run SparkJob manifests through the Spark Runner: submit, watch, cancel, see results.",
+        lifespan=lifespan,
+        responses={
+            400: {"model": ErrorOut, "description": "bad request or invalid manifest"},
+            401: {"model": ErrorOut, "description": "no or bad credentials"},
+            503: {"model": ErrorOut, "description": "the Spark Runner is unreachable"},
+        },
+    )
+    app.state.runner = client
+    app.state.guard = the_guard
+
+    @app.exception_handler(SparkgateError)
+    async def sparkgate_error(request: Request, exc: SparkgateError) -> JSONResponse:
+        body: dict[str, Any] = {"error": exc.message}
+        if isinstance(exc, ManifestError):
+            body["problems"] = [p.model_dump() for p in _problems(exc.problems)]
+        return JSONResponse(body, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"path": ".".join(str(x) for x in e["loc"] if x != "body") or "(body)", "message": e["msg"], "line": None}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request body", "problems": problems}, status_code=400)
+
+    async def own_job(job_id: str, user: str, *, logs: bool = False, results: bool = False) -> Any:
+        resp = await client.check(job_id, logs=logs, results=results)
+        if resp.user != user:
+            raise PermissionDenied(f"job {job_id} belongs to another user")
+        return resp
+
+    api = "/api/v1/playground"
+
+    async def run(req: RunRequest, user: User) -> RunResponse:
+        manifest, problems = check_manifest(req.manifest)
+        if manifest is None:
+            raise ManifestError(problems)
+        options = dict(req.options)
+        if req.sandbox:
+            options["sandbox"] = "true"
+        resp = await client.submit(
+            manifest=req.manifest,
+            team=req.team or manifest.metadata.team,
+            environment=req.environment,
+            user=user,
+            job_name=manifest.metadata.name,
+            options=options,
+        )
+        return RunResponse(job_id=resp.job_id, namespace=resp.namespace, state=resp.state, backend=resp.backend)
+
+    app.post(f"{api}/run", response_model=RunResponse, summary="Run a manifest (the seed's endpoint)")(run)
+    app.post(f"{api}/submit", response_model=RunResponse, summary="Submit a manifest (same as run)")(run)
+
+    @app.get(
+        f"{api}/status/{{job_id}}",
+        response_model=JobStatus,
+        summary="A job's state and history",
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    )
+    async def status(job_id: str, user: User, logs: bool = False) -> JobStatus:
+        return _status(await own_job(job_id, user, logs=logs), logs=logs)
+
+    @app.post(
+        f"{api}/cancel/{{job_id}}",
+        response_model=CancelResponse,
+        summary="Stop a job (idempotent)",
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    )
+    async def cancel(job_id: str, user: User) -> CancelResponse:
+        await own_job(job_id, user)
+        resp = await client.cancel(job_id)
+        return CancelResponse(job_id=job_id, state=resp.state)
+
+    @app.get(
+        f"{api}/results/{{job_id}}",
+        response_model=Results,
+        summary="A finished job's preview",
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    )
+    async def results(job_id: str, user: User) -> Results:
+        resp = await own_job(job_id, user, results=True)
+        if resp.state != "COMPLETED":
+            raise Conflict(f"job {job_id} is {resp.state}; results exist once it is COMPLETED")
+        schema = json.loads(resp.result_schema or "{}")
+        return Results(
+            job_id=job_id,
+            count=resp.result_count,
+            columns=[
+                {"name": f["name"], "type": f["type"] if isinstance(f["type"], str) else json.dumps(f["type"])}
+                for f in schema.get("fields", [])
+            ],
+            preview=json.loads(resp.result_preview or "[]"),
+            output_path=resp.output_path,
+        )
+
+    @app.get(f"{api}/jobs", response_model=list[JobStatus], summary="My jobs, newest first")
+    async def jobs(user: User, limit: int = 50) -> list[JobStatus]:
+        resp = await client.list(user=user, limit=max(1, min(limit, 500)))
+        return [_status(j) for j in resp.jobs]
+
+    @app.post(f"{api}/validate", response_model=Validation, summary="Check a manifest without running it")
+    async def validate(req: RunRequest, user: User) -> Validation:
+        manifest, problems = check_manifest(req.manifest)
+        if req.environment not in environments:
+            problems.append(Problem("environment", f"must be one of {', '.join(environments)}"))
+        if manifest is None or problems:
+            return Validation(valid=False, problems=_problems(problems))
+        return Validation(valid=True, job_name=manifest.metadata.name, team=manifest.metadata.team)
+
+    @app.get(
+        f"{api}/jobs/{{job_id}}/events",
+        summary="Live state and log lines (server-sent events)",
+        responses={200: {"content": {"text/event-stream": {}}}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    )
+    async def events(job_id: str, user: User) -> StreamingResponse:
+        await own_job(job_id, user)
+
+        async def stream() -> AsyncIterator[str]:
+            last: str | None = None
+            seen: list[str] = []
+            while True:
+                resp = await client.check(job_id, logs=True)
+                lines = [ln for ln in resp.logs.splitlines() if "[sparkgate-job" in ln]
+                new = lines[len(seen) :] if lines[: len(seen)] == seen else lines
+                for ln in new:
+                    yield f"event: log\ndata: {json.dumps(ln)}\n\n"
+                seen = lines
+                key = f"{resp.state}/{len(resp.history)}/{resp.spark_ui_url}"
+                if key != last:
+                    yield f"event: state\ndata: {_status(resp).model_dump_json()}\n\n"
+                    last = key
+                if resp.state in TERMINAL:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    @app.get(f"{api}/samples", response_model=list[Sample], summary="Sample manifests to start from")
+    async def samples() -> list[Sample]:
+        return _samples()
+
+    @app.get(f"{api}/environments", response_model=list[str], summary="Environments jobs may run in")
+    async def envs() -> list[str]:
+        return environments
+
+    @app.get(f"{api}/whoami", summary="Who the Playground thinks you are")
+    async def whoami(user: User) -> dict[str, Any]:
+        return {"user": user, "auth": settings.auth.mode}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,60 @@
+"""The Playground's way to the Spark Runner: gRPC only, errors turned into the platform's error tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sparkgate.errors import BadRequest, Conflict, NotFound, PermissionDenied, SparkgateError, Unavailable
+from sparkgate.runner.proto import spark_runner_pb2 as pb
+from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
+
+_ERRORS: dict[grpc.StatusCode, type[SparkgateError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequest,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: Conflict,
+}
+
+
+class RunnerClient:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+
+    def _get_stub(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.target)
+            self._stub = pb_grpc.SparkRunnerServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        return self._stub
+
+    async def call(self, method: str, request: Any, timeout: float = 30) -> Any:
+        try:
+            return await getattr(self._get_stub(), method)(request, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"the Spark Runner at {self.target} is not reachable ({code.name}); try again"
+                ) from err
+            raise _ERRORS.get(code, SparkgateError)(err.details() or code.name) from err
+
+    async def submit(self, **fields: Any) -> Any:
+        return await self.call("Submit", pb.SubmitRequest(**fields))
+
+    async def check(self, job_id: str, *, logs: bool = False, results: bool = False) -> Any:
+        return await self.call("Check", pb.CheckRequest(job_id=job_id, include_logs=logs, include_results=results))
+
+    async def cancel(self, job_id: str) -> Any:
+        return await self.call("Cancel", pb.CancelRequest(job_id=job_id))
+
+    async def list(self, **fields: Any) -> Any:
+        return await self.call("List", pb.ListRequest(**fields))
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
