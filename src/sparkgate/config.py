@@ -335,6 +335,10 @@ class RunnerSettings(_Section):
     local_driver: Literal["pool", "own"] = "pool"
     #: Spark Connect URL of the gateway for ``pool`` jobs (``sparkgate up`` uses its own gateway).
     gateway_url: str = "sc://127.0.0.1:15002"
+    #: CA that signed the gateway's TLS certificate, for pool jobs when ``tls`` is on (e.g. the one
+    #: ``sparkgate certs`` made: ``.sparkgate/certs/ca.pem``). With auth on, ``sparkgate up`` gives
+    #: the runner its own in-process credential; jobs run as ``sparkgate-runner`` on the gateway.
+    gateway_ca_file: str | None = None
     #: Seconds a job may run before it is cancelled (``options.ttl_seconds`` overrides, up to this).
     max_ttl_seconds: float = Field(default=6 * 3600.0, gt=0)
     default_ttl_seconds: float = Field(default=3600.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +36,11 @@ from sparkgate.runner.server import RunnerServer
 from sparkgate.runner.service import Runner
 from sparkgate.runner.store import JobStore, database_url
 from sparkgate.sampledata import write_sample_catalog
+from sparkgate.security.authz import PLATFORM_GROUP
+from sparkgate.security.identity import Identity
+
+#: Who the runner's pool jobs are on the gateway when auth is on.
+RUNNER_IDENTITY = "sparkgate-runner"
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +137,22 @@ class Platform:
         catalog = s.state_path(r.catalog_dir)
         if not (catalog / "samples").is_dir():
             await asyncio.to_thread(write_sample_catalog, catalog)
+        token = None
+        if self.gateway.guard.enabled:
+            # The runner's pool jobs reach the gateway as the platform's own service.
+            token = secrets.token_urlsafe(32)
+            who = Identity(RUNNER_IDENTITY, frozenset({PLATFORM_GROUP}), "token")
+            self.gateway.guard.add_service_token(token, who)
+            if s.tls.enabled and not r.gateway_ca_file:
+                log.warning("TLS is on but runner.gateway_ca_file is not set: pool jobs may not trust the gateway")
+        # pyspark sends a token over plaintext only to the literal host "localhost".
+        host = "localhost" if token or s.tls.enabled else "127.0.0.1"
         backend = LocalBackend(
             s.state_path("jobs"),
-            gateway_url=f"sc://127.0.0.1:{self.gateway.port}",
+            gateway_url=f"sc://{host}:{self.gateway.port}",
+            gateway_token=token,
+            gateway_tls=s.tls.enabled,
+            gateway_ca_file=Path(r.gateway_ca_file) if r.gateway_ca_file else None,
             default_driver=r.local_driver,
             catalog_root=catalog,
             spark_home=Path(s.local.spark_home) if s.local.spark_home else None,

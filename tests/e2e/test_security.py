@@ -66,7 +66,14 @@ def secure(spark_stack: GatewayHarness, tmp_path_factory: pytest.TempPathFactory
 
         gw = spark_stack.run(start())
         try:
-            yield {"gateway": gw, "issuer": issuer, "ca": certs.ca, "audit": d / "audit.log", "harness": spark_stack}
+            yield {
+                "gateway": gw,
+                "issuer": issuer,
+                "ca": certs.ca,
+                "audit": d / "audit.log",
+                "harness": spark_stack,
+                "root": d,
+            }
         finally:
             spark_stack.run(gw.stop(0))
 
@@ -163,3 +170,46 @@ def test_oidc_over_tls_with_real_clients(secure: dict[str, Any]) -> None:
         for m in ("Config", "ExecutePlan", "AnalyzePlan")
     )
     assert refused >= 6 and gw.guard.failures == len(failures)
+
+
+def test_runner_pool_jobs_reach_a_gateway_with_auth_and_tls(secure: dict[str, Any]) -> None:
+    """With auth on, the runner's jobs use the platform's own service credential (as `sparkgate up` wires it)."""
+    import secrets
+
+    from sparkgate.config import RunnerSettings
+    from sparkgate.runner.backends.local import LocalBackend
+    from sparkgate.runner.service import Runner
+    from sparkgate.runner.store import JobStore
+    from sparkgate.sampledata import write_sample_catalog
+    from sparkgate.security.authz import PLATFORM_GROUP
+    from sparkgate.security.identity import Identity
+
+    gw: Gateway = secure["gateway"]
+    harness: GatewayHarness = secure["harness"]
+    root: Path = secure["root"] / "runner"
+    write_sample_catalog(root / "catalog")
+    token = secrets.token_urlsafe(24)
+    gw.guard.add_service_token(token, Identity("sparkgate-runner", frozenset({PLATFORM_GROUP}), "token"))
+    backend = LocalBackend(
+        root / "jobs",
+        gateway_url=f"sc://localhost:{gw.port}",
+        catalog_root=root / "catalog",
+        gateway_token=token,
+        gateway_tls=True,
+        gateway_ca_file=secure["ca"],
+    )
+    runner = Runner(RunnerSettings(port=0), JobStore(f"sqlite:///{root / 'runner.db'}"), backend, ["local"])
+    harness.run(runner.start())
+    try:
+        text = (
+            "apiVersion: dcp.pedregal.doordash.com/v1\nkind: SparkJob\nmetadata: {name: secure, team: t1}\n"
+            'spec:\n  engine: {version: "4.1"}\n  coreEtl:\n    sources:\n'
+            "      - {name: orders, table: samples.orders}\n"
+        )
+        job = harness.run(runner.submit(text, environment="local", user="dana@example.com"))
+        done = harness.run(runner.wait(job.id, 180), timeout=200)
+        assert done.state == "COMPLETED", done.error
+    finally:
+        harness.run(runner.close())
+    events = [json.loads(line) for line in secure["audit"].read_text().splitlines()]
+    assert any(e["event"] == "session.create" and e["who"] == "sparkgate-runner" for e in events)

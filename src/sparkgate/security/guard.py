@@ -57,6 +57,12 @@ class Guard:
         }
         #: Authentication failures so far, by reason class (for metrics).
         self.failures = 0
+        #: Tokens the platform itself hands its own services (e.g. the runner), never written down.
+        self._internal: dict[str, Identity] = {}
+
+    def add_service_token(self, token: str, identity: Identity) -> None:
+        """Accept ``token`` as ``identity`` (an in-process credential for one of the platform's services)."""
+        self._internal[token] = identity
 
     async def __aenter__(self) -> Guard:
         self.audit.start()
@@ -89,7 +95,7 @@ class Guard:
             if service is not None:
                 return service
             raise self._no_credentials(peer)
-        hit = self._cache.get(token)
+        hit = self._internal.get(token) or self._cache.get(token)
         if hit is not None and (hit.expires_at is None or hit.expires_at > time.time()):
             return hit
         return None

@@ -56,6 +56,9 @@ class LocalBackend:
         catalog_root: Path | None = None,
         spark_home: Path | None = None,
         ui_lookup: Callable[[str, str], str | None] | None = None,
+        gateway_token: str | None = None,
+        gateway_tls: bool = False,
+        gateway_ca_file: Path | None = None,
     ) -> None:
         self.jobs_dir = jobs_dir
         self.gateway_url = gateway_url
@@ -65,6 +68,12 @@ class LocalBackend:
         #: ``(user, session_id) -> Spark UI URL`` of the driver a pool job's session landed on
         #: (the platform asks its gateway); None where the runner runs apart from the gateway.
         self.ui_lookup = ui_lookup
+        #: How pool jobs authenticate to the gateway when its auth is on: a bearer token (given to
+        #: the job program in its environment, never on a command line) over TLS when the gateway
+        #: has it (``gateway_ca_file``: the CA to trust).
+        self.gateway_token = gateway_token
+        self.gateway_tls = gateway_tls
+        self.gateway_ca_file = gateway_ca_file
         self._procs: dict[str, Child] = {}
         #: A job program already started and waiting for a pool job's arguments (saves ~1 s each).
         self._standby: Child | None = None
@@ -94,8 +103,20 @@ class LocalBackend:
             "user_id": job.user,
             "session_id": session_id,
         }
+        if self.gateway_tls:
+            params["use_ssl"] = "true"
         base = self.gateway_url.rstrip("/")
         return base + "/;" + ";".join(f"{k}={urllib.parse.quote(v, safe='@.')}" for k, v in params.items())
+
+    def _env(self) -> dict[str, str]:
+        """The environment of job processes: the gateway credentials, nothing of ours besides."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.gateway_token:
+            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.gateway_token
+        if self.gateway_ca_file is not None:
+            env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(self.gateway_ca_file)
+        return env
 
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
         d = self._dir(job)
@@ -105,8 +126,7 @@ class LocalBackend:
         await asyncio.to_thread(manifest_file.write_text, job.manifest)
         log_path = d / "driver.log"
         mode = job.options.get("driver", self.default_driver)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT_")}
-        env["PYTHONUNBUFFERED"] = "1"
+        env = self._env()
         ui = ""
         handle: dict[str, Any] = {"mode": mode, "dir": str(d)}
         if mode == "own":
@@ -173,8 +193,7 @@ class LocalBackend:
 
     async def _spawn_standby(self) -> None:
         await asyncio.to_thread(self.jobs_dir.mkdir, parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT_")}
-        env["PYTHONUNBUFFERED"] = "1"
+        env = self._env()
         self._standby = await spawn(
             sys.executable,
             "-m",
@@ -256,18 +275,26 @@ class LocalBackend:
 
     async def _interrupt(self, job: Job) -> None:
         """Interrupt the job's session on its driver (the client is gone; its query may not be)."""
+        import grpc
         import grpc.aio
 
         remote = str(job.handle.get("remote", self.gateway_url))
         target = remote.removeprefix("sc://").split("/", 1)[0]
-        md = (("x-doordash-team", job.team), ("x-doordash-environment", job.environment))
+        md: tuple[tuple[str, str], ...] = (("x-doordash-team", job.team), ("x-doordash-environment", job.environment))
+        if self.gateway_token:
+            md += (("authorization", f"Bearer {self.gateway_token}"),)
         ids = wire.encode_string(1, str(job.handle["session_id"])) + wire.encode_string(
             2, wire.encode_string(1, job.user)
         )
         interrupt_all = ids + wire.encode_string(3, "sparkgate-runner") + wire.encode_varint_field(4, 1)
         release = ids + wire.encode_string(3, "sparkgate-runner")
+        if self.gateway_tls:
+            ca = self.gateway_ca_file.read_bytes() if self.gateway_ca_file is not None else None
+            channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca))
+        else:
+            channel = grpc.aio.insecure_channel(target)
         try:
-            async with grpc.aio.insecure_channel(target) as ch:
+            async with channel as ch:
                 await ch.unary_unary(_SERVICE + "Interrupt")(interrupt_all, metadata=md, timeout=10)
                 await ch.unary_unary(_SERVICE + "ReleaseSession")(release, metadata=md, timeout=10)
         except grpc.aio.AioRpcError as exc:
