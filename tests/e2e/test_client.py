@@ -1,0 +1,113 @@
+"""The client entry points against the local platform: get_spark, the pytest plugin, the JVM client."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import NS_T1, GatewayHarness
+
+pytestmark = pytest.mark.spark
+TEAM, ENV = NS_T1
+ROOT = Path(__file__).parents[2]
+
+
+def _env(gateway: GatewayHarness) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_CONNECT_", "SPARKGATE_"))}
+    env.update(SPARK_CONNECT_GATEWAY=gateway.target, SPARKGATE_TOKEN_FILE="/nonexistent")
+    return env
+
+
+def test_get_spark_and_its_errors(gateway: GatewayHarness) -> None:
+    script = textwrap.dedent(
+        f"""
+        from sparkgate.client import GatewayError, get_spark
+        spark = get_spark("{TEAM}", "{ENV}", app_name="helper-test")
+        print("ROW", spark.sql("SELECT 41 + 1 AS answer").first().answer)
+        spark.stop()
+        for team, env in (("{TEAM}", "moon"), ("Bad_Team", "{ENV}")):
+            try:
+                get_spark(team, env, quiet=True)
+            except GatewayError as e:
+                print("ERROR", e)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=_env(gateway), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"through {gateway.target} (team {TEAM}, environment {ENV}" in out.stdout and "ROW 42" in out.stdout
+    errors = [ln for ln in out.stdout.splitlines() if ln.startswith("ERROR")]
+    assert "unknown environment 'moon'" in errors[0] and "pick one of the environments" in errors[0]
+    assert "'Bad_Team'" in errors[1] and "is not a valid name" in errors[1]
+
+
+def test_pytest_plugin_fixture(gateway: GatewayHarness, tmp_path: Path) -> None:
+    (tmp_path / "test_with_spark.py").write_text(
+        "def test_query(spark):\n    assert spark.sql('SELECT 7 AS n').first().n == 7\n"
+    )
+    env = _env(gateway) | {"SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV, "SPARK_CONNECT_USER": "ci-bot"}
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    ok = subprocess.run(run, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False)
+    assert ok.returncode == 0 and "1 passed" in ok.stdout, ok.stdout[-2000:]
+    env.pop("SPARK_CONNECT_GATEWAY")
+    skipped = subprocess.run(
+        [*run, "-rs"], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False
+    )
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout and "SPARK_CONNECT_GATEWAY" in skipped.stdout
+
+
+@pytest.mark.skipif(shutil.which("javac") is None, reason="needs a JDK (javac) to build the Java example")
+def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    # The JVM client (connect-repl/) with the wheel's common jars, but not Spark Classic's SQL jar
+    # nor the servers': with `org.apache.spark.sql.classic.SparkSession` on the classpath,
+    # SparkSession.builder() would build a classic session instead of a Connect one.
+    server_side = re.compile(
+        r"spark-(sql|connect|hive|hive-thriftserver|mllib|mllib-local|graphx|streaming|repl|pipelines)_"
+    )
+    common = [str(j) for j in sorted(jars.glob("*.jar")) if not server_side.match(j.name)]
+    cp = ":".join([str(jars / "connect-repl" / "*"), *common])
+    subprocess.run(
+        ["javac", "-cp", cp, "-d", str(tmp_path), str(ROOT / "examples" / "java" / "SparkConnectApiClient.java")],
+        check=True,
+        timeout=180,
+    )
+    # Arrow (the result format) needs java.nio opened on Java 17, as for every Spark JVM.
+    java = [
+        "java",
+        "-Xmx512m",
+        "--add-opens=java.base/java.nio=ALL-UNNAMED",
+        "-cp",
+        f"{tmp_path}:{cp}",
+        "SparkConnectApiClient",
+    ]
+    url = f"sc://{gateway.target}/;x-doordash-team={TEAM};x-doordash-environment={ENV}"
+    params = subprocess.run(
+        [*java, url, "SELECT 'headers' AS way, 6 * 7 AS answer"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert params.returncode == 0, params.stderr[-3000:]
+    assert "headers" in params.stdout and "42" in params.stdout
+    # The seed's style: builder options, which the JVM client sends as one Config(Set) per key.
+    seed = subprocess.run(
+        [*java, f"sc://{gateway.target}", "SELECT 'config' AS way", "--seed-style", TEAM, ENV],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert seed.returncode == 0, seed.stderr[-3000:]
+    assert "config" in seed.stdout
