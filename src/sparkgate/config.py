@@ -92,6 +92,17 @@ class GatewaySettings(_Section):
     drain_seconds: float = Field(default=10.0, ge=0)
 
 
+class LocalCatalogSettings(_Section):
+    """The catalog every local driver mounts (production: Unity Catalog, see the README)."""
+
+    #: Mount it (needs a JDK once, to build the plugin).
+    enabled: bool = True
+    #: The name queries use: ``pedregal.raw.events``.
+    name: str = "pedregal"
+    #: Its directory (relative to ``state_dir``); ``sparkgate up`` writes the sample tables into it.
+    root: str = "catalog/pedregal"
+
+
 class LocalProviderSettings(_Section):
     """Spark Connect servers started from the installed ``pyspark`` wheel on this machine."""
 
@@ -113,6 +124,7 @@ class LocalProviderSettings(_Section):
     spark_conf: dict[str, str] = {}
     #: Most local drivers at once (each costs ~1.5 GB of RAM).
     max_drivers: int = Field(default=6, gt=0)
+    catalog: LocalCatalogSettings = LocalCatalogSettings()
     #: Drivers require a pre-shared ``spark.connect.authenticate.token`` that only the gateway holds
     #: (kept in ``{state_dir}/driver-token``, mode 0600): nothing on this machine reaches a driver
     #: except through the gateway, even on loopback.

@@ -47,3 +47,102 @@ def write_sample_catalog(root: str | Path) -> dict[str, int]:
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, d / "part-00000.parquet")
     return {"samples.stores": stores.num_rows, "samples.orders": orders.num_rows}
+
+
+# -- the pedregal catalog's sample tables ---------------------------------------------------------
+
+#: Days of partitions written, ending today (the seed's queries look at the last 7 days).
+PEDREGAL_DAYS = 14
+_EVENT_TYPES = ["view", "view", "view", "click", "click", "purchase"]
+
+
+def _spark_schema(fields: list[tuple[str, str]]) -> str:
+    import json
+
+    return json.dumps(
+        {"type": "struct", "fields": [{"name": n, "type": t, "nullable": True, "metadata": {}} for n, t in fields]}
+    )
+
+
+def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> dict[str, int]:
+    """Write ``raw.events``, ``raw.orders`` and ``feature_store.user_features`` (``ds`` partitions for
+    the last :data:`PEDREGAL_DAYS` days) in the local catalog's layout, if not already written today."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    today = today or dt.date.today()
+    base = Path(root)
+    stamp = base / ".generated"
+    if stamp.is_file() and stamp.read_text().strip() == today.isoformat():
+        return {}
+    rng = random.Random(7)
+    days = [today - dt.timedelta(days=i) for i in range(PEDREGAL_DAYS)]
+    users = 200
+    tables: dict[str, tuple[list[tuple[str, str]], dict[dt.date, dict[str, list[object]]]]] = {
+        "raw.events": ([("user_id", "long"), ("event_type", "string"), ("item_id", "long"), ("ds", "date")], {}),
+        "raw.orders": ([("order_id", "long"), ("user_id", "long"), ("amount", "double"), ("ds", "date")], {}),
+        "feature_store.user_features": (
+            [
+                ("user_id", "long"),
+                ("total_events", "long"),
+                ("views", "long"),
+                ("clicks", "long"),
+                ("purchases", "long"),
+                ("click_through_rate", "double"),
+                ("ds", "date"),
+            ],
+            {},
+        ),
+    }
+    order_id = 0
+    for day in days:
+        events = {"user_id": [], "event_type": [], "item_id": []}  # type: dict[str, list[object]]
+        counts: dict[int, dict[str, int]] = {}
+        for _ in range(600):
+            user, kind = rng.randint(1, users), rng.choice(_EVENT_TYPES)
+            events["user_id"].append(user)
+            events["event_type"].append(kind)
+            events["item_id"].append(rng.randint(1, 500))
+            c = counts.setdefault(user, {"view": 0, "click": 0, "purchase": 0})
+            c[kind] += 1
+        tables["raw.events"][1][day] = events
+        orders: dict[str, list[object]] = {"order_id": [], "user_id": [], "amount": []}
+        for user, c in counts.items():
+            for _ in range(c["purchase"]):
+                order_id += 1
+                orders["order_id"].append(order_id)
+                orders["user_id"].append(user)
+                orders["amount"].append(round(rng.uniform(5, 150), 2))
+        tables["raw.orders"][1][day] = orders
+        feats: dict[str, list[object]] = {k: [] for k in ("user_id", "total_events", "views", "clicks", "purchases")}
+        feats["click_through_rate"] = []
+        for user in sorted(counts):
+            c = counts[user]
+            feats["user_id"].append(user)
+            feats["total_events"].append(sum(c.values()))
+            feats["views"].append(c["view"])
+            feats["clicks"].append(c["click"])
+            feats["purchases"].append(c["purchase"])
+            feats["click_through_rate"].append(round(c["click"] / c["view"], 4) if c["view"] else 0.0)
+        tables["feature_store.user_features"][1][day] = feats
+    types = {"long": pa.int64(), "string": pa.string(), "double": pa.float64()}
+    written: dict[str, int] = {}
+    for name, (fields, by_day) in tables.items():
+        ns, table = name.split(".")
+        data_dir = base / ns / table
+        shutil.rmtree(data_dir, ignore_errors=True)
+        (base / ns).mkdir(parents=True, exist_ok=True)
+        (base / ns / f"{table}.schema.json").write_text(_spark_schema(fields))
+        cols = [(n, types[t]) for n, t in fields if n != "ds"]
+        rows = 0
+        for day, columns in by_day.items():
+            part = data_dir / f"ds={day.isoformat()}"
+            part.mkdir(parents=True, exist_ok=True)
+            arrow = pa.table({n: pa.array(columns[n], t) for n, t in cols})
+            pq.write_table(arrow, part / "part-00000.parquet")
+            rows += arrow.num_rows
+        written[f"pedregal.{name}"] = rows
+    stamp.write_text(today.isoformat())
+    return written

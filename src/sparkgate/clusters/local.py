@@ -34,9 +34,11 @@ import grpc.aio
 
 from sparkgate.aio import Child, spawn
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
+from sparkgate.clusters.catalog import catalog_conf, catalog_jar
 from sparkgate.config import DEFAULT_PROFILE, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
-from sparkgate.errors import DriverStartError
+from sparkgate.errors import ConfigError, DriverStartError
+from sparkgate.sampledata import write_pedregal_catalog
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,9 @@ class LocalProvider:
     ) -> None:
         self._settings = settings
         self._dir = state_dir.expanduser() / "drivers"
+        self._state_dir = state_dir.expanduser()
+        #: Spark conf mounting the local catalog on every driver (set when the provider starts).
+        self._catalog_conf: dict[str, str] = {}
         #: What every driver requires as ``authorization: Bearer`` (``local.require_token``); the
         #: same across gateway restarts, so adopted drivers stay reachable.
         self.token = load_or_create_token(state_dir.expanduser() / "driver-token") if settings.require_token else None
@@ -176,6 +181,19 @@ class LocalProvider:
 
     async def __aenter__(self) -> LocalProvider:
         self._dir.mkdir(parents=True, exist_ok=True)
+        cat = self._settings.catalog
+        if cat.enabled:
+            root = Path(cat.root)
+            root = root if root.is_absolute() else self._state_dir / root
+            try:
+                jar = await asyncio.to_thread(catalog_jar, self.spark_home, self._state_dir / "catalog")
+            except ConfigError as exc:
+                log.warning("local drivers start without the %s catalog: %s", cat.name, exc.message)
+                return self
+            tables = await asyncio.to_thread(write_pedregal_catalog, root)
+            if tables:
+                log.info("wrote the sample catalog %s: %s", root, ", ".join(f"{k} ({v})" for k, v in tables.items()))
+            self._catalog_conf = catalog_conf(cat.name, jar, root)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -201,6 +219,7 @@ class LocalProvider:
             "spark.sparkgate.namespace": spec.namespace or "pool",
             "spark.sparkgate.profile": spec.profile,
         }
+        conf.update(self._catalog_conf)
         conf.update(s.spark_conf)
         conf.update(spec.spark_conf)
         cmd = [

@@ -1,3 +1,11 @@
+// The local `pedregal` catalog: a Spark V2 catalog over a directory every local driver shares.
+//
+// A namespace is a directory; a table is a Parquet directory plus its schema beside it
+// (`<ns>/<table>.schema.json`, Spark's StructType JSON; outside the data directory because
+// INSERT OVERWRITE truncates the table's path). loadTable hands back Spark's own V2 ParquetTable,
+// so reads and writes are Spark's file-source code. A named catalog that delegates to the session
+// catalog cannot do this: it returns V1 tables, which only the session catalog can scan.
+// Built by sparkgate.clusters.catalog with javac against the pyspark wheel's jars.
 package io.sparkgate.catalog;
 
 import java.io.IOException;
@@ -19,7 +27,6 @@ import scala.Option;
 import scala.jdk.javaapi.CollectionConverters;
 
 public class PathCatalog implements TableCatalog, SupportsNamespaces {
-  private static final String META = "_sparkgate_table.json";
   private String name;
   private Path root;
 

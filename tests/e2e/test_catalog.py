@@ -1,0 +1,131 @@
+"""The local pedregal catalog on real drivers, and the seed's Pattern 4 tests run as written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pyspark.sql.connect.session import SparkSession
+
+from tests.e2e.conftest import NS_T1, GatewayHarness
+
+pytestmark = pytest.mark.spark
+TEAM, ENV = NS_T1
+
+# The seed's tests/integration/test_features.py (Pattern 4), unchanged.
+SEED_TESTS = '''
+import os
+import pytest
+from pyspark.sql import SparkSession
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """
+    Create Spark session for test module.
+    Connects through Spark Gateway to test cluster.
+    """
+    gateway = os.environ.get("SPARK_CONNECT_GATEWAY", "spark-gateway-test.doordash.team:15002")
+    team = os.environ.get("SPARK_CONNECT_TEAM", "test")
+    env = os.environ.get("SPARK_CONNECT_ENV", "test")
+    user = os.environ.get("SPARK_CONNECT_USER", "pytest")
+
+    session = SparkSession.builder \\
+        .remote(f"sc://{gateway}") \\
+        .config("spark.connect.grpc.header.x-doordash-team", team) \\
+        .config("spark.connect.grpc.header.x-doordash-environment", env) \\
+        .config("spark.connect.grpc.header.x-doordash-user", user) \\
+        .appName(f"integration-test-{user}") \\
+        .getOrCreate()
+
+    yield session
+    session.stop()
+
+
+class TestDataAvailability:
+    """Test that required tables exist and are accessible."""
+
+    def test_events_table_exists(self, spark):
+        """Verify events table is accessible."""
+        result = spark.sql("DESCRIBE TABLE pedregal.raw.events").collect()
+        assert len(result) > 0
+
+    def test_can_query_events(self, spark):
+        """Verify we can query events."""
+        result = spark.sql("""
+            SELECT COUNT(*) as cnt
+            FROM pedregal.raw.events
+            WHERE ds >= date_sub(current_date(), 7)
+        """).collect()
+
+        assert result[0]['cnt'] >= 0
+
+
+class TestFeatureSchema:
+    """Test feature table schemas."""
+
+    def test_user_features_schema(self, spark):
+        """Verify user features has expected columns."""
+        result = spark.sql("DESCRIBE TABLE pedregal.feature_store.user_features").collect()
+        columns = [row['col_name'] for row in result]
+
+        expected = ['user_id', 'total_events', 'ds']
+        for col in expected:
+            assert col in columns, f"Missing column: {col}"
+
+    def test_user_features_not_empty(self, spark):
+        """Verify user features has recent data."""
+        result = spark.sql("""
+            SELECT COUNT(*) as cnt
+            FROM pedregal.feature_store.user_features
+            WHERE ds >= date_sub(current_date(), 7)
+        """).collect()
+
+        assert result[0]['cnt'] > 0, "No recent user features found"
+'''
+
+
+def test_catalog_statements(gateway: GatewayHarness) -> None:
+    spark = SparkSession.builder.remote(gateway.url(TEAM, ENV)).create()
+    try:
+        assert {r[0] for r in spark.sql("SHOW DATABASES IN pedregal").collect()} >= {"raw", "feature_store"}
+        # Spark loads catalog plugins on first use; SHOW CATALOGS lists the loaded ones.
+        assert "pedregal" in [r[0] for r in spark.sql("SHOW CATALOGS").collect()]
+        assert {r[1] for r in spark.sql("SHOW TABLES IN pedregal.raw").collect()} >= {"events", "orders"}
+        cols = [r[0] for r in spark.sql("DESCRIBE TABLE pedregal.feature_store.user_features").collect()]
+        assert cols[:7] == ["user_id", "total_events", "views", "clicks", "purchases", "click_through_rate", "ds"]
+        recent = spark.sql(
+            "SELECT count(DISTINCT ds) AS days FROM pedregal.raw.events WHERE ds >= date_sub(current_date(), 6)"
+        ).first()
+        assert recent is not None and recent.days == 7
+        # Writes: a table created, filled, read back and dropped through three-part names.
+        name = f"pedregal.scratch.t_{gateway.settings.gateway.engine}_{os.getpid()}"
+        spark.sql("CREATE NAMESPACE IF NOT EXISTS pedregal.scratch")
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+        source = "pedregal.feature_store.user_features"
+        spark.sql(f"CREATE TABLE {name} AS SELECT user_id, sum(purchases) AS p FROM {source} GROUP BY user_id")
+        spark.sql(f"INSERT INTO {name} VALUES (-1, 0)")
+        assert spark.sql(f"SELECT count(*) AS n FROM {name} WHERE user_id = -1").first().n == 1  # type: ignore[union-attr]
+        spark.sql(f"DROP TABLE {name}")
+    finally:
+        spark.stop()
+
+
+def test_the_seeds_pattern_4_tests_as_written(gateway: GatewayHarness, tmp_path: Path) -> None:
+    (tmp_path / "test_features.py").write_text(SEED_TESTS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_CONNECT_", "SPARKGATE_"))}
+    env |= {"SPARK_CONNECT_GATEWAY": gateway.target, "SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0 and "4 passed" in out.stdout, textwrap.shorten(out.stdout + out.stderr, 3000)
