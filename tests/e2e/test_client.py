@@ -111,3 +111,29 @@ def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
     )
     assert seed.returncode == 0, seed.stderr[-3000:]
     assert "config" in seed.stdout
+
+
+def test_the_seeds_metaflow_flow(gateway: GatewayHarness, tmp_path: Path) -> None:
+    pytest.importorskip("metaflow")
+    import datetime as dt
+
+    day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    env = _env(gateway) | {
+        "METAFLOW_DEFAULT_DATASTORE": "local",
+        "METAFLOW_DEFAULT_METADATA": "local",
+        "USERNAME": "ci",
+    }
+    flow = ROOT / "examples" / "metaflow" / "feature_flow.py"
+    out = subprocess.run(
+        [sys.executable, str(flow), "--no-pylint", "run", "--team", TEAM, "--environment", ENV, "--date", day],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    extracted = [ln for ln in out.stdout.splitlines() + out.stderr.splitlines() if "Extracted" in ln]
+    assert extracted and int(extracted[0].split("Extracted ")[1].split()[0]) > 0
+    assert "Feature engineering pipeline complete!" in out.stdout + out.stderr
