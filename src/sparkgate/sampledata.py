@@ -75,13 +75,23 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
     today = today or dt.date.today()
     base = Path(root)
     stamp = base / ".generated"
-    if stamp.is_file() and stamp.read_text().strip() == today.isoformat():
+    version = f"{today.isoformat()} v2"  # bump when the tables change
+    if stamp.is_file() and stamp.read_text().strip() == version:
         return {}
     rng = random.Random(7)
     days = [today - dt.timedelta(days=i) for i in range(PEDREGAL_DAYS)]
     users = 200
     tables: dict[str, tuple[list[tuple[str, str]], dict[dt.date, dict[str, list[object]]]]] = {
-        "raw.events": ([("user_id", "long"), ("event_type", "string"), ("item_id", "long"), ("ds", "date")], {}),
+        "raw.events": (
+            [
+                ("user_id", "long"),
+                ("event_type", "string"),
+                ("item_id", "long"),
+                ("event_timestamp", "timestamp"),
+                ("ds", "date"),
+            ],
+            {},
+        ),
         "raw.orders": ([("order_id", "long"), ("user_id", "long"), ("amount", "double"), ("ds", "date")], {}),
         "feature_store.user_features": (
             [
@@ -98,13 +108,15 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
     }
     order_id = 0
     for day in days:
-        events = {"user_id": [], "event_type": [], "item_id": []}  # type: dict[str, list[object]]
+        events = {"user_id": [], "event_type": [], "item_id": [], "event_timestamp": []}  # type: dict[str, list[object]]
         counts: dict[int, dict[str, int]] = {}
         for _ in range(600):
             user, kind = rng.randint(1, users), rng.choice(_EVENT_TYPES)
             events["user_id"].append(user)
             events["event_type"].append(kind)
             events["item_id"].append(rng.randint(1, 500))
+            midnight = dt.datetime.combine(day, dt.time())
+            events["event_timestamp"].append(midnight + dt.timedelta(seconds=rng.randint(0, 86399)))
             c = counts.setdefault(user, {"view": 0, "click": 0, "purchase": 0})
             c[kind] += 1
         tables["raw.events"][1][day] = events
@@ -127,7 +139,7 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
             feats["purchases"].append(c["purchase"])
             feats["click_through_rate"].append(round(c["click"] / c["view"], 4) if c["view"] else 0.0)
         tables["feature_store.user_features"][1][day] = feats
-    types = {"long": pa.int64(), "string": pa.string(), "double": pa.float64()}
+    types = {"long": pa.int64(), "string": pa.string(), "double": pa.float64(), "timestamp": pa.timestamp("us")}
     written: dict[str, int] = {}
     for name, (fields, by_day) in tables.items():
         ns, table = name.split(".")
@@ -144,5 +156,5 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
             pq.write_table(arrow, part / "part-00000.parquet")
             rows += arrow.num_rows
         written[f"pedregal.{name}"] = rows
-    stamp.write_text(today.isoformat())
+    stamp.write_text(version)
     return written

@@ -137,3 +137,23 @@ def test_the_seeds_metaflow_flow(gateway: GatewayHarness, tmp_path: Path) -> Non
     extracted = [ln for ln in out.stdout.splitlines() + out.stderr.splitlines() if "Extracted" in ln]
     assert extracted and int(extracted[0].split("Extracted ")[1].split()[0]) > 0
     assert "Feature engineering pipeline complete!" in out.stdout + out.stderr
+
+
+def test_the_seeds_notebook(gateway: GatewayHarness) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from tests.e2e.conftest import NS_NOTEBOOK
+
+    nb = nbformat.read(ROOT / "examples" / "notebooks" / "explore_catalog.ipynb", as_version=4)
+    assert 'get_spark(team="{}", environment="{}")'.format(*NS_NOTEBOOK) in nb.cells[1].source
+    saved = dict(os.environ)
+    os.environ.update(_env(gateway) | {"MPLBACKEND": "Agg"})
+    try:
+        nbclient.NotebookClient(nb, timeout=240, kernel_name="python3").execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "Connected to Spark" in text and "feature_store" in text and "events" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("|20")]
+    assert len(rows) >= 7  # one line per recent day
