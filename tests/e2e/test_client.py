@@ -93,14 +93,14 @@ def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
     ]
     url = f"sc://{gateway.target}/;x-doordash-team={TEAM};x-doordash-environment={ENV}"
     params = subprocess.run(
-        [*java, url, "SELECT 'headers' AS way, 6 * 7 AS answer"],
+        [*java, url, "SELECT * FROM pedregal.raw.events LIMIT 10"],  # the seed's query
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
     assert params.returncode == 0, params.stderr[-3000:]
-    assert "headers" in params.stdout and "42" in params.stdout
+    assert "|user_id|event_type|" in params.stdout and params.stdout.count("\n|") >= 11
     # The seed's style: builder options, which the JVM client sends as one Config(Set) per key.
     seed = subprocess.run(
         [*java, f"sc://{gateway.target}", "SELECT 'config' AS way", "--seed-style", TEAM, ENV],

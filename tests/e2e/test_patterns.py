@@ -1,7 +1,7 @@
 """The seed's connection patterns, run through the gateway with only the host changed.
 
-The seed's queries read ``pedregal.*`` tables, which no driver has yet (a later issue adds the
-sample catalog), so these run queries of the same shape over inline data instead.
+Pattern 1 reads the local ``pedregal`` catalog as the seed does; the Pattern 3 test here runs
+queries of the same shape over inline data (the seed's notebook itself runs in test_client.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.spark
 
 
 def test_pattern1_direct_api_connection(gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]) -> None:
-    # Pattern 1 verbatim, but for the host and the query (see the module docstring).
+    # Pattern 1 verbatim, but for the host (the query reads the local pedregal catalog).
     spark = (
         SparkSession.builder.remote(f"sc://127.0.0.1:{gateway.port}")
         .config("spark.connect.grpc.header.x-doordash-team", "feature-engineering")
@@ -27,10 +27,11 @@ def test_pattern1_direct_api_connection(gateway: GatewayHarness, capsys: pytest.
         .getOrCreate()
     )
     try:
-        df = spark.sql("SELECT 1 AS x")
+        # Use Spark as normal
+        df = spark.sql("SELECT * FROM pedregal.feature_store.user_features LIMIT 10")
         df.show()
-        assert "|  x|" in capsys.readouterr().out
-        assert df.collect()[0].x == 1
+        assert "|user_id|total_events|" in capsys.readouterr().out
+        assert len(df.collect()) == 10
 
         route = gateway.route(spark.client._session_id)
         assert route is not None
