@@ -158,6 +158,15 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
     return result
 
 
+def read_result(scratch: str | Path) -> dict[str, Any] | None:
+    """The summary :func:`run` left in a job's scratch directory (None: missing or unreadable)."""
+    try:
+        data: dict[str, Any] = json.loads((Path(scratch) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
 def _json_value(v: Any) -> Any:
     if isinstance(v, dt.datetime | dt.date):
         return v.isoformat()

@@ -22,6 +22,7 @@ from sparkgate.errors import BadRequest
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
 from sparkgate.runner.manifest import Manifest, parse_manifest
+from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class Runner:
         if include_logs and job.log_path:
             view.logs = await asyncio.to_thread(self.backend.logs, job, self.settings.log_tail_lines)
         if include_results and job.state == COMPLETED and job.scratch_dir:
-            view.result = await asyncio.to_thread(_read_result, job.scratch_dir)
+            view.result = await asyncio.to_thread(read_result, job.scratch_dir)
         return view
 
     async def cancel(self, jid: str) -> Job:
@@ -279,20 +280,6 @@ class Runner:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {jid} still {job.state} after {timeout:.0f}s")
             await asyncio.sleep(0.1)
-
-
-def _read_result(scratch: str) -> dict[str, Any] | None:
-    import json
-    from pathlib import Path
-
-    from sparkgate.runner.program import RESULT_FILE
-
-    path = Path(scratch) / RESULT_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data
 
 
 __all__ = ["OPTIONS", "JobView", "Manifest", "Runner"]

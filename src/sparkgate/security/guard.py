@@ -55,7 +55,7 @@ class Guard:
         self._services = {
             name: Identity(name, frozenset(groups), "mtls") for name, groups in auth.service_identities.items()
         }
-        #: Authentication failures so far, by reason class (for metrics).
+        #: Authentication failures so far (for metrics).
         self.failures = 0
         #: Tokens the platform itself hands its own services (e.g. the runner), never written down.
         self._internal: dict[str, Identity] = {}

@@ -235,13 +235,9 @@ class LocalBackend:
         task.add_done_callback(lambda _t: self._watchers.pop(job.id, None))
 
     def _outcome(self, job: Job, code: int | None) -> Outcome:
-        result = self._dir(job) / "scratch" / program.RESULT_FILE
-        if code in (0, None) and result.is_file():
-            try:
-                details = json.loads(result.read_text())
-            except ValueError:
-                details = {}
-            return Outcome(COMPLETED, details=details)
+        scratch = self._dir(job) / "scratch"
+        if code in (0, None) and (scratch / program.RESULT_FILE).is_file():
+            return Outcome(COMPLETED, details=program.read_result(scratch) or {})
         return Outcome(FAILED, error=self._failure(job, code))
 
     def _failure(self, job: Job, code: int | None) -> str:
