@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkgate.config import env_overrides, load_settings
+from sparkgate.config import PATH_CATALOG_CLASS, CatalogSettings, Settings, env_overrides, load_settings
 from sparkgate.errors import ConfigError
 
 
@@ -87,3 +87,106 @@ def test_auth_settings_are_checked_together() -> None:
         )
     with pytest.raises(ConfigError, match="client_ca_file"):
         load_settings(None, {}, auth={"service_identities": {"runner": []}})
+
+
+# -- catalogs per environment ---------------------------------------------------------------------
+
+UNITY_YAML = """
+pool:
+  profiles: {prod: {spark_conf: {spark.jars.packages: "io.unitycatalog:unitycatalog-spark_2.13:VERSION"}}}
+environments:
+  local: {}
+  prod:
+    profile: prod
+    catalog:
+      class: io.unitycatalog.spark.UCSingleCatalog
+      options: {uri: "https://unity-catalog.example.com", token: secret}
+"""
+
+
+def test_every_environment_mounts_the_local_pedregal_catalog_by_default() -> None:
+    s = load_settings(None, {})
+    for env in s.environments.values():
+        assert env.catalog.name == "pedregal" and env.catalog.is_path_catalog and env.catalog.root == "catalog/pedregal"
+    assert s.profile_catalogs() == {"default": CatalogSettings()}
+    assert CatalogSettings().spark_conf(Path("/s/catalog/pedregal")) == {
+        "spark.sql.catalog.pedregal": PATH_CATALOG_CLASS,
+        "spark.sql.catalog.pedregal.root": "/s/catalog/pedregal",
+    }
+    assert CatalogSettings(enabled=False).spark_conf() == {}
+    # Another name gets a directory of its own unless it names one.
+    assert (
+        load_settings(None, {}, environments={"x": {"catalog": {"name": "lakehouse"}}}).environments["x"].catalog.root
+        == "catalog/lakehouse"
+    )
+
+
+def test_unity_catalog_for_production(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(UNITY_YAML)
+    s = load_settings(f, {"SPARKGATE__ENVIRONMENTS__PROD__CATALOG__OPTIONS__TOKEN": "from-env"})
+    prod = s.environments["prod"].catalog
+    assert prod.spark_conf() == {
+        "spark.sql.catalog.pedregal": "io.unitycatalog.spark.UCSingleCatalog",
+        "spark.sql.catalog.pedregal.uri": "https://unity-catalog.example.com",
+        "spark.sql.catalog.pedregal.token": "from-env",
+    }
+    assert prod.root is None and not prod.is_path_catalog
+    assert s.profile_catalogs() == {"default": s.environments["local"].catalog, "prod": prod}
+    # What `sparkgate config` prints loads back as the same settings.
+    dumped = s.model_dump(mode="json", by_alias=True)
+    assert dumped["environments"]["prod"]["catalog"]["class"] == "io.unitycatalog.spark.UCSingleCatalog"
+    assert Settings.model_validate(dumped) == s
+
+
+def test_environments_sharing_a_profile_must_name_the_same_catalog() -> None:
+    lake = {"catalog": {"name": "lakehouse"}}
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, {}, environments={"local": {}, "lake": lake})
+    msg = str(err.value)
+    assert "environments.local.profile and environments.lake.profile both use pool profile 'default'" in msg
+    assert "pedregal = io.sparkgate.catalog.PathCatalog at catalog/pedregal vs lakehouse" in msg
+    assert "a profile of its own (pool.profiles)" in msg
+    # A team's profile counts too.
+    with pytest.raises(ConfigError, match=r"environments\.local\.team_profiles\.ml and environments\.lake\.profile"):
+        load_settings(
+            None,
+            {},
+            pool={"profiles": {"lake": {}}},
+            environments={"local": {"team_profiles": {"ml": "lake"}}, "lake": {"profile": "lake", **lake}},
+        )
+    s = load_settings(
+        None, {}, pool={"profiles": {"lake": {}}}, environments={"local": {}, "lake": {"profile": "lake", **lake}}
+    )
+    assert {p: c.name for p, c in s.profile_catalogs().items()} == {"default": "pedregal", "lake": "lakehouse"}
+    # Catalogs turned off are alike whatever else they say.
+    off = load_settings(
+        None,
+        {},
+        environments={"a": {"catalog": {"enabled": False}}, "b": {"catalog": {"enabled": False, "name": "x"}}},
+    )
+    assert not off.profile_catalogs()["default"].enabled
+
+
+@pytest.mark.parametrize(
+    ("catalog", "match"),
+    [
+        ({"name": "my-catalog"}, r"environments\.prod\.catalog: .*'my-catalog' is not a catalog name"),
+        ({"name": "spark_catalog"}, r"environments\.prod\.catalog: .*session catalog"),
+        ({"class": "not a class"}, r"environments\.prod\.catalog: .*'not a class' is not a Java class name"),
+        ({"class": "io.unitycatalog.spark.UCSingleCatalog", "root": "x"}, r"root is for the built-in path catalog"),
+        ({"options": {"root": "/data"}}, r"catalog\.root, not options\.root"),
+        ({"options": {"": "x"}}, r"options keys must be non-empty"),
+        ({"uri": "https://uc"}, r"environments\.prod\.catalog\.uri: Extra inputs"),
+    ],
+)
+def test_bad_catalogs_are_named(catalog: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_settings(None, {}, environments={"prod": {"catalog": catalog}})
+
+
+def test_moved_catalog_settings_say_where_to() -> None:
+    with pytest.raises(ConfigError, match=r"local: .*catalog moved to environments\.<env>\.catalog"):
+        load_settings(None, {}, local={"catalog": {"enabled": False}})
+    with pytest.raises(ConfigError, match=r"runner\.kubernetes: .*catalog_uris moved to environments\.<env>\.catalog"):
+        load_settings(None, {}, runner={"kubernetes": {"catalog_uris": {"prod": "https://uc"}}})

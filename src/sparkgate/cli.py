@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _apply_common(args)
         if args.command == "config":
-            _out(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
+            _out(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False).rstrip())
             return 0
         if args.command == "status" and args.job_id:
             return jobs_cli.status(_runner_client(settings, args), args.job_id, args.json)

@@ -10,7 +10,8 @@ Where it comes from, later wins:
 
 ``environments`` has one section per environment a client may name (``x-doordash-environment``).
 By default all four of the seed's environments (local, test, staging, prod) are served by the local
-provider, so snippets that say ``staging`` or ``prod`` work on a laptop.
+provider, so snippets that say ``staging`` or ``prod`` work on a laptop, and each sees the local
+``pedregal`` catalog; ``environments.<env>.catalog`` names another (production: Unity Catalog).
 
 Every field documents its unit and why its default is what it is.
 """
@@ -18,6 +19,7 @@ Every field documents its unit and why its default is what it is.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +35,13 @@ DEFAULT_PROFILE = "default"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _refuse_moved(data: Any, key: str, where: str) -> Any:
+    """A before-validator's body: a setting that moved gets an error saying where to, not "extra input"."""
+    if isinstance(data, dict) and key in data:
+        raise ValueError(f"{key} moved to {where}")
+    return data
 
 
 class RoutingHeaders(_Section):
@@ -74,6 +83,10 @@ class GatewaySettings(_Section):
     #: relaying messages as bytes (:mod:`sparkgate.gateway.relay`), the fallback. Same routing and
     #: statuses either way.
     engine: Literal["h2", "grpc"] = "h2"
+    #: h2 engine, Linux: move result bytes from a driver's socket to a plain-TCP client's socket with
+    #: ``splice(2)``, never copying them through the gateway (:mod:`sparkgate.gateway.h2.splice`).
+    #: TLS clients always take the copying path. Off: every byte is read and written as usual.
+    splice: bool = True
     #: Address the gRPC listener binds (seed: ``:15002``, all interfaces).
     host: str = "0.0.0.0"
     port: int = Field(default=15002, ge=0, le=65535)
@@ -92,15 +105,91 @@ class GatewaySettings(_Section):
     drain_seconds: float = Field(default=10.0, ge=0)
 
 
-class LocalCatalogSettings(_Section):
-    """The catalog every local driver mounts (production: Unity Catalog, see the README)."""
+#: sparkgate's own catalog plugin: tables in a directory (``catalog_java/PathCatalog.java``); local drivers only.
+PATH_CATALOG_CLASS = "io.sparkgate.catalog.PathCatalog"
+_CATALOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_JAVA_CLASS = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
 
-    #: Mount it (needs a JDK once, to build the plugin).
+
+class CatalogSettings(_Section):
+    """The Spark catalog an environment's drivers mount: ``spark.sql.catalog.<name>=<class>`` plus
+    ``spark.sql.catalog.<name>.<option>=<value>`` for each option.
+
+    Default: sparkgate's path catalog named ``pedregal`` (the seed's queries name it), which only
+    local drivers can mount. Production names Unity Catalog (the seed's conf)::
+
+        catalog:
+          class: io.unitycatalog.spark.UCSingleCatalog
+          options: {uri: "https://unity-catalog.example.com", token: "..."}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: Mount it (the path catalog needs a JDK once, to build its plugin).
     enabled: bool = True
     #: The name queries use: ``pedregal.raw.events``.
     name: str = "pedregal"
-    #: Its directory (relative to ``state_dir``); ``sparkgate up`` writes the sample tables into it.
-    root: str = "catalog/pedregal"
+    #: The catalog plugin class (``spark.sql.catalog.<name>``); its jar must be on the driver's
+    #: classpath (the path catalog's is built by sparkgate; others via a profile's ``spark_conf``,
+    #: e.g. ``spark.jars.packages``, or the image).
+    class_name: str = Field(default=PATH_CATALOG_CLASS, alias="class")
+    #: Path catalog only: its directory (relative to ``state_dir``); default ``catalog/<name>``.
+    root: str | None = None
+    #: Path catalog only: write the sample tables (``raw.events``, ``raw.orders``,
+    #: ``feature_store.user_features``, ``ds`` partitions for the last 14 days) into it at start.
+    sample_data: bool = True
+    #: ``spark.sql.catalog.<name>.<key>`` settings, e.g. Unity Catalog's ``uri`` and ``token``.
+    options: dict[str, str] = {}
+
+    @property
+    def is_path_catalog(self) -> bool:
+        return self.class_name == PATH_CATALOG_CLASS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_root(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("root") is not None:
+            return data
+        if data.get("class", data.get("class_name", PATH_CATALOG_CLASS)) != PATH_CATALOG_CLASS:
+            return data
+        return {**data, "root": f"catalog/{data.get('name', 'pedregal')}"}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CatalogSettings:
+        if not _CATALOG_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name!r} is not a catalog name (letters, digits and _)")
+        if self.name.lower() == "spark_catalog":
+            raise ValueError("name spark_catalog is Spark's session catalog; pick another name")
+        if not _JAVA_CLASS.fullmatch(self.class_name):
+            raise ValueError(f"class {self.class_name!r} is not a Java class name")
+        if any(not k or k.startswith(".") or k.endswith(".") for k in self.options):
+            raise ValueError("options keys must be non-empty and not start or end with a dot")
+        if self.is_path_catalog:
+            if "root" in self.options:
+                raise ValueError("the path catalog's directory is catalog.root, not options.root")
+        elif self.root is not None:
+            raise ValueError(f"root is for the built-in path catalog only; {self.class_name} takes options")
+        return self
+
+    def mount_key(self) -> str:
+        """Equal for catalogs a driver mounts the same way (every disabled catalog is alike)."""
+        return self.model_dump_json() if self.enabled else "none"
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "none"
+        where = f" at {self.root}" if self.is_path_catalog else ""
+        return f"{self.name} = {self.class_name}{where}"
+
+    def spark_conf(self, root: Path | None = None) -> dict[str, str]:
+        """``spark.sql.catalog.<name>`` and its options (for the path catalog, ``root`` resolved)."""
+        if not self.enabled:
+            return {}
+        prefix = f"spark.sql.catalog.{self.name}"
+        conf = {prefix: self.class_name, **{f"{prefix}.{k}": v for k, v in self.options.items()}}
+        if self.is_path_catalog and root is not None:
+            conf[f"{prefix}.root"] = str(root)
+        return conf
 
 
 class LocalProviderSettings(_Section):
@@ -124,11 +213,15 @@ class LocalProviderSettings(_Section):
     spark_conf: dict[str, str] = {}
     #: Most local drivers at once (each costs ~1.5 GB of RAM).
     max_drivers: int = Field(default=6, gt=0)
-    catalog: LocalCatalogSettings = LocalCatalogSettings()
     #: Drivers require a pre-shared ``spark.connect.authenticate.token`` that only the gateway holds
     #: (kept in ``{state_dir}/driver-token``, mode 0600): nothing on this machine reaches a driver
     #: except through the gateway, even on loopback.
     require_token: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _catalog_moved(cls, data: Any) -> Any:
+        return _refuse_moved(data, "catalog", "environments.<env>.catalog (name, class, root, options)")
 
 
 class PoolProfile(_Section):
@@ -322,11 +415,18 @@ class KubernetesJobSettings(_Section):
     service_account: str = "spark-driver"
     #: Where job output goes, per environment (``{job_id}`` is replaced); ``default`` for the rest.
     output_uris: dict[str, str] = {"default": "s3a://sparkgate-scratch/{environment}/{job_id}"}
-    #: Unity Catalog URI per environment for the ``pedregal`` catalog (none: no catalog conf).
-    catalog_uris: dict[str, str] = {}
     #: Seconds a finished SparkApplication is kept before the operator deletes it (its
     #: ``timeToLiveSeconds``; the job's run-time limit is the runner's TTL, enforced by Cancel).
     keep_finished_seconds: int = Field(default=86400, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _catalog_uris_moved(cls, data: Any) -> Any:
+        return _refuse_moved(
+            data,
+            "catalog_uris",
+            "environments.<env>.catalog (class: io.unitycatalog.spark.UCSingleCatalog, options: {uri: ...})",
+        )
 
 
 class RunnerSettings(_Section):
@@ -389,6 +489,13 @@ class EnvironmentSettings(_Section):
     #: With auth on: only members of one of these groups may use this environment (empty: anyone
     #: allowed to use the team), e.g. ``prod: {allowed_groups: [prod-access]}``.
     allowed_groups: list[str] = []
+    #: The catalog its sessions and jobs see. Mounted when a driver's JVM starts, so every
+    #: environment sharing a profile (``profile``, ``team_profiles``) must name the same catalog.
+    catalog: CatalogSettings = CatalogSettings()
+
+    def profiles(self) -> list[tuple[str, str]]:
+        """``(setting, profile)`` for every profile this environment's sessions may use."""
+        return [("profile", self.profile), *((f"team_profiles.{t}", p) for t, p in self.team_profiles.items())]
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -446,15 +553,35 @@ class Settings(_Section):
     def _profiles_exist(self) -> Settings:
         known = set(self.pool.all_profiles())
         for env_name, env in self.environments.items():
-            for where, name in [
-                ("profile", env.profile),
-                *((f"team_profiles.{t}", p) for t, p in env.team_profiles.items()),
-            ]:
+            for where, name in env.profiles():
                 if name not in known:
                     raise ValueError(
                         f"environments.{env_name}.{where}: no pool profile {name!r} (known: {', '.join(sorted(known))})"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _one_catalog_per_profile(self) -> Settings:
+        # A warm driver is started for a profile before anyone asks for it, with one catalog in
+        # its JVM; it may then serve any environment using that profile.
+        seen: dict[str, tuple[str, CatalogSettings]] = {}
+        for env_name, env in self.environments.items():
+            for where, profile in env.profiles():
+                here = f"environments.{env_name}.{where}"
+                first, catalog = seen.setdefault(profile, (here, env.catalog))
+                if catalog.mount_key() != env.catalog.mount_key():
+                    raise ValueError(
+                        f"{first} and {here} both use pool profile {profile!r}, but their environments name "
+                        f"different catalogs ({catalog.describe()} vs {env.catalog.describe()}); a driver mounts "
+                        "its catalog when it starts, so give one of these environments a profile of its own "
+                        "(pool.profiles)"
+                    )
+        return self
+
+    def profile_catalogs(self) -> dict[str, CatalogSettings]:
+        """The catalog each pool profile's drivers mount (a profile no environment uses: the default)."""
+        found = {profile: env.catalog for env in self.environments.values() for _, profile in env.profiles()}
+        return {name: found.get(name, CatalogSettings()) for name in self.pool.all_profiles()}
 
     def profile_for(self, team: str, environment: str) -> str:
         """The driver profile a team's sessions in an environment use."""

@@ -69,6 +69,7 @@ class Platform:
             self.provider,
             profiles=pool.all_profiles(),
             profile_for=settings.profile_for,
+            catalogs=settings.profile_catalogs(),
             placement=placement.policy(pool.placement),
             max_drivers=settings.local.max_drivers,
             sessions_per_driver=pool.sessions_per_driver,

@@ -155,6 +155,6 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
             arrow = pa.table({n: pa.array(columns[n], t) for n, t in cols})
             pq.write_table(arrow, part / "part-00000.parquet")
             rows += arrow.num_rows
-        written[f"pedregal.{name}"] = rows
+        written[name] = rows
     stamp.write_text(version)
     return written

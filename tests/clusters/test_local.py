@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from sparkgate.clusters import catalog
 from sparkgate.clusters.base import DriverSpec
 from sparkgate.clusters.local import LocalProvider, spark_version_of, version_matches
-from sparkgate.config import LocalProviderSettings
-from sparkgate.errors import DriverStartError
+from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
+from sparkgate.errors import ConfigError, DriverStartError
 
 
 def test_spark_version_from_release_file_or_jar(tmp_path: Path) -> None:
@@ -39,3 +40,62 @@ def test_installed_pyspark_version_is_read() -> None:
     pyspark = pytest.importorskip("pyspark")
     provider = LocalProvider(LocalProviderSettings(), Path("/nonexistent"))
     assert provider.spark_version == pyspark.__version__
+
+
+def _conf(cmd: list[str]) -> dict[str, str]:
+    return dict(cmd[i + 1].split("=", 1) for i, word in enumerate(cmd) if word == "--conf")
+
+
+@pytest.fixture
+def no_javac(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    """``catalog_jar`` without a compiler: a made-up jar (the real build is covered in tests/e2e)."""
+    built: list[Path] = []
+
+    def fake_jar(spark_home: Path, cache_dir: Path) -> Path:
+        built.append(cache_dir / "sparkgate-catalog-test.jar")
+        return built[-1]
+
+    monkeypatch.setattr(catalog, "catalog_jar", fake_jar)
+    return built
+
+
+async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: list[Path]) -> None:
+    settings = load_settings(
+        None,
+        {},
+        state_dir=str(tmp_path),
+        local={"spark_conf": {"spark.sql.extensions": "com.example.Ext"}},
+        pool={"profiles": {"lake": {"spark_conf": {"spark.jars": "/opt/extra.jar"}}}},
+        environments={"local": {}, "lake": {"profile": "lake", "catalog": {"name": "lakehouse"}}},
+    )
+    provider = LocalProvider(settings.local, settings.state_dir)
+    catalogs = settings.profile_catalogs()
+    spec = DriverSpec(profile="lake", spark_conf={"spark.jars": "/opt/extra.jar"}, catalog=catalogs["lake"])
+    conf = _conf(provider._command("local-1", 1, 2, spec, await provider._mount(spec.catalog)))
+    root = tmp_path / "catalog" / "lakehouse"
+    assert conf["spark.sql.catalog.lakehouse"] == "io.sparkgate.catalog.PathCatalog"
+    assert conf["spark.sql.catalog.lakehouse.root"] == str(root)
+    assert "spark.sql.catalog.pedregal" not in conf
+    # List-valued conf adds up: the plugin jar and the eager loading stay next to the operator's.
+    assert conf["spark.jars"] == f"{tmp_path}/catalog/sparkgate-catalog-test.jar,/opt/extra.jar"
+    assert conf["spark.sql.extensions"] == "io.sparkgate.catalog.EagerCatalogs,com.example.Ext"
+    assert (root / "raw" / "events.schema.json").is_file()  # the sample tables, under its own name
+    # Prepared once per catalog, however many drivers start with it.
+    await provider._mount(spec.catalog)
+    await provider._mount(catalogs["default"])
+    assert len(no_javac) == 2 and (tmp_path / "catalog" / "pedregal" / "raw").is_dir()
+
+
+async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
+        raise ConfigError("javac and jar not found")
+
+    monkeypatch.setattr(catalog, "catalog_jar", no_jdk)
+    unity = CatalogSettings.model_validate({"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "u"}})
+    # The path catalog is left out; another catalog is mounted, only not loaded ahead of use.
+    assert catalog.prepare_catalog(CatalogSettings(), tmp_path, tmp_path) == {}
+    assert catalog.prepare_catalog(unity, tmp_path, tmp_path) == {
+        "spark.sql.catalog.pedregal": "io.unitycatalog.spark.UCSingleCatalog",
+        "spark.sql.catalog.pedregal.uri": "u",
+    }
+    assert catalog.prepare_catalog(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}

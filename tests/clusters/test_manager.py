@@ -7,7 +7,7 @@ import pytest
 
 from sparkgate.clusters.base import POOL_NAMESPACE, Driver
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import PoolProfile, QuotaSettings
+from sparkgate.config import CatalogSettings, PoolProfile, QuotaSettings, load_settings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 from sparkgate.testing.fake_provider import FakeProvider
 
@@ -172,6 +172,30 @@ async def test_a_namespace_never_gets_another_profiles_warm_driver() -> None:
     d = await cm.acquire("fe", "prod")  # the warm driver is "big": a default one is started instead
     assert d.profile == "default" and len(cm.warm("big")) == 1
     assert p.specs[-1].namespace == "sjns-fe-prod" and p.specs[-1].profile == "default"
+    await cm.close()
+
+
+async def test_drivers_mount_the_catalog_of_their_profiles_environments() -> None:
+    s = load_settings(
+        None,
+        {},
+        pool={"size": 1, "profiles": {"lake": {"size": 1}, "spare": {}}},
+        environments={"local": {}, "lake": {"profile": "lake", "catalog": {"name": "lakehouse"}}},
+    )
+    p = FakeProvider()
+    cm = ClusterManager(
+        p,
+        profiles=s.pool.all_profiles(),
+        profile_for=s.profile_for,
+        catalogs=s.profile_catalogs(),
+        max_drivers=6,
+    )
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    assert {spec.profile: spec.catalog.name for spec in p.specs} == {"default": "pedregal", "lake": "lakehouse"}
+    assert (await cm.acquire("t1", "lake")).profile == "lake"
+    spare = await cm._start("sjns-x-y", "spare")  # a profile no environment uses: the default catalog
+    assert spare.profile == "spare" and p.specs[-1].catalog == CatalogSettings()
     await cm.close()
 
 

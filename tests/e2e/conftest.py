@@ -8,7 +8,10 @@ spread over only three namespaces:
 
 * :data:`NS_API` — the seed's Pattern 1 (``feature-engineering`` / ``prod``),
 * :data:`NS_NOTEBOOK` — the seed's Pattern 3 (``data-science`` / ``staging``),
-* :data:`NS_T1` — ``t1`` / ``local``, used by everything else.
+* :data:`NS_T1` — ``t1`` / ``local``, used by everything else,
+
+and one more namespace, :data:`NS_LAKE` (``t1`` / ``lake``): an environment whose catalog is named
+``lakehouse``, so it has a pool profile and a driver of its own (started on demand).
 
 Every RPC the gateway routes is recorded (:attr:`GatewayHarness.calls`), so tests can check which
 driver each call of a session went to without the gateway exposing anything for tests.
@@ -43,7 +46,7 @@ from pyspark.sql.connect.session import SparkSession
 from sparkgate.clusters.base import namespace_for
 from sparkgate.clusters.local import CONNECT_SERVER_CLASS, LocalProvider
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import GatewaySettings, Settings, load_settings
+from sparkgate.config import DEFAULT_PROFILE, GatewaySettings, Settings, load_settings
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.server import Gateway
 from sparkgate.gateway.sessions import Forward
@@ -53,8 +56,10 @@ T = TypeVar("T")
 NS_API = ("feature-engineering", "prod")
 NS_NOTEBOOK = ("data-science", "staging")
 NS_T1 = ("t1", "local")
+NS_LAKE = ("t1", "lake")
 
-NAMESPACES = (NS_T1, NS_API, NS_NOTEBOOK)
+#: NS_LAKE first: its driver starts while the warm pool's first one does.
+NAMESPACES = (NS_LAKE, NS_T1, NS_API, NS_NOTEBOOK)
 
 #: One driver per namespace above; the warm pool (one driver) is used up claiming them.
 MAX_DRIVERS = len(NAMESPACES)
@@ -96,6 +101,11 @@ class GatewayHarness:
                 # on two cores; no UI saves memory and start-up time.
                 "spark_conf": {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
             },
+            pool={"size": POOL_SIZE, "profiles": {"lake": {}}},
+            environments={
+                **{name: {} for name in ("local", "test", "staging", "prod")},
+                NS_LAKE[1]: {"profile": "lake", "catalog": {"name": "lakehouse"}},
+            },
         )
         self.provider = LocalProvider(self.settings.local, self.settings.state_dir)
         self.clusters: ClusterManager | None = None
@@ -126,7 +136,8 @@ class GatewayHarness:
             # to *any* new session, even of a namespace that already has a driver, and a pool
             # refill in flight is not counted against max_drivers (see the report).
             for team, environment in NAMESPACES:
-                await clusters.wait_pool_ready(timeout=240)
+                if clusters.profile_for(team, environment) == DEFAULT_PROFILE:
+                    await clusters.wait_pool_ready(timeout=240)
                 await clusters.acquire(team, environment)
             namespaces = sorted(d.namespace for d in clusters.drivers())
             assert namespaces == sorted(namespace_for(*ns) for ns in NAMESPACES)
@@ -134,7 +145,14 @@ class GatewayHarness:
         self.run(first_start(), timeout=600)
 
     async def _start_clusters(self) -> ClusterManager:
-        self.clusters = ClusterManager(self.provider, pool_size=POOL_SIZE, max_drivers=MAX_DRIVERS)
+        s = self.settings
+        self.clusters = ClusterManager(
+            self.provider,
+            profiles=s.pool.all_profiles(),
+            profile_for=s.profile_for,
+            catalogs=s.profile_catalogs(),
+            max_drivers=MAX_DRIVERS,
+        )
         await self.clusters.start()
         self._note_drivers()
         return self.clusters

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql.connect.session import SparkSession
 
-from tests.e2e.conftest import NS_T1, GatewayHarness
+from tests.e2e.conftest import NS_LAKE, NS_T1, GatewayHarness
 
 pytestmark = pytest.mark.spark
 TEAM, ENV = NS_T1
@@ -89,12 +89,43 @@ class TestFeatureSchema:
 '''
 
 
+def _catalogs(spark: SparkSession) -> list[str]:
+    return [r[0] for r in spark.sql("SHOW CATALOGS").collect()]
+
+
+def test_show_catalogs_is_complete_in_a_brand_new_session(gateway: GatewayHarness) -> None:
+    """Spark loads catalogs on first use and lists only loaded ones; the drivers' session extension
+    loads them with each session's first statement. Two new sessions: each is a SparkSession of its
+    own on the driver."""
+    for _ in range(2):
+        spark = SparkSession.builder.remote(gateway.url(TEAM, ENV)).create()
+        try:
+            assert _catalogs(spark) == ["pedregal", "spark_catalog"]  # the session's first statement
+        finally:
+            spark.stop()
+
+
+def test_an_environment_sees_the_catalog_it_names(gateway: GatewayHarness) -> None:
+    """``lake`` names its catalog ``lakehouse`` (a path catalog of its own, with the sample tables),
+    so its sessions go to drivers of the ``lake`` profile, which mount that and nothing else."""
+    spark = SparkSession.builder.remote(gateway.url(*NS_LAKE)).create()
+    try:
+        assert _catalogs(spark) == ["lakehouse", "spark_catalog"]
+        assert {r[1] for r in spark.sql("SHOW TABLES IN lakehouse.raw").collect()} >= {"events", "orders"}
+        recent = spark.sql("SELECT count(*) AS n FROM lakehouse.raw.events WHERE ds >= date_sub(current_date(), 6)")
+        assert recent.first().n > 0  # type: ignore[union-attr]
+        with pytest.raises(Exception, match="pedregal"):
+            spark.sql("SELECT * FROM pedregal.raw.events").collect()
+        route = gateway.route(spark.client._session_id)
+        assert route is not None and gateway.namespace_of(route.driver_id) == "sjns-t1-lake"
+    finally:
+        spark.stop()
+
+
 def test_catalog_statements(gateway: GatewayHarness) -> None:
     spark = SparkSession.builder.remote(gateway.url(TEAM, ENV)).create()
     try:
         assert {r[0] for r in spark.sql("SHOW DATABASES IN pedregal").collect()} >= {"raw", "feature_store"}
-        # Spark loads catalog plugins on first use; SHOW CATALOGS lists the loaded ones.
-        assert "pedregal" in [r[0] for r in spark.sql("SHOW CATALOGS").collect()]
         assert {r[1] for r in spark.sql("SHOW TABLES IN pedregal.raw").collect()} >= {"events", "orders"}
         cols = [r[0] for r in spark.sql("DESCRIBE TABLE pedregal.feature_store.user_features").collect()]
         assert cols[:7] == ["user_id", "total_events", "views", "clicks", "purchases", "click_through_rate", "ds"]

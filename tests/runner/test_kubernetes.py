@@ -6,15 +6,16 @@ import re
 
 import pytest
 
-from sparkgate.config import KubernetesJobSettings
+from sparkgate.config import CatalogSettings, KubernetesJobSettings
 from sparkgate.runner.jobs import Job, job_id, namespace_for_job
 from sparkgate.runner.kubernetes import build_spark_application, label_value, map_state
 from sparkgate.runner.manifest import parse_manifest
 from tests.runner.test_manifest import GOOD
 
-SETTINGS = KubernetesJobSettings(
-    images={"prod": "registry/spark:4.1-prod", "default": "registry/spark:4.1"},
-    catalog_uris={"prod": "https://uc.prod/api"},
+SETTINGS = KubernetesJobSettings(images={"prod": "registry/spark:4.1-prod", "default": "registry/spark:4.1"})
+#: The seed's production catalog, as ``environments.prod.catalog`` says it.
+UNITY = CatalogSettings.model_validate(
+    {"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "https://uc.prod/api", "token": "t"}}
 )
 
 
@@ -33,7 +34,7 @@ def _job(env: str = "prod", **options: str) -> Job:
 
 def test_spark_application_from_a_manifest() -> None:
     job = _job(sandbox="true", sample_limit="500", **{"param.ds": "2024-06-09"})
-    app = build_spark_application(job, parse_manifest(GOOD), SETTINGS)
+    app = build_spark_application(job, parse_manifest(GOOD), SETTINGS, UNITY)
     assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2" and app["kind"] == "SparkApplication"
     meta, spec = app["metadata"], app["spec"]
     assert meta["name"] == job.id and meta["namespace"] == "sjns-feature-engineering-prod"
@@ -46,7 +47,9 @@ def test_spark_application_from_a_manifest() -> None:
     conf = spec["sparkConf"]
     assert conf["spark.plugins"] == "org.apache.spark.sql.connect.SparkConnectPlugin"
     assert conf["spark.dynamicAllocation.maxExecutors"] == "10"
+    assert conf["spark.sql.catalog.pedregal"] == "io.unitycatalog.spark.UCSingleCatalog"
     assert conf["spark.sql.catalog.pedregal.uri"] == "https://uc.prod/api"
+    assert conf["spark.sql.catalog.pedregal.token"] == "t"
     assert "spark.sql.readOnly" not in conf  # not a Spark setting: the job program enforces the sandbox
     assert spec["driver"]["memory"] == "2g" and spec["driver"]["labels"]["spark-connect"] == "enabled"
     assert spec["executor"]["instances"] == 1 and spec["restartPolicy"] == {"type": "Never"}
@@ -54,7 +57,8 @@ def test_spark_application_from_a_manifest() -> None:
 
 def test_environment_defaults_and_protected_conf() -> None:
     manifest = parse_manifest(GOOD.replace("spec:\n", "spec:\n  sparkConf: {spark.plugins: evil, spark.x: '1'}\n", 1))
-    app = build_spark_application(_job("staging"), manifest, SETTINGS)
+    # staging keeps the default catalog: the path catalog exists only on local drivers.
+    app = build_spark_application(_job("staging"), manifest, SETTINGS, CatalogSettings())
     assert app["spec"]["image"] == "registry/spark:4.1"
     assert app["spec"]["sparkConf"]["spark.plugins"].endswith("SparkConnectPlugin")
     assert app["spec"]["sparkConf"]["spark.x"] == "1" and "spark.sql.catalog.pedregal" not in app["spec"]["sparkConf"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from sparkgate.config import DEFAULT_PROFILE
+from sparkgate.config import DEFAULT_PROFILE, CatalogSettings
 
 
 class DriverState(enum.StrEnum):
@@ -87,6 +87,8 @@ class DriverSpec:
     profile: str = DEFAULT_PROFILE
     #: Spark version the driver must run (``None``: the provider's own).
     spark_version: str | None = None
+    #: The catalog it mounts: the one every environment using the profile names.
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
 
 @runtime_checkable

@@ -6,6 +6,9 @@ free loopback port, in its own process group, with its own directory under
 stderr) and Spark's scratch files. The record lets a restarted gateway find drivers it started
 before (:meth:`LocalProvider.list_drivers`) instead of leaking them.
 
+Each driver mounts the catalog its spec names (:mod:`sparkgate.clusters.catalog`: the plugin jar
+and the sample tables are prepared once per catalog, at the first driver that needs it).
+
 Readiness is "the server answers *and* has run a warm-up query": a fresh JVM takes several seconds
 for its first query, which a user should not pay.
 """
@@ -34,16 +37,17 @@ import grpc.aio
 
 from sparkgate.aio import Child, spawn
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
-from sparkgate.clusters.catalog import catalog_conf, catalog_jar
-from sparkgate.config import DEFAULT_PROFILE, LocalProviderSettings
+from sparkgate.clusters.catalog import prepare_catalog
+from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
-from sparkgate.errors import ConfigError, DriverStartError
-from sparkgate.sampledata import write_pedregal_catalog
+from sparkgate.errors import DriverStartError
 
 log = logging.getLogger(__name__)
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
+#: Spark conf that holds comma-separated lists: a profile's value adds to the catalog's, not replaces it.
+LIST_CONF = ("spark.jars", "spark.sql.extensions")
 
 
 def default_spark_home() -> Path:
@@ -146,8 +150,9 @@ class LocalProvider:
         self._settings = settings
         self._dir = state_dir.expanduser() / "drivers"
         self._state_dir = state_dir.expanduser()
-        #: Spark conf mounting the local catalog on every driver (set when the provider starts).
-        self._catalog_conf: dict[str, str] = {}
+        #: Spark conf mounting each catalog drivers were started with (by ``mount_key``).
+        self._catalog_conf: dict[str, dict[str, str]] = {}
+        self._catalog_lock = asyncio.Lock()
         #: What every driver requires as ``authorization: Bearer`` (``local.require_token``); the
         #: same across gateway restarts, so adopted drivers stay reachable.
         self.token = load_or_create_token(state_dir.expanduser() / "driver-token") if settings.require_token else None
@@ -181,20 +186,17 @@ class LocalProvider:
 
     async def __aenter__(self) -> LocalProvider:
         self._dir.mkdir(parents=True, exist_ok=True)
-        cat = self._settings.catalog
-        if cat.enabled:
-            root = Path(cat.root)
-            root = root if root.is_absolute() else self._state_dir / root
-            try:
-                jar = await asyncio.to_thread(catalog_jar, self.spark_home, self._state_dir / "catalog")
-            except ConfigError as exc:
-                log.warning("local drivers start without the %s catalog: %s", cat.name, exc.message)
-                return self
-            tables = await asyncio.to_thread(write_pedregal_catalog, root)
-            if tables:
-                log.info("wrote the sample catalog %s: %s", root, ", ".join(f"{k} ({v})" for k, v in tables.items()))
-            self._catalog_conf = catalog_conf(cat.name, jar, root)
         return self
+
+    async def _mount(self, catalog: CatalogSettings) -> dict[str, str]:
+        """The conf mounting ``catalog``, prepared once (plugin jar, sample tables) on first use."""
+        key = catalog.mount_key()
+        async with self._catalog_lock:
+            if key not in self._catalog_conf:
+                self._catalog_conf[key] = await asyncio.to_thread(
+                    prepare_catalog, catalog, self.spark_home, self._state_dir
+                )
+            return self._catalog_conf[key]
 
     async def __aexit__(self, *exc: object) -> None:
         for w in list(self._watchers):
@@ -202,7 +204,9 @@ class LocalProvider:
 
     # -- starting -----------------------------------------------------------------------------
 
-    def _command(self, driver_id: str, port: int, ui_port: int, spec: DriverSpec) -> list[str]:
+    def _command(
+        self, driver_id: str, port: int, ui_port: int, spec: DriverSpec, catalog_conf: dict[str, str]
+    ) -> list[str]:
         s = self._settings
         home = self.spark_home
         conf: dict[str, str] = {
@@ -219,9 +223,9 @@ class LocalProvider:
             "spark.sparkgate.namespace": spec.namespace or "pool",
             "spark.sparkgate.profile": spec.profile,
         }
-        conf.update(self._catalog_conf)
-        conf.update(s.spark_conf)
-        conf.update(spec.spark_conf)
+        for extra in (catalog_conf, s.spark_conf, spec.spark_conf):
+            for k, v in extra.items():
+                conf[k] = f"{conf[k]},{v}" if k in LIST_CONF and conf.get(k) else v
         cmd = [
             str(home / "bin" / "spark-submit"),
             "--master",
@@ -243,7 +247,7 @@ class LocalProvider:
         workdir.mkdir(parents=True, exist_ok=True)
         port, ui_port = free_port(self._settings.bind_host), free_port(self._settings.bind_host)
         log_path = workdir / "driver.log"
-        cmd = self._command(driver_id, port, ui_port, spec)
+        cmd = self._command(driver_id, port, ui_port, spec, await self._mount(spec.catalog))
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)

@@ -36,7 +36,7 @@ from sparkgate.clusters.base import (
 )
 from sparkgate.clusters.health import HealthChecker
 from sparkgate.clusters.placement import LeastSessions, PlacementPolicy
-from sparkgate.config import DEFAULT_PROFILE, HealthSettings, PoolProfile, QuotaSettings
+from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, HealthSettings, PoolProfile, QuotaSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class ClusterManager:
         pool_size: int = 1,
         profiles: Mapping[str, PoolProfile] | None = None,
         profile_for: Callable[[str, str], str] | None = None,
+        catalogs: Mapping[str, CatalogSettings] | None = None,
         placement: PlacementPolicy | None = None,
         max_drivers: int = 6,
         sessions_per_driver: int = 8,
@@ -82,6 +83,8 @@ class ClusterManager:
             dict(profiles) if profiles is not None else {DEFAULT_PROFILE: PoolProfile(size=pool_size)}
         )
         self._profile_for = profile_for or (lambda team, env: DEFAULT_PROFILE)
+        #: The catalog each profile's drivers mount (``Settings.profile_catalogs``; unlisted: the default).
+        self.catalogs: dict[str, CatalogSettings] = dict(catalogs or {})
         self.placement: PlacementPolicy = placement or LeastSessions()
         self.max_drivers = max_drivers
         self.sessions_per_driver = sessions_per_driver
@@ -330,7 +333,13 @@ class ClusterManager:
 
     def _spec(self, namespace: str, profile: str) -> DriverSpec:
         p = self.profiles.get(profile) or PoolProfile()
-        return DriverSpec(namespace=namespace, spark_conf=p.spark_conf, profile=profile, spark_version=p.spark_version)
+        return DriverSpec(
+            namespace=namespace,
+            spark_conf=p.spark_conf,
+            profile=profile,
+            spark_version=p.spark_version,
+            catalog=self.catalogs.get(profile, CatalogSettings()),
+        )
 
     async def _start(self, namespace: str, profile: str) -> Driver:
         try:

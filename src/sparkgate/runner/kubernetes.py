@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sparkgate.config import KubernetesJobSettings
+from sparkgate.config import CatalogSettings, KubernetesJobSettings
 from sparkgate.runner.jobs import (
     COMPLETED,
     FAILED,
@@ -66,7 +66,14 @@ def _per_env(table: dict[str, str], environment: str) -> str:
     return table.get(environment) or table.get("default", "")
 
 
-def build_spark_application(job: Job, manifest: Manifest, settings: KubernetesJobSettings) -> dict[str, Any]:
+def build_spark_application(
+    job: Job, manifest: Manifest, settings: KubernetesJobSettings, catalog: CatalogSettings | None = None
+) -> dict[str, Any]:
+    """The SparkApplication for ``job``; ``catalog`` is its environment's (``environments.<env>.catalog``).
+
+    The built-in path catalog exists only on local drivers, so it adds nothing here; any other
+    catalog class (production: Unity Catalog) becomes ``spark.sql.catalog.<name>`` and its options.
+    """
     spec = manifest.spec
     res = spec.resources
     output = _per_env(settings.output_uris, job.environment).format(job_id=job.id, environment=job.environment)
@@ -88,10 +95,8 @@ def build_spark_application(job: Job, manifest: Manifest, settings: KubernetesJo
             "spark.dynamicAllocation.maxExecutors": str(res.max_executors),
         }
     )
-    catalog = settings.catalog_uris.get(job.environment)
-    if catalog:
-        conf["spark.sql.catalog.pedregal"] = "io.unitycatalog.spark.UCSingleCatalog"
-        conf["spark.sql.catalog.pedregal.uri"] = catalog
+    if catalog is not None and not catalog.is_path_catalog:
+        conf.update(catalog.spark_conf())
     labels = {
         "team": label_value(job.team),
         "environment": label_value(job.environment),
