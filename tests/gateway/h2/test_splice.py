@@ -43,7 +43,7 @@ async def relay(tmp_path: Path, **gateway: Any) -> AsyncIterator[tuple[Gateway, 
     async with FakeSparkConnectServer(chunks=CHUNKS, chunk_bytes=CHUNK) as fake:
         gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2", **gateway}
         settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
-        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
+        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0, sessions_per_driver=1000)
         await cm.start()
         async with Gateway(settings, cm) as g:
             yield g, fake
@@ -270,3 +270,42 @@ async def test_transport_abort_drops_the_buffer_and_a_reset_is_reported() -> Non
     transport.write(b"z" * 100000)
     exc = await asyncio.wait_for(proto.lost, 5)
     assert exc is None or isinstance(exc, OSError)
+
+
+async def test_many_streams_of_mixed_sizes_speeds_and_cancels_stay_intact(tmp_path: Path) -> None:
+    """Randomized (fixed seed): streams share one driver connection, some spliced, some copied."""
+    import random
+
+    rnd = random.Random(7)
+    async with relay(tmp_path) as (gw, _):
+        channels = [channel(gw) for _ in range(4)]
+
+        async def one(ch: grpc.aio.Channel, k: int) -> None:
+            chunks, size = rnd.randint(1, 12), rnd.choice([100, 20_000, 40_000, 300_000, 1_500_000])
+            delay = rnd.choice([0, 0, 0.01])
+            cancel_at = rnd.choice([None, None, None, rnd.randint(0, chunks)])
+            call = execute(ch, ("x-fake-chunks", str(chunks)), ("x-fake-chunk-bytes", str(size)))
+            got: list[bytes] = []
+            async for r in call:
+                got.append(r)
+                if cancel_at is not None and len(got) > cancel_at:
+                    call.cancel()
+                    return
+                if delay:
+                    await asyncio.sleep(delay)
+            check(got, chunks, size)
+            if k % 3 == 0:  # a unary call on the same connection between streams
+                sid = str(uuid.uuid4())
+                req = wire.encode_string(1, sid) + wire.encode_string(2, wire.encode_string(1, "alice"))
+                resp = await ch.unary_unary(SVC + "Config")(req, metadata=ROUTE)
+                assert wire.read_string_field(resp, 1) == sid
+
+        try:
+            for _ in range(3):
+                await asyncio.wait_for(
+                    asyncio.gather(*(one(channels[i % 4], i) for i in range(12))),
+                    120,
+                )
+        finally:
+            for ch in channels:
+                await ch.close()
