@@ -344,6 +344,9 @@ class PathResult:
     latencies_ms: list[float] = field(default_factory=list)
     proxy_cpu_stream_s: float = 0.0
     proxy_cpu_unary_s: float = 0.0
+    #: CPU the fake backend and this client process spent while this path streamed.
+    backend_cpu_stream_s: float = 0.0
+    client_cpu_stream_s: float = 0.0
     bytes_streamed: int = 0
 
     @property
@@ -368,10 +371,18 @@ class PathResult:
             if self.bytes_streamed
             else None,
             "proxy_cpu_us_per_call": self.proxy_cpu_unary_s / calls * 1e6 if calls else None,
+            "backend_cpu_s_per_gb": self.backend_cpu_stream_s / (self.bytes_streamed / 1e9)
+            if self.bytes_streamed
+            else None,
+            "client_cpu_s_per_gb": self.client_cpu_stream_s / (self.bytes_streamed / 1e9)
+            if self.bytes_streamed
+            else None,
         }
 
 
-def measure(paths: dict[str, str], proxies: dict[str, Child], args: argparse.Namespace) -> dict[str, PathResult]:
+def measure(
+    paths: dict[str, str], proxies: dict[str, Child], backend: Child, args: argparse.Namespace
+) -> dict[str, PathResult]:
     clients = {name: Client(addr) for name, addr in paths.items()}
     results = {name: PathResult(name, addr) for name, addr in paths.items()}
     try:
@@ -385,8 +396,11 @@ def measure(paths: dict[str, str], proxies: dict[str, Child], args: argparse.Nam
             for name in order[rnd % len(order) :] + order[: rnd % len(order)]:
                 client, res, proxy = clients[name], results[name], proxies.get(name)
                 cpu0 = proxy.cpu_seconds() if proxy else 0.0
+                backend0, client0 = backend.cpu_seconds(), time.process_time()
                 received, seconds = client.stream()
                 cpu1 = proxy.cpu_seconds() if proxy else 0.0
+                res.backend_cpu_stream_s += backend.cpu_seconds() - backend0
+                res.client_cpu_stream_s += time.process_time() - client0
                 res.latencies_ms += [s * 1e3 for s in client.latencies(per_round)]
                 cpu2 = proxy.cpu_seconds() if proxy else 0.0
                 res.mbps.append(received / seconds / 1e6)
@@ -429,6 +443,13 @@ def report(results: dict[str, PathResult]) -> list[str]:
             f"{res.name:<18} {s['mbps_median']:>8.0f} {ratio:>8.2f} {s['p50_ms']:>8.3f} "
             f"{s['p99_ms']:>8.3f} {add50:>+8.3f} {add99:>+8.3f} {cpu_gb:>9} {cpu_call:>11}"
         )
+    lines.append(f"{'CPU s/GB while streaming':<26} {'proxy':>7} {'backend':>8} {'client':>7} {'total':>7}")
+    for res in results.values():
+        s = res.summary()
+        proxy_gb = s["proxy_cpu_s_per_gb"] if res.name != "direct" else 0.0
+        parts = (proxy_gb, s["backend_cpu_s_per_gb"], s["client_cpu_s_per_gb"])
+        if None not in parts:
+            lines.append(f"{res.name:<26} {parts[0]:>7.2f} {parts[1]:>8.2f} {parts[2]:>7.2f} {sum(parts):>7.2f}")
     if direct and nginx:
         base50 = nginx.percentile(0.5) - direct.percentile(0.5)
         for res in results.values():
@@ -560,6 +581,7 @@ def run(args: argparse.Namespace) -> int:
             paths: dict[str, str] = {}
             proxies: dict[str, Child] = {}
             backend = started_child(start_backend(workdir, chunks, chunk_bytes))
+            backend_child = children[-1]
             paths["direct"] = backend
             if not args.no_nginx:
                 paths["nginx"] = started_child(start_nginx(workdir, backend, args.nginx_workers))
@@ -581,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
                 children.append(child)
                 paths[name], proxies[name] = child.wait_ready_line(60), child
             log(f"paths: {paths}; {chunks} x {chunk_bytes / MIB:g} MiB per stream")
-            results = measure(paths, proxies, args)
+            results = measure(paths, proxies, backend_child, args)
             for child in children:
                 child.check_alive()
     except KeyboardInterrupt:

@@ -83,10 +83,6 @@ class GatewaySettings(_Section):
     #: relaying messages as bytes (:mod:`sparkgate.gateway.relay`), the fallback. Same routing and
     #: statuses either way.
     engine: Literal["h2", "grpc"] = "h2"
-    #: h2 engine, Linux: move result bytes from a driver's socket to a plain-TCP client's socket with
-    #: ``splice(2)``, never copying them through the gateway (:mod:`sparkgate.gateway.h2.splice`).
-    #: TLS clients always take the copying path. Off: every byte is read and written as usual.
-    splice: bool = True
     #: Address the gRPC listener binds (seed: ``:15002``, all interfaces).
     host: str = "0.0.0.0"
     port: int = Field(default=15002, ge=0, le=65535)

@@ -8,15 +8,10 @@ call costs a dictionary lookup and two additions, not prometheus_client's label 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from sparkgate.gateway.affinity import Route
-from sparkgate.gateway.h2.splice import SpliceStats
 from sparkgate.security.audit import AuditLog
 
 #: gRPC status code number → name (``grpc.StatusCode`` values are ``(number, name)``).
@@ -44,7 +39,6 @@ class Telemetry:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, str, str], tuple[object, object]] = {}
-        self.registry.register(_SpliceCollector())
 
     def call_done(self, method: str, route: Route | None, status: int | None, seconds: float, reason: str = "") -> None:
         """Record a finished call; ``status`` None means the stream was reset (client cancel)."""
@@ -70,12 +64,3 @@ class Telemetry:
                 status=code,
                 reason=reason[:500],
             )
-
-
-class _SpliceCollector(Collector):
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(
-            "sparkgate_relay_spliced_bytes",
-            "Result bytes moved from drivers to clients with splice(2), never copied through the gateway",
-            value=SpliceStats.spliced_bytes,
-        )

@@ -24,7 +24,6 @@ from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
-from sparkgate.gateway.h2.splice import SPLICE_MIN, SPLICE_SUPPORTED, Splicer
 from sparkgate.gateway.h2.upstream import DriverStream, grpc_status
 from sparkgate.security.tls import peer_subject_from_ssl
 
@@ -240,9 +239,6 @@ class ClientStream(Stream):
     def received_reset(self, code: int) -> None:
         """The client cancelled: cancel the driver's stream too."""
         self._cancel_partner()
-        splicer = self.conn.splicer if isinstance(self.conn, ClientConnection) else None
-        if splicer is not None:
-            splicer.poke()
 
     def connection_lost(self) -> None:
         self._cancel_partner()
@@ -271,46 +267,9 @@ class ClientStream(Stream):
         self.send_headers(block, end)
 
     def response_data(self, payload: memoryview | bytes, end: bool) -> None:
-        if self.sent_end or self.closed:
-            return  # the client cancelled, or was answered, while the driver's frame was arriving
         if self.collected is not None:
             self.collected += payload
         self.send_data(payload, end)
-
-    def response_splicer(self, left: int) -> tuple[Splicer, int] | None:
-        conn = self.conn
-        assert isinstance(conn, ClientConnection)
-        splicer = conn.splicer
-        if splicer is None or splicer.broken or self.collected is not None or self.sent_end or self.closed:
-            return None
-        if self.queue or conn.paused or splicer.busy:
-            # Earlier bytes wait for the client's flow-control window, or a frame is being written:
-            # these wait in the driver's socket until a WINDOW_UPDATE, a drained transport or the
-            # frame's end pokes the splicer.
-            return splicer, 0
-        if conn.peer_max_frame < SPLICE_MIN or conn.peer_initial_window < 2 * SPLICE_MIN:
-            return None  # a client that takes only small frames or keeps a small window: copy
-        n = min(left, splicer.size, self.send_window, conn.send_window, conn.peer_max_frame)
-        if n < SPLICE_MIN:
-            return splicer, 0  # the client has most of its window unread: more comes as it reads
-        conn._flush_out()  # frames queued before these bytes go first
-        if conn.transport is None:
-            return None
-        if conn.transport.get_write_buffer_size():
-            splicer.watch()  # wait until the socket takes more (the transport writes its backlog)
-            return splicer, 0
-        return splicer, n
-
-    def response_spliced(self, n: int, end: bool) -> None:
-        conn = self.conn
-        assert isinstance(conn, ClientConnection) and conn.splicer is not None
-        self.send_window -= n
-        conn.send_window -= n
-        conn.splicer.write_frame(f.frame_header(n, f.DATA, f.END_STREAM if end else 0, self.id), n)
-        if self.partner is not None:
-            self.partner.consumed(n)
-        if end:
-            self._mark_sent_end()
 
     def response_failed(self, reset_code: int | None, why: str) -> None:
         retry, self.retry = self.retry, None
@@ -379,12 +338,9 @@ class ClientConnection(Connection):
         (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
     ]
 
-    def __init__(self, router: Router, splice: bool = False) -> None:
+    def __init__(self, router: Router) -> None:
         super().__init__()
         self.router = router
-        self._splice = splice and SPLICE_SUPPORTED
-        #: Writes spliced DATA frames to this client (plain TCP only; None: everything is copied).
-        self.splicer: Splicer | None = None
         self.decoder = Decoder()
         self._preface_left = len(f.PREFACE)
         self._last_stream_id = 0
@@ -395,36 +351,8 @@ class ClientConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.peer = peer_subject_from_ssl(ssl_object)
-        sock = transport.get_extra_info("socket")
-        if self._splice and ssl_object is None and sock is not None:
-            self.splicer = Splicer(self.loop, sock.fileno(), self._flush_out)
+        self.peer = peer_subject_from_ssl(transport.get_extra_info("ssl_object"))
         self.open_settings()
-
-    def _window_update(self, sid: int, payload: memoryview) -> None:
-        super()._window_update(sid, payload)
-        splicer = self.splicer
-        if splicer is not None and splicer.waiting and self.send_window >= SPLICE_MIN:
-            stream = self.streams.get(sid) if sid else None
-            if stream is None or stream.send_window >= SPLICE_MIN:
-                splicer.poke()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self.splicer is not None:
-            self.splicer.poke()
-
-    def _flush_out(self) -> None:
-        if self.splicer is not None and self.splicer.busy:
-            self._scheduled = False  # held back until the spliced frame is out (it flushes then)
-            return
-        super()._flush_out()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.splicer is not None:
-            self.splicer.close()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._preface_left:
@@ -489,9 +417,6 @@ class ClientConnection(Connection):
             self.loop.call_soon(self._close_transport)
 
     def _close_transport(self) -> None:
-        if self.splicer is not None and self.splicer.busy:
-            self.splicer.wait(self._close_transport)  # the frame being spliced, then what it held back
-            return
         if self.transport is not None:
             self._flush_out()
             self.transport.close()

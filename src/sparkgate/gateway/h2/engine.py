@@ -26,7 +26,7 @@ class H2Engine:
     def __init__(self, settings: GatewaySettings, router: SessionRouter, ssl: SSLContext | None = None) -> None:
         self.settings = settings
         self.ssl = ssl
-        self.pool = DriverPool(splice=settings.splice)
+        self.pool = DriverPool()
         self._tasks = TaskSupervisor("h2")
         self.relay = H2Relay(router, self.pool, settings.max_message_bytes, self._tasks)
         self._connections: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
@@ -35,7 +35,7 @@ class H2Engine:
         self.port = 0
 
     def _accept(self) -> ClientConnection:
-        conn = ClientConnection(self.relay, splice=self.settings.splice)
+        conn = ClientConnection(self.relay)
         self._connections.add(conn)
         return conn
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,7 +24,6 @@ from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Decoder, Header, HpackError, encode_header
-from sparkgate.gateway.h2.splice import HEADER_READ, READ_SIZE, SPLICE_MIN, WAIT_SECONDS, Splicer, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +67,6 @@ class ResponseSink(Protocol):
     def response_headers(self, block: bytes, headers: list[Header], end: bool) -> None: ...
     def response_data(self, payload: memoryview | bytes, end: bool) -> None: ...
     def response_failed(self, reset_code: int | None, why: str) -> None: ...
-    def response_splicer(self, left: int) -> tuple[Splicer, int] | None:
-        """Where ``left`` more payload bytes may be spliced: ``(splicer, n)``, ``(splicer, 0)`` to
-        wait until it is free, None to take the copying path."""
-        ...
-
-    def response_spliced(self, n: int, end: bool) -> None:
-        """``n`` payload bytes are in the splicer's pipe: send them as one DATA frame."""
-        ...
 
 
 class DriverStream(Stream):
@@ -116,13 +107,6 @@ class DriverConnection(Connection):
         self.next_stream_id = 1
         #: Set once the driver sent GOAWAY: no new streams; closes when the last one ends.
         self.draining = False
-        #: Splicing (:mod:`.splice`): the pipe the next bytes go to, the client being waited for
-        #: (reading paused) and, after waiting too long, the frame whose rest is read as usual.
-        self.splice_to: Splicer | None = None
-        self.read_size = READ_SIZE
-        self._waiting_on: Splicer | None = None
-        self._wait_timer: asyncio.TimerHandle | None = None
-        self._copy_frame = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -130,7 +114,6 @@ class DriverConnection(Connection):
         self.open_settings()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_waiting()
         self.pool.forget(self)
         if self.streams:
             log.warning("connection to driver %s lost with %d stream(s) open: %s", self.address, len(self.streams), exc)
@@ -156,65 +139,6 @@ class DriverConnection(Connection):
 
     def last_peer_stream_id(self) -> int:
         return 0
-
-    # -- splicing (driver connections on a SocketTransport only) --------------------------------
-
-    def splice_size(self) -> int:
-        """Bytes of the DATA payload being received to splice to its client now (0: read; -1: wait)."""
-        left, stream = self._data_left, self._data_stream
-        # What is not spliced is read as usual, but only a little past the next frame header, so
-        # most of a large DATA frame that follows is still spliced.
-        self.read_size = left + HEADER_READ if left < READ_SIZE else READ_SIZE
-        if left < SPLICE_MIN or self._copy_frame or not isinstance(stream, DriverStream):
-            return 0
-        target = stream.sink.response_splicer(left)
-        if target is None:
-            return 0
-        splicer, n = target
-        if n:
-            self.splice_to = splicer
-            return n
-        # The client cannot take them yet (flow control, or a frame still being written): leave
-        # the bytes in our socket, TCP pushes back on the driver, until the splicer calls _resume.
-        self._waiting_on = splicer
-        splicer.wait(self._resume)
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self._wait_timer = self.loop.call_later(WAIT_SECONDS, self._waited_too_long)
-        return -1
-
-    def spliced(self, n: int) -> None:
-        """``n`` bytes of the current DATA payload are in ``splice_to``'s pipe."""
-        self._data_left -= n
-        stream = self._data_stream
-        assert isinstance(stream, DriverStream)
-        end = self._data_left == 0 and self._data_end
-        if end:
-            stream._mark_received_end()
-        stream.sink.response_spliced(n, end)
-
-    def _start_data(self, flags: int, sid: int, length: int) -> None:
-        self._copy_frame = False
-        super()._start_data(flags, sid, length)
-
-    def _resume(self) -> None:
-        self._stop_waiting()
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    def _waited_too_long(self) -> None:
-        self._wait_timer = None
-        if len(self.streams) > 1:
-            self._copy_frame = True  # the rest of this frame is read, so other streams' frames get through
-        self._resume()  # (alone on this connection: look again, and wait again if nothing changed)
-
-    def _stop_waiting(self) -> None:
-        if self._wait_timer is not None:
-            self._wait_timer.cancel()
-            self._wait_timer = None
-        if self._waiting_on is not None:
-            self._waiting_on.unwait(self._resume)
-            self._waiting_on = None
 
     def headers_received(self, sid: int, block: bytes, end: bool) -> None:
         try:
@@ -292,19 +216,11 @@ class _UnaryCall:
         if not self.future.done():
             self.future.set_exception(Unavailable(why))
 
-    def response_splicer(self, left: int) -> tuple[Splicer, int] | None:
-        return None  # read: the gateway needs the bytes
-
-    def response_spliced(self, n: int, end: bool) -> None:  # pragma: no cover - never offered
-        raise AssertionError("a gateway-made call is never spliced")
-
 
 class DriverPool:
     """Connections to drivers by address: opened on first use, replaced when closed or draining."""
 
-    def __init__(self, splice: bool = False) -> None:
-        #: Connect on :class:`~.splice.SocketTransport`, so result bytes can be spliced to clients.
-        self.splice = splice
+    def __init__(self) -> None:
         self._conns: dict[str, list[DriverConnection]] = {}
         self._connecting: dict[str, asyncio.Future[DriverConnection]] = {}
 
@@ -329,14 +245,11 @@ class DriverPool:
     async def _connect(self, address: str) -> DriverConnection:
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
-        conn = DriverConnection(address, self)
         try:
-            connecting: Awaitable[object] = (
-                open_connection(host.strip("[]"), int(port), conn)
-                if self.splice
-                else loop.create_connection(lambda: conn, host.strip("[]"), int(port))
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: DriverConnection(address, self), host.strip("[]"), int(port)),
+                CONNECT_TIMEOUT,
             )
-            await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise Unavailable(f"cannot reach driver {address}: {exc or type(exc).__name__}") from exc
         self._conns.setdefault(address, []).append(conn)
