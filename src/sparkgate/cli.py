@@ -156,6 +156,7 @@ async def _run_runner(settings: Settings) -> int:
     from sparkgate.runner.server import RunnerServer
     from sparkgate.runner.service import Runner
     from sparkgate.runner.store import JobStore, database_url
+    from sparkgate.security.guard import build_guard
 
     stop = asyncio.Event()
     _install_signal_handlers(stop)
@@ -170,7 +171,7 @@ async def _run_runner(settings: Settings) -> int:
     runner = Runner(r, JobStore(database_url(r.database_url, settings.state_dir)), backend, list(settings.environments))
     await runner.start()
     try:
-        async with RunnerServer(runner, r.host, r.port) as server:
+        async with build_guard(settings) as guard, RunnerServer(runner, r.host, r.port, guard=guard) as server:
             _out(f"sparkgate runner listening on {r.host}:{server.port} (jobs in {settings.state_path('jobs')})")
             await stop.wait()
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from sparkgate.client._session import access_token
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
 
@@ -32,8 +33,10 @@ class RunnerClient:
         self.stub = pb_grpc.SparkRunnerServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     def call(self, method: str, request: Any, timeout: float = 30) -> Any:
+        token = access_token()  # the runner checks it when auth is on, as the gateway does
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         try:
-            return getattr(self.stub, method)(request, timeout=timeout)
+            return getattr(self.stub, method)(request, metadata=metadata, timeout=timeout)
         except grpc.RpcError as err:
             code = err.code()  # type: ignore[attr-defined]
             if code is grpc.StatusCode.UNAVAILABLE:

@@ -162,7 +162,7 @@ class Platform:
         store = JobStore(database_url(r.database_url, s.state_dir))
         self.runner = Runner(r, store, backend, list(s.environments))
         await self.runner.start()
-        self.runner_server = RunnerServer(self.runner, r.host, r.port)
+        self.runner_server = RunnerServer(self.runner, r.host, r.port, guard=self.gateway.guard)
         await self.runner_server.start()
 
     def _ui_for_session(self, user: str, session_id: str) -> str | None:

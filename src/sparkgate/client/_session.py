@@ -47,7 +47,9 @@ def gateway_for(environment: str) -> str:
     return str(value).removeprefix("sc://").split("/", 1)[0]
 
 
-def _token() -> str | None:
+def access_token() -> str | None:
+    """The caller's token: ``SPARKGATE_TOKEN``, else the file ``SPARKGATE_TOKEN_FILE`` or
+    ``~/.config/sparkgate/token``; None when there is none (auth off)."""
     token = os.environ.get("SPARKGATE_TOKEN")
     if token:
         return token.strip()
@@ -68,7 +70,7 @@ def connection_url(team: str, environment: str, user: str | None = None, gateway
     gw = gateway or gateway_for(environment)
     who = user or _user()
     params = {HEADERS["team"]: team, HEADERS["environment"]: environment, HEADERS["user"]: who, "user_id": who}
-    token = _token()
+    token = access_token()
     if token:
         params["token"] = token
         if gw.split(":", 1)[0] != "localhost":

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,21 +151,29 @@ def _samples() -> list[Sample]:
     return out
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and the credentials forwarded to the runner (which checks them again)."""
+
+    name: str
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
 async def current_user(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <token> (when auth is on)")] = None,
     x_user_email: Annotated[str | None, Header(description="who you are, when auth is off (dev)")] = None,
-) -> str:
+) -> Caller:
     guard: Guard = request.app.state.guard
     if not guard.enabled:
-        return (x_user_email or DEV_USER).strip()[:255] or DEV_USER
+        return Caller((x_user_email or DEV_USER).strip()[:255] or DEV_USER)
     if not authorization:
         raise Unauthenticated("the Playground needs a bearer token: Authorization: Bearer <your access token>")
     who = await guard.identify([("authorization", authorization)], None, "", method="playground")
-    return who.subject
+    return Caller(who.subject, (("authorization", authorization),))
 
 
-User = Annotated[str, Depends(current_user)]
+User = Annotated[Caller, Depends(current_user)]
 
 
 def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = None) -> FastAPI:
@@ -210,9 +219,9 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
         ]
         return JSONResponse({"error": "invalid request body", "problems": problems}, status_code=400)
 
-    async def own_job(job_id: str, user: str, *, logs: bool = False, results: bool = False) -> Any:
-        resp = await client.check(job_id, logs=logs, results=results)
-        if resp.user != user:
+    async def own_job(job_id: str, user: Caller, *, logs: bool = False, results: bool = False) -> Any:
+        resp = await client.check(job_id, logs=logs, results=results, metadata=user.metadata)
+        if resp.user != user.name:
             raise PermissionDenied(f"job {job_id} belongs to another user")
         return resp
 
@@ -226,10 +235,11 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
         if req.sandbox:
             options["sandbox"] = "true"
         resp = await client.submit(
+            user.metadata,
             manifest=req.manifest,
             team=req.team or manifest.metadata.team,
             environment=req.environment,
-            user=user,
+            user=user.name,
             job_name=manifest.metadata.name,
             options=options,
         )
@@ -255,7 +265,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
     )
     async def cancel(job_id: str, user: User) -> CancelResponse:
         await own_job(job_id, user)
-        resp = await client.cancel(job_id)
+        resp = await client.cancel(job_id, user.metadata)
         return CancelResponse(job_id=job_id, state=resp.state)
 
     @app.get(
@@ -282,7 +292,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     @app.get(f"{api}/jobs", response_model=list[JobStatus], summary="My jobs, newest first")
     async def jobs(user: User, limit: int = 50) -> list[JobStatus]:
-        resp = await client.list(user=user, limit=max(1, min(limit, 500)))
+        resp = await client.list(user.metadata, user=user.name, limit=max(1, min(limit, 500)))
         return [_status(j) for j in resp.jobs]
 
     @app.post(f"{api}/validate", response_model=Validation, summary="Check a manifest without running it")
@@ -306,7 +316,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
             last: str | None = None
             seen: list[str] = []
             while True:
-                resp = await client.check(job_id, logs=True)
+                resp = await client.check(job_id, logs=True, metadata=user.metadata)
                 lines = [ln for ln in resp.logs.splitlines() if "[sparkgate-job" in ln]
                 new = lines[len(seen) :] if lines[: len(seen)] == seen else lines
                 for ln in new:
@@ -333,7 +343,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     @app.get(f"{api}/whoami", summary="Who the Playground thinks you are")
     async def whoami(user: User) -> dict[str, Any]:
-        return {"user": user, "auth": settings.auth.mode}
+        return {"user": user.name, "auth": settings.auth.mode}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

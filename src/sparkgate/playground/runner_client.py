@@ -19,6 +19,9 @@ _ERRORS: dict[grpc.StatusCode, type[SparkgateError]] = {
 }
 
 
+Metadata = tuple[tuple[str, str], ...]
+
+
 class RunnerClient:
     def __init__(self, target: str) -> None:
         self.target = target
@@ -31,9 +34,10 @@ class RunnerClient:
             self._stub = pb_grpc.SparkRunnerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         return self._stub
 
-    async def call(self, method: str, request: Any, timeout: float = 30) -> Any:
+    async def call(self, method: str, request: Any, metadata: Metadata = (), timeout: float = 30) -> Any:
+        """``metadata``: the caller's ``authorization`` header, forwarded (the runner checks it too)."""
         try:
-            return await getattr(self._get_stub(), method)(request, timeout=timeout)
+            return await getattr(self._get_stub(), method)(request, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             code = err.code()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -42,17 +46,18 @@ class RunnerClient:
                 ) from err
             raise _ERRORS.get(code, SparkgateError)(err.details() or code.name) from err
 
-    async def submit(self, **fields: Any) -> Any:
-        return await self.call("Submit", pb.SubmitRequest(**fields))
+    async def submit(self, metadata: Metadata = (), **fields: Any) -> Any:
+        return await self.call("Submit", pb.SubmitRequest(**fields), metadata)
 
-    async def check(self, job_id: str, *, logs: bool = False, results: bool = False) -> Any:
-        return await self.call("Check", pb.CheckRequest(job_id=job_id, include_logs=logs, include_results=results))
+    async def check(self, job_id: str, *, logs: bool = False, results: bool = False, metadata: Metadata = ()) -> Any:
+        request = pb.CheckRequest(job_id=job_id, include_logs=logs, include_results=results)
+        return await self.call("Check", request, metadata)
 
-    async def cancel(self, job_id: str) -> Any:
-        return await self.call("Cancel", pb.CancelRequest(job_id=job_id))
+    async def cancel(self, job_id: str, metadata: Metadata = ()) -> Any:
+        return await self.call("Cancel", pb.CancelRequest(job_id=job_id), metadata)
 
-    async def list(self, **fields: Any) -> Any:
-        return await self.call("List", pb.ListRequest(**fields))
+    async def list(self, metadata: Metadata = (), **fields: Any) -> Any:
+        return await self.call("List", pb.ListRequest(**fields), metadata)
 
     async def close(self) -> None:
         if self._channel is not None:

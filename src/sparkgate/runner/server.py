@@ -2,6 +2,15 @@
 
 Errors become gRPC statuses with the message a user can act on (an invalid manifest is
 INVALID_ARGUMENT naming the path of the problem; an unknown job NOT_FOUND).
+
+Who may do what (the same :class:`~sparkgate.security.guard.Guard` and settings as the gateway):
+with ``auth.mode`` on, every call needs a bearer token (``authorization: Bearer …``, as the
+Playground forwards its user's and ``sparkgate submit`` sends ``SPARKGATE_TOKEN``). The caller acts
+as the token's subject: a request naming another ``user`` is refused, a Submit needs the team and
+environment authorization the gateway asks for, and a job is seen, listed and cancelled only by its
+owner or members of ``auth.admin_groups``. The platform's own services (group
+``sparkgate:platform``) act for the user they name. With ``auth.mode: none`` the request's
+``user`` is believed, as on the gateway.
 """
 
 from __future__ import annotations
@@ -9,15 +18,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from sparkgate.errors import SparkgateError
+from sparkgate.errors import PermissionDenied, SparkgateError, Unauthenticated
+from sparkgate.runner.jobs import Job
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
 from sparkgate.runner.service import JobView, Runner
+from sparkgate.security.authz import PLATFORM_GROUP
+from sparkgate.security.guard import Guard
+from sparkgate.security.identity import Identity, bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +69,60 @@ def check_response(view: JobView) -> pb.CheckResponse:
 
 
 class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, guard: Guard | None = None) -> None:
         self.runner = runner
+        self.guard = guard
 
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: SparkgateError) -> None:
         await context.abort(exc.grpc_status, exc.message)
 
+    async def _caller(
+        self, context: grpc.aio.ServicerContext[Any, Any], claimed: str, method: str
+    ) -> tuple[Identity, str]:
+        """Who is calling, and the user the call acts for."""
+        guard = self.guard
+        if guard is None or not guard.enabled:
+            return Identity(claimed), claimed
+        metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
+        if bearer_token(metadata) is None:
+            guard.failures += 1
+            raise Unauthenticated(
+                "the Spark Runner requires a token: send 'authorization: Bearer <your access token>' "
+                "(sparkgate submit reads SPARKGATE_TOKEN or ~/.config/sparkgate/token)"
+            )
+        who = await guard.identify(metadata, None, claimed, method=f"runner.{method}")
+        if PLATFORM_GROUP in who.groups:
+            return who, claimed
+        if claimed and claimed != who.subject:
+            raise PermissionDenied(f"you are {who.subject}; you cannot act as {claimed!r}")
+        return who, who.subject
+
+    def _sees_all(self, who: Identity) -> bool:
+        if not who.verified or PLATFORM_GROUP in who.groups:
+            return True
+        return self.guard is not None and bool(who.groups.intersection(self.guard.settings.admin_groups))
+
+    def _own(self, who: Identity, job: Job) -> None:
+        if not self._sees_all(who) and job.user != who.subject:
+            raise PermissionDenied(f"job {job.id} belongs to another user")
+
+    def _authorize(self, who: Identity) -> Callable[[str, str], None] | None:
+        guard = self.guard
+        if guard is None or not guard.enabled or PLATFORM_GROUP in who.groups:
+            return None
+        return lambda team, environment: guard.authz.check(who, team, environment)
+
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.SubmitResponse:
         try:
+            who, user = await self._caller(context, request.user, "Submit")
             job = await self.runner.submit(
                 request.manifest,
                 team=request.team,
                 environment=request.environment,
-                user=request.user,
+                user=user,
                 job_name=request.job_name,
                 options=dict(request.options),
+                authorize=self._authorize(who),
             )
         except SparkgateError as exc:
             await self._fail(context, exc)
@@ -78,9 +131,11 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
 
     async def Check(self, request: pb.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.CheckResponse:
         try:
+            who, _ = await self._caller(context, "", "Check")
             view = await self.runner.check(
                 request.job_id, include_logs=request.include_logs, include_results=request.include_results
             )
+            self._own(who, view.job)
         except SparkgateError as exc:
             await self._fail(context, exc)
             raise AssertionError("unreachable") from None
@@ -88,6 +143,9 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.CancelResponse:
         try:
+            who, _ = await self._caller(context, "", "Cancel")
+            if not self._sees_all(who):
+                self._own(who, (await self.runner.check(request.job_id)).job)
             job = await self.runner.cancel(request.job_id)
         except SparkgateError as exc:
             await self._fail(context, exc)
@@ -95,24 +153,30 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
         return pb.CancelResponse(success=True, state=job.state)
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListResponse:
-        jobs = await self.runner.list(
-            team=request.team, user=request.user, state=request.state, limit=request.limit or 50
-        )
+        try:
+            who, user = await self._caller(context, request.user, "List")
+            if not request.user and self._sees_all(who):
+                user = ""  # everyone's jobs: no auth, an admin or a platform service asking for all
+            jobs = await self.runner.list(team=request.team, user=user, state=request.state, limit=request.limit or 50)
+        except SparkgateError as exc:
+            await self._fail(context, exc)
+            raise AssertionError("unreachable") from None
         return pb.ListResponse(jobs=[check_response(JobView(j)) for j in jobs])
 
 
 class RunnerServer:
-    """``async with RunnerServer(runner, host, port) as s: s.port``."""
+    """``async with RunnerServer(runner, host, port, guard=guard) as s: s.port``."""
 
-    def __init__(self, runner: Runner, host: str, port: int) -> None:
+    def __init__(self, runner: Runner, host: str, port: int, *, guard: Guard | None = None) -> None:
         self.runner = runner
+        self.guard = guard
         self.host = host
         self.port = port
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)])
-        pb_grpc.add_SparkRunnerServiceServicer_to_server(RunnerServicer(self.runner), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_SparkRunnerServiceServicer_to_server(RunnerServicer(self.runner, self.guard), server)  # type: ignore[no-untyped-call]
         port = server.add_insecure_port(f"{self.host}:{self.port}")
         if port == 0:
             raise OSError(f"the runner could not listen on {self.host}:{self.port} (port in use?)")

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,9 @@ class Runner:
         user: str = "",
         job_name: str = "",
         options: dict[str, str] | None = None,
+        authorize: Callable[[str, str], None] | None = None,
     ) -> Job:
+        """Validate and start a job; ``authorize(team, environment)`` raises if the caller may not."""
         if not manifest_text.strip():
             raise BadRequest("manifest is empty")
         manifest = parse_manifest(manifest_text)
@@ -127,6 +130,8 @@ class Runner:
             raise BadRequest(f"job_name {job_name!r} does not match the manifest's metadata.name {meta.name!r}")
         if environment not in self.environments:
             raise BadRequest(f"unknown environment {environment!r}; known: {', '.join(sorted(self.environments))}")
+        if authorize is not None:
+            authorize(meta.team, environment)
         user = user or "anonymous"
         job = Job(
             id=job_id(meta.team, meta.name),
