@@ -100,7 +100,11 @@ async def test_samples_environments_ui_and_docs(rig: Rig) -> None:
     assert page.status_code == 200 and "DCP Playground" in page.text
     assert (await rig.client.get("/static/app.js")).status_code == 200
     spec = (await rig.client.get("/openapi.json")).json()
-    assert f"{API}/run" in spec["paths"] and (await rig.client.get("/docs")).status_code == 200
+    assert f"{API}/run" in spec["paths"]
+    docs = await rig.client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text and "/docs/assets/swagger-ui-bundle.js" in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png", "redoc.standalone.js"):
+        assert (await rig.client.get(f"/docs/assets/{asset}")).status_code == 200
 
 
 async def test_runner_unreachable_is_503(tmp_path: Path) -> None:

@@ -161,3 +161,14 @@ def test_a_broken_manifest_shows_where(page: Any) -> None:
     page.locator("#toast").get_by_text("invalid manifest").wait_for()
     assert page.get_by_test_id("state").inner_text() in ("—", "")
     shot(page, "validation-error")
+
+
+def test_the_api_docs_render_without_internet(page: Any, stack: Stack) -> None:
+    """Swagger UI comes from the installed package: every request stays on the Playground's host."""
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(stack.url.rstrip("/")) else None)
+    page.goto(stack.url.rstrip("/") + "/docs")
+    page.locator(".swagger-ui .info .title").get_by_text("sparkgate DCP Playground").wait_for()
+    page.locator(".opblock-summary-path", has_text="/api/v1/playground/run").first.wait_for()
+    assert outside == []
+    shot(page, "api-docs")

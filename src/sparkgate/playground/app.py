@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 
@@ -190,7 +191,10 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
             await client.close()
             await the_guard.__aexit__(None, None, None)
 
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load their scripts from a CDN; these serve them from the package,
+    # so the API docs work on a network without internet access.
+    app = FastAPIOffline(
+        static_url="/docs/assets",
         title="sparkgate DCP Playground",
         version="1",
         description="Run SparkJob manifests through the Spark Runner: submit, watch, cancel, see results.",
