@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,11 @@ def test_moved_catalog_settings_say_where_to() -> None:
         load_settings(None, {}, local={"catalog": {"enabled": False}})
     with pytest.raises(ConfigError, match=r"runner\.kubernetes: .*catalog_uris moved to environments\.<env>\.catalog"):
         load_settings(None, {}, runner={"kubernetes": {"catalog_uris": {"prod": "https://uc"}}})
+
+
+def test_spark_conf_values_are_strings_and_dotted_env_keys_keep_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARKGATE__LOCAL__SPARK_CONF__spark.dynamicAllocation.enabled", "true")
+    monkeypatch.setenv("SPARKGATE__LOCAL__SPARK_CONF__spark.cores.max", "1")
+    s = load_settings(None, dict(os.environ), pool={"profiles": {"big": {"spark_conf": {"spark.executor.cores": 4}}}})
+    assert s.local.spark_conf == {"spark.dynamicAllocation.enabled": "true", "spark.cores.max": "1"}
+    assert s.pool.profiles["big"].spark_conf == {"spark.executor.cores": "4"}

@@ -6,7 +6,8 @@ Where it comes from, later wins:
 2. a YAML file: ``--config PATH``, else ``$SPARKGATE_CONFIG``, else ``./sparkgate.yaml`` if present,
 3. environment variables ``SPARKGATE__<SECTION>__<KEY>=value`` (``__`` separates levels; values
    are parsed as YAML scalars, so ``SPARKGATE__GATEWAY__PORT=15003`` is an int and
-   ``SPARKGATE__POOL__SIZE=0`` turns the warm pool off).
+   ``SPARKGATE__POOL__SIZE=0`` turns the warm pool off; names are case-insensitive except dotted
+   Spark conf keys: ``SPARKGATE__LOCAL__SPARK_CONF__spark.dynamicAllocation.enabled=true``).
 
 ``environments`` has one section per environment a client may name (``x-doordash-environment``).
 By default all four of the seed's environments (local, test, staging, prod) are served by the local
@@ -21,10 +22,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparkgate.errors import ConfigError
 
@@ -35,6 +36,23 @@ DEFAULT_PROFILE = "default"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _conf_values_as_strings(data: Any) -> Any:
+    """Spark conf is all strings; YAML (and env overrides) read ``1`` and ``true`` as int and bool."""
+    if not isinstance(data, dict):
+        return data
+
+    def text(v: Any) -> Any:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v) if isinstance(v, int | float) else v
+
+    return {k: text(v) for k, v in data.items()}
+
+
+#: Spark conf (or catalog options): string values, written in YAML as ``1``, ``true`` or ``"2g"`` alike.
+SparkConf = Annotated[dict[str, str], BeforeValidator(_conf_values_as_strings)]
 
 
 def _refuse_moved(data: Any, key: str, where: str) -> Any:
@@ -135,7 +153,7 @@ class CatalogSettings(_Section):
     #: ``feature_store.user_features``, ``ds`` partitions for the last 14 days) into it at start.
     sample_data: bool = True
     #: ``spark.sql.catalog.<name>.<key>`` settings, e.g. Unity Catalog's ``uri`` and ``token``.
-    options: dict[str, str] = {}
+    options: SparkConf = {}
 
     @property
     def is_path_catalog(self) -> bool:
@@ -206,7 +224,7 @@ class LocalProviderSettings(_Section):
     #: seconds to each driver start, none to a session.
     client_warmup: bool = True
     #: Extra Spark conf for every local driver.
-    spark_conf: dict[str, str] = {}
+    spark_conf: SparkConf = {}
     #: Most local drivers at once (each costs ~1.5 GB of RAM).
     max_drivers: int = Field(default=6, gt=0)
     #: Drivers require a pre-shared ``spark.connect.authenticate.token`` that only the gateway holds
@@ -235,7 +253,7 @@ class PoolProfile(_Section):
     #: (``None``: whatever the provider runs — for ``local``, the installed pyspark's).
     spark_version: str | None = None
     #: Spark conf for drivers of this profile (on top of ``local.spark_conf``).
-    spark_conf: dict[str, str] = {}
+    spark_conf: SparkConf = {}
 
 
 class PoolSettings(_Section):
@@ -606,7 +624,9 @@ def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
-        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        # Setting names are matched in lower case; dotted keys (Spark conf) keep theirs, since
+        # Spark's are case-sensitive (spark.dynamicAllocation.enabled).
+        path = [p if "." in p else p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
         if not path:
             continue
         try:
