@@ -84,13 +84,16 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
         if guard is None or not guard.enabled:
             return Identity(claimed), claimed
         metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
-        if bearer_token(metadata) is None:
-            guard.failures += 1
+        try:
+            who = await guard.identify(metadata, None, claimed, method=f"runner.{method}")
+        except Unauthenticated:
+            if bearer_token(metadata) is not None:
+                raise
+            # Counted and audited by the guard; its message tells gateway users about sc:// URLs.
             raise Unauthenticated(
                 "the Spark Runner requires a token: send 'authorization: Bearer <your access token>' "
                 "(sparkgate submit reads SPARKGATE_TOKEN or ~/.config/sparkgate/token)"
-            )
-        who = await guard.identify(metadata, None, claimed, method=f"runner.{method}")
+            ) from None
         if PLATFORM_GROUP in who.groups:
             return who, claimed
         if claimed and claimed != who.subject:
