@@ -260,6 +260,13 @@ class GatewayHarness:
         """``host:port`` for raw gRPC channels."""
         return f"127.0.0.1:{self.port}"
 
+    def client_env(self) -> dict[str, str]:
+        """This process's environment for a client subprocess: pointed at this gateway, without the
+        developer's own ``SPARK_CONNECT_*`` / ``SPARKGATE_*`` settings or token file."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_CONNECT_", "SPARKGATE_"))}
+        env.update(SPARK_CONNECT_GATEWAY=self.target, SPARKGATE_TOKEN_FILE="/nonexistent")
+        return env
+
     def routes(self) -> list[Route]:
         def snapshot() -> list[Route]:
             assert self.gateway is not None

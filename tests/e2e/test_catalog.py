@@ -148,8 +148,7 @@ def test_catalog_statements(gateway: GatewayHarness) -> None:
 
 def test_the_seeds_pattern_4_tests_as_written(gateway: GatewayHarness, tmp_path: Path) -> None:
     (tmp_path / "test_features.py").write_text(SEED_TESTS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_CONNECT_", "SPARKGATE_"))}
-    env |= {"SPARK_CONNECT_GATEWAY": gateway.target, "SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV}
+    env = gateway.client_env() | {"SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
         env=env,

@@ -19,12 +19,6 @@ TEAM, ENV = NS_T1
 ROOT = Path(__file__).parents[2]
 
 
-def _env(gateway: GatewayHarness) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_CONNECT_", "SPARKGATE_"))}
-    env.update(SPARK_CONNECT_GATEWAY=gateway.target, SPARKGATE_TOKEN_FILE="/nonexistent")
-    return env
-
-
 def test_get_spark_and_its_errors(gateway: GatewayHarness) -> None:
     script = textwrap.dedent(
         f"""
@@ -40,7 +34,12 @@ def test_get_spark_and_its_errors(gateway: GatewayHarness) -> None:
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], env=_env(gateway), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", script],
+        env=gateway.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"through {gateway.target} (team {TEAM}, environment {ENV}" in out.stdout and "ROW 42" in out.stdout
@@ -53,7 +52,7 @@ def test_pytest_plugin_fixture(gateway: GatewayHarness, tmp_path: Path) -> None:
     (tmp_path / "test_with_spark.py").write_text(
         "def test_query(spark):\n    assert spark.sql('SELECT 7 AS n').first().n == 7\n"
     )
-    env = _env(gateway) | {"SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV, "SPARK_CONNECT_USER": "ci-bot"}
+    env = gateway.client_env() | {"SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV, "SPARK_CONNECT_USER": "ci-bot"}
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
     ok = subprocess.run(run, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False)
     assert ok.returncode == 0 and "1 passed" in ok.stdout, ok.stdout[-2000:]
@@ -118,7 +117,7 @@ def test_the_seeds_metaflow_flow(gateway: GatewayHarness, tmp_path: Path) -> Non
     import datetime as dt
 
     day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
-    env = _env(gateway) | {
+    env = gateway.client_env() | {
         "METAFLOW_DEFAULT_DATASTORE": "local",
         "METAFLOW_DEFAULT_METADATA": "local",
         "USERNAME": "ci",
@@ -147,7 +146,7 @@ def test_the_seeds_notebook(gateway: GatewayHarness) -> None:
     nb = nbformat.read(ROOT / "examples" / "notebooks" / "explore_catalog.ipynb", as_version=4)
     assert 'get_spark(team="{}", environment="{}")'.format(*NS_NOTEBOOK) in nb.cells[1].source
     saved = dict(os.environ)
-    os.environ.update(_env(gateway) | {"MPLBACKEND": "Agg"})
+    os.environ.update(gateway.client_env() | {"MPLBACKEND": "Agg"})
     try:
         nbclient.NotebookClient(nb, timeout=240, kernel_name="python3").execute()
     finally:
