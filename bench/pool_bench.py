@@ -16,43 +16,25 @@ The gateway runs in this process on its own event-loop thread (pyspark's client 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+from _platform import PlatformThread
 
 
-class PlatformThread:
+class PoolPlatform(PlatformThread):
+    """Gateway and a warm pool of ``pool_size`` (runner off); one session per driver."""
+
     def __init__(self, state_dir: Path, pool_size: int) -> None:
-        from sparkgate.clusters.local import free_port
-        from sparkgate.config import load_settings
-        from sparkgate.platform import Platform
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        settings = load_settings(
-            None,
-            {},
-            gateway={"host": "127.0.0.1", "port": free_port()},
-            admin={"enabled": False},
+        super().__init__(
+            state_dir,
             runner={"enabled": False},
             pool={"size": pool_size, "sessions_per_driver": 1},
             local={"max_drivers": 3},
-            state_dir=state_dir,
         )
-        self.platform = Platform(settings)
-        self.run(self.platform.__aenter__())
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def url(self, team: str) -> str:
         return f"sc://127.0.0.1:{self.platform.gateway.port}/;x-doordash-team={team};x-doordash-environment=local"
@@ -65,11 +47,6 @@ class PlatformThread:
                 await cm.provider.stop_driver(d)
 
         self.run(stop())
-
-    def close(self) -> None:
-        self.run(self.platform.__aexit__(None, None, None))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def first_result(url: str) -> float:
@@ -106,7 +83,7 @@ def main() -> None:
     refill: list[float] = []
     rss: list[float] = []
     with tempfile.TemporaryDirectory(prefix="pool-bench-") as tmp:
-        p = PlatformThread(Path(tmp) / "warm", pool_size=1)
+        p = PoolPlatform(Path(tmp) / "warm", pool_size=1)
         try:
             for i in range(args.warm):
                 p.run(p.platform.clusters.wait_pool_ready(timeout=300))
@@ -124,7 +101,7 @@ def main() -> None:
             p.close()
 
         cold: list[float] = []
-        p = PlatformThread(Path(tmp) / "cold", pool_size=0)
+        p = PoolPlatform(Path(tmp) / "cold", pool_size=0)
         try:
             for i in range(args.cold):
                 cold.append(first_result(p.url(f"cold-{i}")))

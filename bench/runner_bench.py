@@ -21,40 +21,21 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from _platform import PlatformThread
+
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "sparkgate" / "runner" / "samples" / "daily_orders.yaml"
 
 
-class PlatformThread:
+class RunnerPlatform(PlatformThread):
+    """Gateway, one warm driver and the runner (one job at a time)."""
+
     def __init__(self, state_dir: Path) -> None:
-        from sparkgate.clusters.local import free_port
-        from sparkgate.config import load_settings
-        from sparkgate.platform import Platform
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        settings = load_settings(
-            None,
-            {},
-            gateway={"host": "127.0.0.1", "port": free_port()},
-            admin={"enabled": False},
-            runner={"port": 0, "max_running": 1},
-            pool={"size": 1},
-            state_dir=state_dir,
-        )
-        self.platform = Platform(settings)
-        self.run(self.platform.__aenter__())
+        super().__init__(state_dir, timeout=600, runner={"port": 0, "max_running": 1}, pool={"size": 1})
         self.run(self.platform.clusters.wait_pool_ready(timeout=300), timeout=310)
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 600) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def job(self, driver: str) -> float:
         runner = self.platform.runner
@@ -76,11 +57,6 @@ class PlatformThread:
             raise SystemExit(f"job {job.id} {finished.state}: {finished.error}")
         return seconds
 
-    def close(self) -> None:
-        self.run(self.platform.__aexit__(None, None, None))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
 
 def pctl(xs: list[float], q: float) -> float:
     s = sorted(xs)
@@ -93,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as d:
         print("starting the platform (gateway, one warm driver, runner) ...", flush=True)
-        p = PlatformThread(Path(d))
+        p = RunnerPlatform(Path(d))
         try:
             first = p.job("pool")
             print(f"  pool job 0 (claims the warm driver): {first:.2f} s", flush=True)
