@@ -31,12 +31,12 @@ class RunnerClient:
         self.target = target
         self.channel = grpc.insecure_channel(target)
         self.stub = pb_grpc.SparkRunnerServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        token = access_token()  # the runner checks it when auth is on, as the gateway does
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def call(self, method: str, request: Any, timeout: float = 30) -> Any:
-        token = access_token()  # the runner checks it when auth is on, as the gateway does
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         try:
-            return getattr(self.stub, method)(request, metadata=metadata, timeout=timeout)
+            return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as err:
             code = err.code()  # type: ignore[attr-defined]
             if code is grpc.StatusCode.UNAVAILABLE:
