@@ -1,10 +1,13 @@
 """One HTTP/2 connection as an asyncio Protocol: the half both legs share.
 
-:class:`Connection` parses frames (DATA payloads are handed on as memoryviews of the received
-buffer, as they arrive, without waiting for the rest of the frame), validates them (a malformed
-frame ends only this connection, with GOAWAY and the RFC 9113 error code), answers PING and
-SETTINGS, and batches everything it writes into one ``writelines`` per event-loop turn. The
-connection-level receive window is credited at once: stream windows (:mod:`.stream`) bound memory.
+:class:`Connection` reads into buffers lent by the thread's :class:`~.buffers.ReadArena` (no copy
+between the socket and the frame parser), parses frames (DATA payloads are handed on as
+memoryviews of the received buffer, as they arrive, without waiting for the rest of the frame),
+validates them (a malformed frame ends only this connection, with GOAWAY and the RFC 9113 error
+code), and answers PING and SETTINGS. What it writes is batched into one ``writelines`` per
+event-loop turn, except that large DATA goes out at once: the peer starts reading while the next
+read is parsed, and the bytes are written while they are still in cache. The connection-level
+receive window is credited at once: stream windows (:mod:`.stream`) bound memory.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from typing import Any, cast
 
 from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.buffers import arena
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import HpackError
 from sparkgate.gateway.h2.stream import MAX_FRAME, STREAM_WINDOW, WRITE_HIGH_WATER, Stream
@@ -22,8 +26,11 @@ __all__ = ["MAX_FRAME", "STREAM_WINDOW", "Connection", "Stream"]
 
 log = logging.getLogger(__name__)
 
+#: DATA of at least this many bytes is written at once instead of at the end of the loop turn.
+WRITE_NOW_BYTES = 64 * 1024
 
-class Connection(asyncio.Protocol):
+
+class Connection(asyncio.BufferedProtocol):
     """Frame parsing, writing and connection-level state shared by both legs."""
 
     #: Sent right after the preface / on accept; subclasses add theirs.
@@ -51,6 +58,8 @@ class Connection(asyncio.Protocol):
         self._header_sid = 0
         self._header_end = False
         self.closed = asyncio.Event()
+        self._arena = arena()
+        self._loan: memoryview | None = None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -91,7 +100,10 @@ class Connection(asyncio.Protocol):
             out.append(f.frame_header(k, f.DATA, f.END_STREAM if end and off + k == n else 0, sid))
             out.append(payload[off : off + k] if k < len(payload) else payload)
             off += k
-        self._schedule()
+        if n >= WRITE_NOW_BYTES:
+            self._flush_out()
+        else:
+            self._schedule()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -154,7 +166,16 @@ class Connection(asyncio.Protocol):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        loan = self._loan = self._arena.lend()
+        return loan
+
+    def buffer_updated(self, nbytes: int) -> None:
+        loan, self._loan = self._loan, None
+        if loan is not None:
+            self.data_received(self._arena.filled(loan, nbytes))
+
+    def data_received(self, data: bytes | memoryview) -> None:
         try:
             self._parse(data)
         except H2Error as err:
@@ -168,8 +189,8 @@ class Connection(asyncio.Protocol):
     def last_peer_stream_id(self) -> int:
         return 0
 
-    def _parse(self, data: bytes) -> None:
-        mv = memoryview(data)
+    def _parse(self, data: bytes | memoryview) -> None:
+        mv = data if type(data) is memoryview else memoryview(data)
         off, n = 0, len(data)
         while off < n and self.transport is not None:
             if self._data_left:

@@ -354,7 +354,7 @@ class ClientConnection(Connection):
         self.peer = peer_subject_from_ssl(transport.get_extra_info("ssl_object"))
         self.open_settings()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._preface_left:
             k = min(self._preface_left, len(data))
             start = len(f.PREFACE) - self._preface_left

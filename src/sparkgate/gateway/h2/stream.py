@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 STREAM_WINDOW = 16 * 1024 * 1024
 #: Largest frame we accept (and ask the driver for): fewer, larger DATA frames cost less CPU.
 MAX_FRAME = f.MAX_FRAME_LIMIT
-#: Socket write-buffer high-water mark: above it, DATA waits (control frames do not).
-WRITE_HIGH_WATER = 8 * 1024 * 1024
+#: Socket write-buffer high-water mark: above it, DATA waits (control frames do not). Small, so a
+#: slow reader holds back the sender (flow control) rather than filling the gateway's memory, and
+#: what waits in the socket's buffer is still in cache when it is written.
+WRITE_HIGH_WATER = 1024 * 1024
 
 _DATA_KIND, _HEADERS_KIND = 0, 1
 

@@ -1,0 +1,94 @@
+"""Receive buffers for the relay's connections: sockets read straight into reused memory.
+
+With a plain :class:`asyncio.Protocol` the event loop reads into its own buffer and copies each read
+into a new ``bytes`` object: one extra pass over every relayed byte, into memory that is not in
+cache. Connections are :class:`asyncio.BufferedProtocol` instead and read into *slabs* lent by a
+:class:`ReadArena`, one per event-loop thread (reads on one loop happen one at a time: a loan is
+returned before the next one is made).
+
+DATA payloads are forwarded as memoryviews of a slab, so a slab may be written over only once
+no view of it is left (the socket wrote it, no stream queue holds it). Every view of a slab keeps
+the slab's reference count up, so that count says when it is free: no bookkeeping on the hot
+path, and a view kept anywhere, for however long, keeps its bytes intact. A slab nobody holds is
+read into again from its start (it stays in cache); one still held is set aside and reused
+once it is free, or dropped (and freed when its last view goes) if too many are held.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+#: Size of one slab: the most a single read can return.
+SLAB_BYTES = 1024 * 1024
+#: A read is offered at least this much room; with less left, the next slab is taken.
+MIN_READ = 64 * 1024
+#: Slabs kept for reuse while views of them are still alive; more are left to the allocator.
+MAX_RETIRED = 32
+
+
+def _unshared(slab: bytearray) -> bool:
+    """No view of ``slab`` is alive: its only reference is the arena's (as attribute or list item)."""
+    return sys.getrefcount(slab) <= 3  # the arena's, this function's argument, getrefcount's argument
+
+
+class ReadArena:
+    """Lends receive buffers (slabs of :data:`SLAB_BYTES`) to the connections of one thread."""
+
+    __slots__ = ("_loan", "_off", "_retired", "_slab")
+
+    def __init__(self) -> None:
+        self._slab = bytearray(SLAB_BYTES)
+        self._off = 0
+        self._loan: memoryview | None = None
+        self._retired: list[bytearray] = []
+
+    def lend(self) -> memoryview:
+        """Room for the next read (at least :data:`MIN_READ` bytes)."""
+        if self._loan is not None:
+            # A loan not returned (the transport read nothing: EOF or an error): leave its region alone.
+            self._loan = None
+            self._next_slab()
+        elif _unshared(self._slab):
+            self._off = 0
+        elif SLAB_BYTES - self._off < MIN_READ:
+            self._next_slab()
+        loan = self._loan = memoryview(self._slab)[self._off :]
+        return loan
+
+    def filled(self, loan: memoryview, nbytes: int) -> memoryview:
+        """``loan`` received ``nbytes``: they are the caller's (a view that pins them), the rest is free again."""
+        data = loan[:nbytes]
+        if loan is self._loan:
+            self._loan = None
+            self._off += nbytes
+        return data
+
+    def _next_slab(self) -> None:
+        retired = self._retired
+        retired.append(self._slab)
+        self._off = 0
+        if _unshared(retired[0]):
+            self._slab = retired.pop(0)
+            return
+        if len(retired) > MAX_RETIRED:
+            del retired[0]
+        self._slab = bytearray(SLAB_BYTES)
+
+    @property
+    def held_slabs(self) -> int:
+        """Slabs set aside because views of them were still alive (for tests and metrics)."""
+        return len(self._retired)
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.arena = ReadArena()
+
+
+_local = _Local()
+
+
+def arena() -> ReadArena:
+    """This thread's arena (each event loop runs in one thread)."""
+    return _local.arena

@@ -1,0 +1,82 @@
+"""The read arena: buffers are reused only once no view of them is left, and never overlap a loan."""
+
+from __future__ import annotations
+
+import threading
+
+from sparkgate.gateway.h2 import buffers
+from sparkgate.gateway.h2.buffers import MIN_READ, SLAB_BYTES, ReadArena
+
+
+def read(a: ReadArena, data: bytes) -> memoryview:
+    """What a transport does: borrow, fill, hand back the count."""
+    loan = a.lend()
+    assert len(loan) >= max(MIN_READ, len(data))
+    loan[: len(data)] = data
+    return a.filled(loan, len(data))
+
+
+def test_a_slab_nobody_holds_is_read_into_again_from_its_start() -> None:
+    a = ReadArena()
+    first = read(a, b"x" * 1000)
+    slab = id(first.obj)
+    del first
+    second = read(a, b"y" * 10)
+    assert id(second.obj) == slab
+    assert second.obj[:10] == b"y" * 10  # the same memory, from offset 0
+    assert a.held_slabs == 0
+
+
+def test_a_view_kept_alive_keeps_its_bytes_through_any_number_of_later_reads() -> None:
+    a = ReadArena()
+    kept = read(a, b"keep-me!" * 1000)
+    later = [read(a, bytes([i % 251]) * MIN_READ) for i in range(100)]  # several slabs
+    assert kept.tobytes() == b"keep-me!" * 1000
+    for i, view in enumerate(later):
+        assert view.tobytes() == bytes([i % 251]) * MIN_READ
+
+
+def test_views_never_overlap_while_alive() -> None:
+    a = ReadArena()
+    views = [read(a, bytes([i]) * 60_000) for i in range(50)]
+    for i, view in enumerate(views):
+        assert view.tobytes() == bytes([i]) * 60_000
+
+
+def test_a_held_slab_is_set_aside_and_reused_once_free() -> None:
+    a = ReadArena()
+    held = read(a, b"a" * (SLAB_BYTES - MIN_READ + 1))  # too little room left: the next read moves on
+    held_slab = id(held.obj)  # (not the object: a reference would keep it held)
+    nxt = read(a, b"b" * 10)
+    assert id(nxt.obj) != held_slab
+    assert a.held_slabs == 1
+    del held, nxt
+    # The current slab is free again, so it is reused; fill it up to force another move.
+    big = read(a, b"c" * (SLAB_BYTES - MIN_READ + 1))
+    after = read(a, b"d")
+    assert id(after.obj) == held_slab  # the set-aside slab, now that its view is gone
+    assert big.tobytes() == b"c" * (SLAB_BYTES - MIN_READ + 1)
+
+
+def test_a_loan_not_returned_is_never_lent_again() -> None:
+    a = ReadArena()
+    lost = a.lend()  # the transport read nothing (EOF): no filled()
+    lost[:4] = b"lost"
+    other = read(a, b"next")
+    assert other.obj is not lost.obj
+    assert lost[:4] == b"lost"
+
+
+def test_the_number_of_set_aside_slabs_is_bounded() -> None:
+    a = ReadArena()
+    pinned = [read(a, b"p" * (SLAB_BYTES - MIN_READ + 1)) for _ in range(buffers.MAX_RETIRED + 10)]
+    assert a.held_slabs <= buffers.MAX_RETIRED + 1
+    assert all(v.tobytes() == b"p" * (SLAB_BYTES - MIN_READ + 1) for v in pinned)
+
+
+def test_each_thread_has_its_own_arena() -> None:
+    seen: list[ReadArena] = []
+    t = threading.Thread(target=lambda: seen.append(buffers.arena()))
+    t.start()
+    t.join()
+    assert seen[0] is not buffers.arena()
