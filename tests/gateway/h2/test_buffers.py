@@ -1,4 +1,5 @@
-"""The read arena: buffers are reused only once no view of them is left, and never overlap a loan."""
+"""The read arena: buffers are reused only once no view of them is left, and never overlap a loan;
+streams waiting on a slow reader do not pin them with small pieces."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import threading
 
 from sparkgate.gateway.h2 import buffers
 from sparkgate.gateway.h2.buffers import MIN_READ, SLAB_BYTES, ReadArena
+from sparkgate.gateway.h2.connection import Connection
+from sparkgate.gateway.h2.stream import COPY_WHEN_BLOCKED, Stream
 
 
 def read(a: ReadArena, data: bytes) -> memoryview:
@@ -80,3 +83,20 @@ def test_each_thread_has_its_own_arena() -> None:
     t.start()
     t.join()
     assert seen[0] is not buffers.arena()
+
+
+async def test_a_blocked_stream_copies_small_pieces_out_of_their_read_buffer() -> None:
+    conn = Connection()
+    stream = Stream(conn, 1)
+    conn.streams[1] = stream
+    stream.send_window = 0  # the reader is slow: nothing may be sent
+    a = ReadArena()
+    small = read(a, b"s" * 100)
+    big = read(a, b"b" * COPY_WHEN_BLOCKED)
+    stream.send_data(small, False)
+    stream.send_data(big, False)
+    del small, big
+    kinds = [type(payload) for _, payload, _ in stream.queue]
+    assert kinds == [bytes, memoryview]  # the big piece stays a view: copying it would cost more
+    assert stream in conn.blocked
+    assert [bytes(p) for _, p, _ in stream.queue] == [b"s" * 100, b"b" * COPY_WHEN_BLOCKED]

@@ -27,6 +27,9 @@ MAX_FRAME = f.MAX_FRAME_LIMIT
 #: what waits in the socket's buffer is still in cache when it is written.
 WRITE_HIGH_WATER = 1024 * 1024
 
+#: Queued DATA pieces smaller than this are copied out of their read buffer when a stream blocks.
+COPY_WHEN_BLOCKED = 64 * 1024
+
 _DATA_KIND, _HEADERS_KIND = 0, 1
 
 
@@ -115,7 +118,7 @@ class Stream:
             size = len(payload)
             n = min(size, self.send_window, conn.send_window)
             if (n <= 0 and size) or conn.paused:
-                conn.blocked.add(self)
+                self._blocked()
                 return
             conn.write_data(self.id, payload, n, end and n == size)
             self.send_window -= n
@@ -124,11 +127,24 @@ class Stream:
                 self.partner.consumed(n)
             if n < size:
                 q[0] = (kind, payload[n:], end)
-                conn.blocked.add(self)
+                self._blocked()
                 return
             q.popleft()
             if end:
                 self._mark_sent_end()
+
+    def _blocked(self) -> None:
+        """Wait for window or socket room; meanwhile, small pieces stop pinning their read buffers.
+
+        A queued DATA piece is a view of the buffer it was read into, which cannot be reused while
+        the view lives (:mod:`.buffers`): a few bytes waiting for a slow reader would hold a whole
+        read buffer. Pieces under :data:`COPY_WHEN_BLOCKED` are copied out when the stream blocks.
+        """
+        self.conn.blocked.add(self)
+        q = self.queue
+        for i, (kind, payload, end) in enumerate(q):
+            if kind == _DATA_KIND and type(payload) is memoryview and len(payload) < COPY_WHEN_BLOCKED:
+                q[i] = (kind, bytes(payload), end)
 
     def _mark_sent_end(self) -> None:
         self.sent_end = True
