@@ -3,8 +3,9 @@
 With a plain :class:`asyncio.Protocol` the event loop reads into its own buffer and copies each read
 into a new ``bytes`` object: one extra pass over every relayed byte, into memory that is not in
 cache. Connections are :class:`asyncio.BufferedProtocol` instead and read into *slabs* lent by a
-:class:`ReadArena`, one per event-loop thread (reads on one loop happen one at a time: a loan is
-returned before the next one is made).
+:class:`ReadArena`, one per event-loop thread (reads on one loop happen one at a time: a transport
+calls ``get_buffer``, reads, and calls ``buffer_updated`` before anything else runs, so a loan is
+filled, or abandoned because nothing was read, before the next one is made).
 
 DATA payloads are forwarded as memoryviews of a slab, so a slab may be written over only once
 no view of it is left (the socket wrote it, no stream queue holds it). Every view of a slab keeps
@@ -35,34 +36,40 @@ def _unshared(slab: bytearray) -> bool:
 class ReadArena:
     """Lends receive buffers (slabs of :data:`SLAB_BYTES`) to the connections of one thread."""
 
-    __slots__ = ("_loan", "_off", "_retired", "_slab")
+    __slots__ = ("_loan", "_off", "_retired", "_slab", "loans", "slabs_made")
 
     def __init__(self) -> None:
         self._slab = bytearray(SLAB_BYTES)
         self._off = 0
         self._loan: memoryview | None = None
         self._retired: list[bytearray] = []
+        #: Counters (tests, and the relay bench's diagnostics): reads offered, slabs allocated.
+        self.loans = 0
+        self.slabs_made = 1
 
     def lend(self) -> memoryview:
-        """Room for the next read (at least :data:`MIN_READ` bytes)."""
-        if self._loan is not None:
-            # A loan not returned (the transport read nothing: EOF or an error): leave its region alone.
-            self._loan = None
-            self._next_slab()
-        elif _unshared(self._slab):
+        """Room for the next read (at least :data:`MIN_READ` bytes).
+
+        A loan that was never :meth:`filled` (the transport read nothing: no data yet, EOF, an
+        error) is replaced: reads are synchronous, so nothing was written into it.
+        """
+        self._loan = None  # (its reference would keep the slab looking shared)
+        if _unshared(self._slab):
             self._off = 0
         elif SLAB_BYTES - self._off < MIN_READ:
             self._next_slab()
         loan = self._loan = memoryview(self._slab)[self._off :]
+        self.loans += 1
         return loan
 
-    def filled(self, loan: memoryview, nbytes: int) -> memoryview:
-        """``loan`` received ``nbytes``: they are the caller's (a view that pins them), the rest is free again."""
-        data = loan[:nbytes]
-        if loan is self._loan:
-            self._loan = None
-            self._off += nbytes
-        return data
+    def filled(self, nbytes: int) -> memoryview:
+        """The current loan received ``nbytes``: they are the caller's (a view that pins them)."""
+        loan, self._loan = self._loan, None
+        if loan is None:  # pragma: no cover - a transport that reports a read it did not ask for
+            raise RuntimeError("buffer_updated() without get_buffer()")
+        off = self._off
+        self._off = off + nbytes
+        return memoryview(self._slab)[off : off + nbytes]
 
     def _next_slab(self) -> None:
         retired = self._retired
@@ -74,6 +81,7 @@ class ReadArena:
         if len(retired) > MAX_RETIRED:
             del retired[0]
         self._slab = bytearray(SLAB_BYTES)
+        self.slabs_made += 1
 
     @property
     def held_slabs(self) -> int:

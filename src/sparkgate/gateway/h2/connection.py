@@ -59,7 +59,6 @@ class Connection(asyncio.BufferedProtocol):
         self._header_end = False
         self.closed = asyncio.Event()
         self._arena = arena()
-        self._loan: memoryview | None = None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -167,13 +166,10 @@ class Connection(asyncio.BufferedProtocol):
     # -- reading -------------------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        loan = self._loan = self._arena.lend()
-        return loan
+        return self._arena.lend()
 
     def buffer_updated(self, nbytes: int) -> None:
-        loan, self._loan = self._loan, None
-        if loan is not None:
-            self.data_received(self._arena.filled(loan, nbytes))
+        self.data_received(self._arena.filled(nbytes))
 
     def data_received(self, data: bytes | memoryview) -> None:
         try:
