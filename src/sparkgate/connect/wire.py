@@ -28,6 +28,8 @@ VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
 
 
 def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte: tags and short lengths, nearly all of them
+        return buf[pos], pos + 1
     result = shift = 0
     end = len(buf)
     while True:
