@@ -8,6 +8,7 @@ import threading
 from sparkgate.gateway.h2 import buffers
 from sparkgate.gateway.h2.buffers import MIN_READ, SLAB_BYTES, ReadArena
 from sparkgate.gateway.h2.connection import Connection
+from sparkgate.gateway.h2.downstream import ClientConnection, ClientStream
 from sparkgate.gateway.h2.stream import COPY_WHEN_BLOCKED, Stream
 
 
@@ -112,3 +113,30 @@ async def test_a_blocked_stream_copies_small_pieces_out_of_their_read_buffer() -
     assert kinds == [bytes, memoryview]  # the big piece stays a view: copying it would cost more
     assert stream in conn.blocked
     assert [bytes(p) for _, p, _ in stream.queue] == [b"s" * 100, b"b" * COPY_WHEN_BLOCKED]
+
+
+class _WaitingRouter:
+    """A router that is still deciding (as while a driver starts): route() returns at once."""
+
+    max_message_bytes = 1 << 20
+
+    def __init__(self) -> None:
+        self.routed: list[ClientStream] = []
+
+    def route(self, stream: ClientStream) -> None:
+        self.routed.append(stream)
+
+
+async def test_a_request_waiting_for_its_route_holds_copies_not_read_buffers() -> None:
+    router = _WaitingRouter()
+    stream = ClientStream(ClientConnection(router), 1)  # type: ignore[arg-type]
+    a = ReadArena()
+    message = b"\x00" + (4).to_bytes(4, "big") + b"ping"
+    stream.received_data(read(a, message), False)  # complete first message: routing starts
+    assert router.routed == [stream]
+    stream.received_data(read(a, b"more"), False)  # a client stream's next bytes, while routing
+    assert [type(h) for h in stream.held] == [memoryview, bytes]
+    stream.keep_held()  # routing has to wait: what is held leaves the read buffers
+    assert [type(h) for h in stream.held] == [bytes, bytes]
+    assert b"".join(stream.held) == message + b"more"
+    assert a.slabs_made == 1

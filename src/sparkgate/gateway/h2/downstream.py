@@ -165,10 +165,14 @@ class ClientStream(Stream):
         if self.sent_end:
             return  # already answered (an error); the reset that followed stops the client
         n = len(payload)
+        if self.routing:
+            # More messages of a client stream while the route is decided (which may take a
+            # driver's start): flow control holds them back; copies, so no read buffer is pinned.
+            self.held.append(bytes(payload))
+            self.held_len += n
+            return
         self.held.append(payload)
         self.held_len += n
-        if self.routing:
-            return  # more messages of a client stream: flow control holds them until attached
         self.precredited += n
         self.credit += n
         if self.credit >= STREAM_WINDOW // 4:
@@ -208,6 +212,10 @@ class ClientStream(Stream):
             return None
         buf = self.held[0] if len(self.held) == 1 else b"".join(bytes(h) for h in self.held)
         return bytes(buf[_MESSAGE_PREFIX : _MESSAGE_PREFIX + self.message_len])
+
+    def keep_held(self) -> None:
+        """Copy what is held out of the read buffers: routing has to wait (for a driver, say)."""
+        self.held = [h if type(h) is bytes else bytes(h) for h in self.held]
 
     def replace_first_message(self, message: bytes) -> None:
         """Send ``message`` instead of the first request message (held, not yet attached)."""

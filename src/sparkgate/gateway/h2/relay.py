@@ -103,6 +103,7 @@ class H2Relay:
         self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Resume(resolving, waiting_on)))
 
     async def _route(self, stream: ClientStream, ids: wire.RequestIds, resolving: Awaitable[Forward | Answer]) -> None:
+        stream.keep_held()
         try:
             decision = await resolving
             if isinstance(decision, Answer):
