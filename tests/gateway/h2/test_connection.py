@@ -14,6 +14,7 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.clusters.static import StaticProvider
 from sparkgate.config import load_settings
 from sparkgate.connect import wire
+from sparkgate.gateway.h2 import buffers
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, encode_headers
@@ -138,3 +139,14 @@ def test_runs_on_uvloop(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_the_engine_reads_into_the_arena(gateway: Gateway) -> None:
+    arena = buffers.arena()  # the gateway runs on this thread's loop
+    before, made = arena.loans, arena.slabs_made
+    request = wire.encode_string(1, str(uuid.uuid4()))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
+        for _ in range(20):
+            assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE)
+    assert arena.loans - before >= 40  # each call: at least the request's read and the response's
+    assert arena.slabs_made <= made + 1  # request/response traffic reads into the same slab, over and over

@@ -47,18 +47,20 @@ class ReadArena:
         self.loans = 0
         self.slabs_made = 1
 
-    def lend(self) -> memoryview:
-        """Room for the next read (at least :data:`MIN_READ` bytes).
+    def lend(self, sizehint: int = -1) -> memoryview:
+        """Room for the next read (at least :data:`MIN_READ` bytes); the signature of ``get_buffer``.
 
         A loan that was never :meth:`filled` (the transport read nothing: no data yet, EOF, an
         error) is replaced: reads are synchronous, so nothing was written into it.
         """
         self._loan = None  # (its reference would keep the slab looking shared)
-        if _unshared(self._slab):
+        slab = self._slab
+        if sys.getrefcount(slab) <= 3:  # self._slab, `slab`, getrefcount's argument: no view alive
             self._off = 0
         elif SLAB_BYTES - self._off < MIN_READ:
             self._next_slab()
-        loan = self._loan = memoryview(self._slab)[self._off :]
+            slab = self._slab
+        loan = self._loan = memoryview(slab)[self._off :]
         self.loans += 1
         return loan
 

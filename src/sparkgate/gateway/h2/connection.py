@@ -59,6 +59,7 @@ class Connection(asyncio.BufferedProtocol):
         self._header_end = False
         self.closed = asyncio.Event()
         self._arena = arena()
+        self.get_buffer = self._arena.lend  # type: ignore[method-assign]
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -166,7 +167,8 @@ class Connection(asyncio.BufferedProtocol):
     # -- reading -------------------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._arena.lend()
+        # (Replaced per instance by the arena's lend, one call less on every read.)
+        return self._arena.lend(sizehint)  # pragma: no cover
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(self._arena.filled(nbytes))
