@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from _platform import PlatformThread
+from _stats import percentile
 
 
 class PoolPlatform(PlatformThread):
@@ -67,11 +68,6 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def pctl(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warm", type=int, default=10, help="sessions measured from a warm pool (default 10)")
@@ -114,8 +110,8 @@ def main() -> None:
     w50, c50 = statistics.median(warm), statistics.median(cold)
     print()
     print(f"{'new session + SELECT 1':<28} {'p50 s':>8} {'p90 s':>8} {'n':>4}")
-    print(f"{'from the warm pool':<28} {w50:>8.3f} {pctl(warm, 0.9):>8.3f} {len(warm):>4}")
-    print(f"{'cold (driver starts)':<28} {c50:>8.2f} {pctl(cold, 0.9):>8.2f} {len(cold):>4}")
+    print(f"{'from the warm pool':<28} {w50:>8.3f} {percentile(warm, 0.9):>8.3f} {len(warm):>4}")
+    print(f"{'cold (driver starts)':<28} {c50:>8.2f} {percentile(cold, 0.9):>8.2f} {len(cold):>4}")
     print(f"cold/warm: {c50 / w50:.0f}x   (targets: warm <= 0.5 s, cold/warm >= 20x)")
     print(f"pool refill after a claim: p50 {statistics.median(refill):.1f} s")
     if rss:

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _stats import percentile
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
@@ -354,8 +356,7 @@ class PathResult:
         return statistics.median(self.mbps)
 
     def percentile(self, q: float) -> float:
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(q * len(data)))]
+        return percentile(self.latencies_ms, q)
 
     def summary(self) -> dict[str, Any]:
         calls = len(self.latencies_ms)

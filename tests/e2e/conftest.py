@@ -198,7 +198,7 @@ class GatewayHarness:
             self.calls.append(Call(method, ids.session_id, outcome, time.time()))
             return decision
 
-        gw.router.resolve = recording_resolve  # type: ignore[method-assign]
+        gw.router.resolve = recording_resolve  # type: ignore[method-assign,assignment]
 
     def _note_drivers(self) -> None:
         if self.clusters is not None:

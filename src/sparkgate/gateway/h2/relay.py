@@ -63,11 +63,10 @@ class H2Relay:
 
     def route(self, stream: ClientStream) -> None:
         # Nearly every call is on a session already placed, whose driver connection is open: for
-        # those, resolve()'s synchronous fast path (resolve_known) decides, and the stream is
-        # attached at once: no coroutine, no task per stream, no extra event-loop turn before
-        # the upstream write. Otherwise resolve() is driven here up to its first suspension, and
-        # anything that must wait (placing a new session, a preamble, connecting) continues in
-        # a task.
+        # those, resolve() finishes without suspending (its fast path, resolve_known), so it is
+        # driven right here and the stream attached at once: no task per stream, no extra
+        # event-loop turn before the upstream write. Anything that must wait (placing a new
+        # session, a preamble, connecting) continues in a task.
         method = stream.method
         try:
             message = stream.first_message()
@@ -75,14 +74,6 @@ class H2Relay:
                 stream.fail(INVALID_ARGUMENT, f"{method}: the request ended before its first message was complete")
                 return
             ids = wire.scan_request(method, message)
-            known = self.router.resolve_known(ids, stream.metadata, stream.peer)  # resolve()'s fast path
-            if known is not None:
-                conn = self.pool.ready(known.driver.address)
-                if conn is not None:
-                    self._forward(stream, conn, known, ids)
-                else:
-                    self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Ready(known)))
-                return
             resolving = self.router.resolve(method, stream.metadata, ids, message, stream.peer)
             try:
                 waiting_on = resolving.send(None)
