@@ -43,7 +43,28 @@ def test_installed_pyspark_version_is_read() -> None:
 
 
 def _conf(cmd: list[str]) -> dict[str, str]:
-    return dict(cmd[i + 1].split("=", 1) for i, word in enumerate(cmd) if word == "--conf")
+    """Every Spark conf the command gives the driver: its properties file, then its ``--conf``s."""
+    conf = _properties(Path(cmd[cmd.index("--properties-file") + 1]))
+    conf.update(cmd[i + 1].split("=", 1) for i, word in enumerate(cmd) if word == "--conf")
+    return conf
+
+
+def _properties(path: Path) -> dict[str, str]:
+    """A minimal java.util.Properties reader (for what write_properties escapes)."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, i = [], 0
+        while line[i] != "=":
+            if line[i] == "\\":
+                i += 1
+            key.append(line[i])
+            i += 1
+        value = line[i + 1 :]
+        unescaped = value.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t")
+        out["".join(key)] = unescaped.replace("\\ ", " ").replace("\0", "\\")
+    return out
 
 
 @pytest.fixture
@@ -71,7 +92,7 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     provider = LocalProvider(settings.local, settings.state_dir)
     catalogs = settings.profile_catalogs()
     spec = DriverSpec(profile="lake", spark_conf={"spark.jars": "/opt/extra.jar"}, catalog=catalogs["lake"])
-    conf = _conf(provider._command("local-1", 1, 2, spec, await provider._mount(spec.catalog)))
+    conf = _conf(provider._command("local-1", 1, 2, spec, await provider._mount(spec.catalog), workdir=tmp_path))
     root = tmp_path / "catalog" / "lakehouse"
     assert conf["spark.sql.catalog.lakehouse"] == "io.sparkgate.catalog.PathCatalog"
     assert conf["spark.sql.catalog.lakehouse.root"] == str(root)
@@ -84,6 +105,39 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     await provider._mount(spec.catalog)
     await provider._mount(catalogs["default"])
     assert len(no_javac) == 2 and (tmp_path / "catalog" / "pedregal" / "raw").is_dir()
+
+
+async def test_configured_conf_is_not_on_the_command_line(tmp_path: Path) -> None:
+    """Catalog tokens and storage keys go to an owner-only properties file, not to what `ps` shows."""
+    settings = load_settings(
+        None,
+        {},
+        state_dir=str(tmp_path),
+        local={"spark_conf": {"spark.hadoop.fs.s3a.secret.key": "s3-secret", "spark.ui.showConsoleProgress": "true"}},
+        environments={
+            "prod": {
+                "catalog": {
+                    "class": "io.unitycatalog.spark.UCSingleCatalog",
+                    "options": {"uri": "https://uc", "token": "uc-secret"},
+                }
+            }
+        },
+    )
+    provider = LocalProvider(settings.local, settings.state_dir)
+    spec = DriverSpec(
+        profile="default", spark_conf={"spark.note": "a = b: c\\d\nx"}, catalog=settings.profile_catalogs()["default"]
+    )
+    cmd = provider._command("local-1", 1, 2, spec, await provider._mount(spec.catalog), workdir=tmp_path)
+    assert not any("secret" in word for word in cmd)
+    conf = _conf(cmd)
+    assert conf["spark.sql.catalog.pedregal.token"] == "uc-secret"
+    assert conf["spark.hadoop.fs.s3a.secret.key"] == "s3-secret"
+    assert conf["spark.note"] == "a = b: c\\d\nx"  # escaped as java.util.Properties expects
+    assert conf["spark.sparkgate.driver.id"] == "local-1"  # sparkgate's own tags stay visible (adoption)
+    assert conf["spark.ui.showConsoleProgress"] == "true"  # an override of sparkgate's own stays a --conf
+    properties = tmp_path / "spark.properties"
+    assert properties.stat().st_mode & 0o777 == 0o600
+    assert "--load-spark-defaults" in cmd  # the distribution's spark-defaults.conf is still read
 
 
 async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,6 +135,37 @@ def tail(path: str | Path | None, lines: int = 20) -> str:
         return ""
 
 
+def _escape_property(text: str, *, key: bool) -> str:
+    """``text`` as java.util.Properties reads it back (keys also escape separators and spaces)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch in "=:#!" and key:
+            out.append("\\" + ch)
+        elif ch == " " and (key or i == 0):
+            out.append("\\ ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def write_properties(path: Path, conf: dict[str, str]) -> None:
+    """Write ``conf`` as a Java properties file (UTF-8, as spark-submit reads it), mode 0600."""
+    text = "".join(f"{_escape_property(k, key=True)}={_escape_property(v, key=False)}\n" for k, v in conf.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("# written by sparkgate for this driver (from configuration; may hold secrets)\n")
+        f.write(text)
+    os.chmod(path, 0o600)  # also when the file already existed
+
+
 class LocalProvider:
     """Starts Spark Connect servers as child processes of this machine."""
 
@@ -205,11 +236,20 @@ class LocalProvider:
     # -- starting -----------------------------------------------------------------------------
 
     def _command(
-        self, driver_id: str, port: int, ui_port: int, spec: DriverSpec, catalog_conf: dict[str, str]
+        self, driver_id: str, port: int, ui_port: int, spec: DriverSpec, catalog_conf: dict[str, str], *, workdir: Path
     ) -> list[str]:
+        """The driver's ``spark-submit`` command line.
+
+        What sparkgate itself sets (ports, addresses, the tags that let a restarted gateway adopt
+        the driver) is passed as ``--conf``; everything from configuration (the catalog's options,
+        ``local.spark_conf``, the profile's) goes to ``spark.properties`` in the driver's directory,
+        readable by its owner only: catalog tokens and storage keys are not on a command line
+        that ``ps`` shows to every user of the machine. ``conf/spark-defaults.conf`` of the Spark
+        distribution is still read (``--load-spark-defaults``), below both.
+        """
         s = self._settings
         home = self.spark_home
-        conf: dict[str, str] = {
+        own: dict[str, str] = {
             "spark.connect.grpc.binding.address": s.bind_host,
             "spark.connect.grpc.binding.port": str(port),
             # Clients send up to 128 MiB; the seed's spark-defaults allow 256 MiB.
@@ -223,9 +263,17 @@ class LocalProvider:
             "spark.sparkgate.namespace": spec.namespace or "pool",
             "spark.sparkgate.profile": spec.profile,
         }
+        configured: dict[str, str] = {}
         for extra in (catalog_conf, s.spark_conf, spec.spark_conf):
             for k, v in extra.items():
-                conf[k] = f"{conf[k]},{v}" if k in LIST_CONF and conf.get(k) else v
+                if k in own:  # an operator's override of what sparkgate sets: stays a --conf
+                    own[k] = v
+                elif k in LIST_CONF and configured.get(k):
+                    configured[k] = f"{configured[k]},{v}"
+                else:
+                    configured[k] = v
+        properties = workdir / "spark.properties"
+        write_properties(properties, configured)
         cmd = [
             str(home / "bin" / "spark-submit"),
             "--master",
@@ -234,8 +282,11 @@ class LocalProvider:
             s.driver_memory,
             "--name",
             f"sparkgate-{driver_id}",
+            "--properties-file",
+            str(properties),
+            "--load-spark-defaults",
         ]
-        for k, v in conf.items():
+        for k, v in own.items():
             cmd += ["--conf", f"{k}={v}"]
         cmd += ["--class", CONNECT_SERVER_CLASS, "spark-internal"]
         return cmd
@@ -247,7 +298,7 @@ class LocalProvider:
         workdir.mkdir(parents=True, exist_ok=True)
         port, ui_port = free_port(self._settings.bind_host), free_port(self._settings.bind_host)
         log_path = workdir / "driver.log"
-        cmd = self._command(driver_id, port, ui_port, spec, await self._mount(spec.catalog))
+        cmd = self._command(driver_id, port, ui_port, spec, await self._mount(spec.catalog), workdir=workdir)
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)
