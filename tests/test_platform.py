@@ -66,6 +66,9 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             assert 'sparkgate_sessions{environment="prod",team="fe"} 1.0' in metrics
             assert 'sparkgate_pool_target{profile="default"} 1.0' in metrics
             assert "sparkgate_rpc_duration_seconds_bucket" in metrics and "sparkgate_auth_failures_total 0.0" in metrics
+            kept = next(ln for ln in metrics.splitlines() if ln.startswith("sparkgate_relay_buffer_bytes "))
+            assert float(kept.split()[1]) >= 1024 * 1024  # at least the slab being read into
+            assert "sparkgate_relay_buffers_allocated_total" in metrics
 
             assert await asyncio.to_thread(main, ["status", "--url", base]) == 0
             out = capsys.readouterr().out

@@ -303,3 +303,15 @@ class _PlatformCollector(Collector):
         yield CounterMetricFamily(
             "sparkgate_driver_deaths", "Drivers found dead since the gateway started", value=cm.deaths
         )
+        buffers = p.gateway.relay_buffers
+        if buffers is not None:
+            yield GaugeMetricFamily(
+                "sparkgate_relay_buffer_bytes",
+                "Read buffers the h2 relay keeps for reuse (slabs still referenced by queued data are not counted)",
+                value=buffers.kept_bytes,
+            )
+            yield CounterMetricFamily(
+                "sparkgate_relay_buffers_allocated",
+                "Read buffers (1 MiB slabs) the h2 relay allocated; a steady rise means data waits on slow readers",
+                value=buffers.slabs_made,
+            )

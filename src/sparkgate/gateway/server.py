@@ -25,6 +25,7 @@ from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 from sparkgate.gateway.channels import ChannelPool
 from sparkgate.gateway.h2 import H2Engine
+from sparkgate.gateway.h2.buffers import ReadArena
 from sparkgate.gateway.relay import Relay
 from sparkgate.gateway.sessions import SessionRouter
 from sparkgate.security.guard import Guard, build_guard
@@ -158,6 +159,11 @@ class Gateway:
 
     async def _sweep_limits(self) -> None:
         self.guard.limits.sweep()
+
+    @property
+    def relay_buffers(self) -> ReadArena | None:
+        """The ``h2`` engine's read buffers (None with the ``grpc`` engine, or before start)."""
+        return self._h2.buffers if self._h2 is not None else None
 
     async def wait(self) -> None:
         if self._server is not None:

@@ -86,6 +86,11 @@ class ReadArena:
         self.slabs_made += 1
 
     @property
+    def kept_bytes(self) -> int:
+        """Bytes of slabs the arena keeps: the current one and those set aside."""
+        return (1 + len(self._retired)) * SLAB_BYTES
+
+    @property
     def held_slabs(self) -> int:
         """Slabs set aside because views of them were still alive (for tests and metrics)."""
         return len(self._retired)

@@ -14,6 +14,7 @@ from ssl import SSLContext
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.config import GatewaySettings
+from sparkgate.gateway.h2.buffers import ReadArena, arena
 from sparkgate.gateway.h2.downstream import ClientConnection
 from sparkgate.gateway.h2.relay import H2Relay
 from sparkgate.gateway.h2.upstream import DriverPool
@@ -33,6 +34,8 @@ class H2Engine:
         self._server: asyncio.Server | None = None
         self._stopped: asyncio.Event | None = None
         self.port = 0
+        #: The read buffers of the loop thread the engine serves on (set by :meth:`start`), for metrics.
+        self.buffers: ReadArena | None = None
 
     def _accept(self) -> ClientConnection:
         conn = ClientConnection(self.relay)
@@ -46,6 +49,7 @@ class H2Engine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self.buffers = arena()
         self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
 
