@@ -47,20 +47,18 @@ class ReadArena:
         self.loans = 0
         self.slabs_made = 1
 
-    def lend(self, sizehint: int = -1) -> memoryview:
-        """Room for the next read (at least :data:`MIN_READ` bytes); the signature of ``get_buffer``.
+    def lend(self) -> memoryview:
+        """Room for the next read (at least :data:`MIN_READ` bytes).
 
         A loan that was never :meth:`filled` (the transport read nothing: no data yet, EOF, an
         error) is replaced: reads are synchronous, so nothing was written into it.
         """
         self._loan = None  # (its reference would keep the slab looking shared)
-        slab = self._slab
-        if sys.getrefcount(slab) <= 3:  # self._slab, `slab`, getrefcount's argument: no view alive
+        if _unshared(self._slab):
             self._off = 0
         elif SLAB_BYTES - self._off < MIN_READ:
             self._next_slab()
-            slab = self._slab
-        loan = self._loan = memoryview(slab)[self._off :]
+        loan = self._loan = memoryview(self._slab)[self._off :]
         self.loans += 1
         return loan
 

@@ -165,14 +165,12 @@ class ClientStream(Stream):
         if self.sent_end:
             return  # already answered (an error); the reset that followed stops the client
         n = len(payload)
-        if self.routing:
-            # More messages of a client stream while the route is decided (which may take a
-            # driver's start): flow control holds them back; copies, so no read buffer is pinned.
-            self.held.append(bytes(payload))
-            self.held_len += n
-            return
-        self.held.append(payload)
+        # While the route is decided (which may take a driver's start), what arrives is copied:
+        # a view would pin its read buffer all that time.
+        self.held.append(bytes(payload) if self.routing else payload)
         self.held_len += n
+        if self.routing:
+            return  # more messages of a client stream: flow control holds them until attached
         self.precredited += n
         self.credit += n
         if self.credit >= STREAM_WINDOW // 4:

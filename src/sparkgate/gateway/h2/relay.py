@@ -143,7 +143,8 @@ class H2Relay:
             stream.collected = bytearray()
         if decision.can_fail_over and stream.recv_end:
             # The whole request is here: keep it until the driver answers, to resend it elsewhere.
-            held: list[memoryview | bytes] = [bytes(h) for h in stream.held]  # views would pin read buffers
+            stream.keep_held()  # views would pin read buffers until the driver answers
+            held = list(stream.held)
             stream.retry = lambda why: self._retry(stream, ids, decision, held, why)
         driver = decision.driver
         metadata = stream.upstream_metadata + driver.auth_metadata if driver.token else stream.upstream_metadata
