@@ -216,11 +216,7 @@ async def test_client_cancel_cancels_the_driver_stream(channel: grpc.aio.Channel
     call = channel.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)
     assert await call.read()
     call.cancel()
-    for _ in range(200):
-        if fake.cancelled:
-            break
-        await asyncio.sleep(0.01)
-    assert fake.cancelled == ["ExecutePlan"]
+    assert await fake.wait_cancelled(2) == ["ExecutePlan"]
 
 
 async def test_first_message_over_the_limit_is_resource_exhausted(

@@ -131,6 +131,15 @@ class FakeSparkConnectServer:
     def calls_of(self, method: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method]
 
+    async def wait_cancelled(self, timeout: float) -> list[str]:
+        """:attr:`cancelled` once a stream was cancelled, or as it is after ``timeout`` seconds
+        (a client's cancel reaches the server a moment after the client gave it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.cancelled and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return self.cancelled
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeSparkConnectServer:

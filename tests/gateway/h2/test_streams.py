@@ -115,11 +115,7 @@ async def test_a_client_cancelling_mid_stream_leaves_the_relay_serving(tmp_path:
         for _ in range(5):
             await call.read()
         call.cancel()
-        for _ in range(100):
-            if fake.cancelled:
-                break
-            await asyncio.sleep(0.05)
-        assert fake.cancelled == ["ExecutePlan"]
+        assert await fake.wait_cancelled(5) == ["ExecutePlan"]
         check([r async for r in execute(ch)])
 
 
