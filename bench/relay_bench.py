@@ -358,6 +358,9 @@ class PathResult:
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
 
+    def per_gb(self, seconds: float) -> float | None:
+        return seconds / (self.bytes_streamed / 1e9) if self.bytes_streamed else None
+
     def summary(self) -> dict[str, Any]:
         calls = len(self.latencies_ms)
         return {
@@ -368,16 +371,10 @@ class PathResult:
             "p99_ms": self.percentile(0.99),
             "mean_ms": statistics.fmean(self.latencies_ms),
             "unary_calls": calls,
-            "proxy_cpu_s_per_gb": self.proxy_cpu_stream_s / (self.bytes_streamed / 1e9)
-            if self.bytes_streamed
-            else None,
+            "proxy_cpu_s_per_gb": self.per_gb(self.proxy_cpu_stream_s),
             "proxy_cpu_us_per_call": self.proxy_cpu_unary_s / calls * 1e6 if calls else None,
-            "backend_cpu_s_per_gb": self.backend_cpu_stream_s / (self.bytes_streamed / 1e9)
-            if self.bytes_streamed
-            else None,
-            "client_cpu_s_per_gb": self.client_cpu_stream_s / (self.bytes_streamed / 1e9)
-            if self.bytes_streamed
-            else None,
+            "backend_cpu_s_per_gb": self.per_gb(self.backend_cpu_stream_s),
+            "client_cpu_s_per_gb": self.per_gb(self.client_cpu_stream_s),
         }
 
 
