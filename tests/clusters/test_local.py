@@ -140,6 +140,25 @@ async def test_configured_conf_is_not_on_the_command_line(tmp_path: Path) -> Non
     assert "--load-spark-defaults" in cmd  # the distribution's spark-defaults.conf is still read
 
 
+async def test_a_relative_state_dir_gives_the_driver_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_javac: list[Path]
+) -> None:
+    """The driver runs in its own directory: `sparkgate up`'s default state dir (.sparkgate) is relative."""
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, {}, state_dir=".sparkgate")
+    provider = LocalProvider(settings.local, Path(".sparkgate"))
+    spec = DriverSpec(profile="default", catalog=settings.profile_catalogs()["default"])
+    workdir = provider._dir / "local-1"
+    workdir.mkdir(parents=True)
+    cmd = provider._command("local-1", 1, 2, spec, await provider._mount(spec.catalog), workdir=workdir)
+    assert cmd[cmd.index("--properties-file") + 1] == str(
+        tmp_path / ".sparkgate" / "drivers" / "local-1" / "spark.properties"
+    )
+    conf = _conf(cmd)
+    assert conf["spark.sql.catalog.pedregal.root"] == str(tmp_path / ".sparkgate" / "catalog" / "pedregal")
+    assert conf["spark.jars"] == str(tmp_path / ".sparkgate" / "catalog" / "sparkgate-catalog-test.jar")
+
+
 async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
         raise ConfigError("javac and jar not found")

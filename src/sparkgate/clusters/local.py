@@ -179,14 +179,16 @@ class LocalProvider:
         max_message_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._settings = settings
-        self._dir = state_dir.expanduser() / "drivers"
-        self._state_dir = state_dir.expanduser()
+        # Absolute: a driver runs in its own directory, and the paths it is given (its properties
+        # file, the catalog's jar and root) must not depend on the gateway's working directory.
+        self._state_dir = state_dir.expanduser().resolve()
+        self._dir = self._state_dir / "drivers"
         #: Spark conf mounting each catalog drivers were started with (by ``mount_key``).
         self._catalog_conf: dict[str, dict[str, str]] = {}
         self._catalog_lock = asyncio.Lock()
         #: What every driver requires as ``authorization: Bearer`` (``local.require_token``); the
         #: same across gateway restarts, so adopted drivers stay reachable.
-        self.token = load_or_create_token(state_dir.expanduser() / "driver-token") if settings.require_token else None
+        self.token = load_or_create_token(self._state_dir / "driver-token") if settings.require_token else None
         self._max_message_bytes = max_message_bytes
         self._procs: dict[str, Child] = {}
         self._watchers: set[asyncio.Task[None]] = set()
