@@ -19,7 +19,7 @@ for a routing-only ``Config(Set)``, a ``ReleaseSessionResponse`` for an unknown 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sparkgate.errors import BadRequest
 
@@ -81,8 +81,7 @@ def _string(buf: bytes | memoryview, start: int, end: int, what: str) -> str:
         raise BadRequest(f"{what} is not valid UTF-8") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class RequestIds:
+class RequestIds(NamedTuple):
     """The ids the gateway routes by, read from the top level of any Spark Connect request."""
 
     session_id: str = ""
@@ -98,24 +97,62 @@ _NEW_SESSION_ID_FIELD = {"CloneSession": 4}
 
 
 def scan_request(method: str, buf: bytes | memoryview) -> RequestIds:
-    """Read session id, user id and (per method) operation id from a serialized request."""
+    """Read session id, user id and (per method) operation id from a serialized request.
+
+    Validates the top level (and ``user_context``) as :func:`iter_fields` does; this is the same
+    walk written out, because it runs for every call the gateway relays.
+    """
     session_id = user_id = operation_id = new_session_id = ""
     op_field = _OPERATION_ID_FIELD.get(method, -1)
     new_field = _NEW_SESSION_ID_FIELD.get(method, -1)
-    for field, wtype, start, end in iter_fields(buf):
-        if wtype != LEN:
+    pos, end = 0, len(buf)
+    while pos < end:
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
+        if key < 8:
+            raise BadRequest("request is not a valid protobuf message (field number 0)")
+        if key & 7 != LEN:
+            pos = _skip_scalar(buf, pos, key & 7)
             continue
+        length, start = _varint(buf, pos)
+        pos = start + length
+        if pos > end:
+            raise BadRequest("request is not a valid protobuf message (field runs past the end)")
+        field = key >> 3
         if field == 1:
-            session_id = _string(buf, start, end, "session_id")
+            session_id = _string(buf, start, pos, "session_id")
         elif field == 2:
-            for f2, w2, s2, e2 in iter_fields(memoryview(buf)[start:end]):
-                if f2 == 1 and w2 == LEN:
-                    user_id = _string(memoryview(buf)[start:end], s2, e2, "user_context.user_id")
+            user_id = _user_id(memoryview(buf)[start:pos])
         elif field == op_field:
-            operation_id = _string(buf, start, end, "operation_id")
+            operation_id = _string(buf, start, pos, "operation_id")
         elif field == new_field:
-            new_session_id = _string(buf, start, end, "new_session_id")
+            new_session_id = _string(buf, start, pos, "new_session_id")
     return RequestIds(session_id, user_id, operation_id, new_session_id)
+
+
+def _skip_scalar(buf: bytes | memoryview, pos: int, wtype: int) -> int:
+    if wtype == VARINT:
+        pos = _varint(buf, pos)[1]
+    elif wtype == I64:
+        pos += 8
+    elif wtype == I32:
+        pos += 4
+    else:  # groups are not used by any Spark Connect message
+        raise BadRequest(f"request is not a valid protobuf message (wire type {wtype})")
+    if pos > len(buf):
+        raise BadRequest("request is not a valid protobuf message (field runs past the end)")
+    return pos
+
+
+def _user_id(ctx: memoryview) -> str:
+    user_id = ""
+    for field, wtype, start, end in iter_fields(ctx):
+        if field == 1 and wtype == LEN:
+            user_id = _string(ctx, start, end, "user_context.user_id")
+    return user_id
 
 
 def with_user_id(buf: bytes | memoryview, user_id: str) -> bytes:

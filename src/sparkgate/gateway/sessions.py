@@ -264,7 +264,7 @@ class SessionRouter:
     ) -> Forward | Answer:
         rewrite = _rewrite(who, ids)
         if rewrite is not None:
-            ids = dataclasses.replace(ids, user_id=rewrite)
+            ids = ids._replace(user_id=rewrite)
         _check_session_id(ids.session_id)
         key = (ids.user_id, ids.session_id)
         route = self.store.get(key)

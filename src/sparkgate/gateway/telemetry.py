@@ -2,14 +2,22 @@
 
 Both engines report every finished call once (:meth:`Telemetry.call_done`): method, the session's
 team and environment (``-`` before it was routed), the gRPC status and the time from request
-headers to the end of the response. Counters are looked up per label set once and then kept, so a
-call costs a dictionary lookup and two additions, not prometheus_client's label parsing.
+headers to the end of the response. A call costs a dictionary lookup and three additions on plain
+numbers; the Prometheus families (``sparkgate_rpcs_total``, ``sparkgate_rpc_duration_seconds``)
+are built from them when the registry is scraped. Calls are reported on the event loop's thread
+and a scrape may read from another: each number is read whole, and a call counted in one family
+a moment before the other is the worst a scrape can see.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sparkgate.gateway.affinity import Route
 from sparkgate.security.audit import AuditLog
@@ -20,38 +28,37 @@ STATUS_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
+class _Calls:
+    """Finished calls of one (method, team, environment, status): count, total seconds, per bucket."""
+
+    __slots__ = ("buckets", "count", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(_BUCKETS) + 1)  # the last one is +Inf
+
+
 class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None, audit: AuditLog | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.audit = audit
-        labels = ("method", "team", "environment", "status")
-        self._calls = Counter(
-            "sparkgate_rpcs",
-            "Spark Connect calls finished, by method, team, environment and gRPC status",
-            labels,
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "sparkgate_rpc_duration_seconds",
-            "Time from a call's request headers to the end of its response",
-            ("method", "team", "environment"),
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self._children: dict[tuple[str, str, str, str], tuple[object, object]] = {}
+        self._calls: dict[tuple[str, str, str, str], _Calls] = {}
+        self.registry.register(_CallsCollector(self._calls))
 
     def call_done(self, method: str, route: Route | None, status: int | None, seconds: float, reason: str = "") -> None:
         """Record a finished call; ``status`` None means the stream was reset (client cancel)."""
         code = "CANCELLED" if status is None else STATUS_NAMES.get(status, str(status))
-        team, env = (route.team, route.environment) if route is not None else ("-", "-")
-        key = (method, team, env, code)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = (self._calls.labels(*key), self._latency.labels(method, team, env))
-            self._children[key] = pair
-        counter, hist = pair
-        counter.inc()  # type: ignore[attr-defined]
-        hist.observe(seconds)  # type: ignore[attr-defined]
+        if route is not None:
+            key = (method, route.team, route.environment, code)
+        else:
+            key = (method, "-", "-", code)
+        calls = self._calls.get(key)
+        if calls is None:
+            calls = self._calls[key] = _Calls()
+        calls.count += 1
+        calls.seconds += seconds
+        calls.buckets[bisect_left(_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
         if route is not None and status not in (0, None, 1) and self.audit is not None:
             self.audit.emit(
                 "rpc.error",
@@ -64,3 +71,41 @@ class Telemetry:
                 status=code,
                 reason=reason[:500],
             )
+
+
+class _CallsCollector(Collector):
+    """The two call families, built at scrape time from :class:`Telemetry`'s numbers."""
+
+    def __init__(self, calls: dict[tuple[str, str, str, str], _Calls]) -> None:
+        self._calls = calls
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families([]))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(list(self._calls.items())))
+
+    @staticmethod
+    def _families(items: list[tuple[tuple[str, str, str, str], _Calls]]) -> list[Metric]:
+        rpcs = CounterMetricFamily(
+            "sparkgate_rpcs",
+            "Spark Connect calls finished, by method, team, environment and gRPC status",
+            labels=("method", "team", "environment", "status"),
+        )
+        durations = HistogramMetricFamily(
+            "sparkgate_rpc_duration_seconds",
+            "Time from a call's request headers to the end of its response",
+            labels=("method", "team", "environment"),
+        )
+        by_call: dict[tuple[str, str, str], tuple[list[int], float]] = {}
+        for key, calls in items:
+            rpcs.add_metric(key, calls.count)
+            merged, seconds = by_call.get(key[:3], ([0] * len(calls.buckets), 0.0))
+            by_call[key[:3]] = ([a + b for a, b in zip(merged, calls.buckets, strict=True)], seconds + calls.seconds)
+        for labels, (buckets, seconds) in by_call.items():
+            cumulative, total = [], 0
+            for bound, n in zip((*(str(float(b)) for b in _BUCKETS), "+Inf"), buckets, strict=True):
+                total += n
+                cumulative.append((bound, total))
+            durations.add_metric(labels, cumulative, seconds)
+        return [rpcs, durations]

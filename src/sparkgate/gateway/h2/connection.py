@@ -26,6 +26,11 @@ __all__ = ["MAX_FRAME", "STREAM_WINDOW", "Connection", "Stream"]
 
 log = logging.getLogger(__name__)
 
+#: ``(length >> 16, length & 0xFFFF, type, flags, stream id with its reserved bit)`` of a frame header.
+unpack_header = f.HEADER.unpack_from
+#: The connection window is credited back in steps of this many received bytes.
+_CONNECTION_CREDIT_AT = f.MAX_WINDOW // 4
+
 #: DATA of at least this many bytes is written at once instead of at the end of the loop turn.
 WRITE_NOW_BYTES = 64 * 1024
 
@@ -53,7 +58,7 @@ class Connection(asyncio.BufferedProtocol):
         self._partial = bytearray()
         self._data_left = 0
         self._data_stream: Stream | None = None
-        self._data_end = False
+        self._data_end = 0  # the END_STREAM flag of the DATA frame being received
         self._header_block: bytearray | None = None
         self._header_sid = 0
         self._header_end = False
@@ -188,105 +193,133 @@ class Connection(asyncio.BufferedProtocol):
     def _parse(self, data: bytes | memoryview) -> None:
         mv = data if type(data) is memoryview else memoryview(data)
         off, n = 0, len(data)
+        if self._data_left or self._partial:
+            off = self._resume(mv)  # the rest of a frame begun in an earlier read
         while off < n and self.transport is not None:
-            if self._data_left:
-                # Inside a DATA frame: hand on what arrived now, without waiting for the rest.
-                k = min(self._data_left, n - off)
-                self._data_left -= k
-                end = self._data_left == 0 and self._data_end
-                stream = self._data_stream
-                if stream is not None:
-                    if end:
-                        stream._mark_received_end()
-                    stream.received_data(mv[off : off + k], end)
-                off += k
-                continue
-            if self._partial:
-                p = self._partial
-                if len(p) < f.FRAME_HEADER_LEN:
-                    take = min(f.FRAME_HEADER_LEN - len(p), n - off)
-                    p += mv[off : off + take]
-                    off += take
-                    if len(p) < f.FRAME_HEADER_LEN:
+            if off + 9 > n:  # f.FRAME_HEADER_LEN
+                self._partial = bytearray(mv[off:])
+                return
+            hi, lo, type_, flags, sid = unpack_header(data, off)
+            off += 9
+            # A 24-bit length never exceeds MAX_FRAME (2^24 - 1), the largest frame we allow.
+            length = hi << 16 | lo
+            if type_ == 0 and not flags & 0x8:  # DATA, not PADDED: hand on what arrived now
+                stream = self._start_data(flags, sid & 0x7FFFFFFF, length)
+                if length:
+                    k = n - off
+                    if k < length:  # the rest comes in later reads
+                        self._data_left, self._data_stream, self._data_end = length - k, stream, flags & 1
+                        if stream is not None:
+                            stream.received_data(mv[off:], False)
                         return
-                    length, type_, flags, sid = f.parse_frame_header(p)
-                    if type_ == f.DATA and not flags & f.PADDED:
-                        self._partial = bytearray()
-                        self._start_data(flags, sid, length)
-                        continue
-                    self._check_length(length)
-                length = f.parse_frame_header(p)[0]
-                need = f.FRAME_HEADER_LEN + length - len(p)
-                take = min(need, n - off)
-                p += mv[off : off + take]
-                off += take
-                if take < need:
-                    return
-                self._partial = bytearray()
-                frame = bytes(p)
-                _, type_, flags, sid = f.parse_frame_header(frame)
-                self._frame(type_, flags, sid, memoryview(frame)[f.FRAME_HEADER_LEN :])
+                    if stream is not None:
+                        end = bool(flags & 1)
+                        if end:
+                            stream._mark_received_end()
+                        stream.received_data(mv[off : off + length], end)
+                    off += length
                 continue
-            if off + f.FRAME_HEADER_LEN > n:
-                self._partial = bytearray(mv[off:])
-                return
-            length, type_, flags, sid = f.parse_frame_header(data, off)
-            if type_ == f.DATA and not flags & f.PADDED:
-                off += f.FRAME_HEADER_LEN
-                self._start_data(flags, sid, length)
-                continue
-            self._check_length(length)
-            stop = off + f.FRAME_HEADER_LEN + length
+            stop = off + length
             if stop > n:
-                self._partial = bytearray(mv[off:])
+                self._partial = bytearray(mv[off - 9 :])
                 return
-            self._frame(type_, flags, sid, mv[off + f.FRAME_HEADER_LEN : stop])
+            self._frame(type_, flags, sid & 0x7FFFFFFF, mv[off:stop])
             off = stop
 
-    def _check_length(self, length: int) -> None:
-        if length > MAX_FRAME:  # pragma: no cover - 24-bit lengths cannot exceed it
-            raise H2Error(ErrorCode.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+    def _resume(self, mv: memoryview) -> int:
+        """Continue the DATA frame or the partial frame an earlier read ended in; the new offset."""
+        n = len(mv)
+        if self._data_left:
+            # Inside a DATA frame: hand on what arrived now, without waiting for the rest.
+            k = min(self._data_left, n)
+            self._data_left -= k
+            end = self._data_left == 0 and bool(self._data_end)
+            stream = self._data_stream
+            if stream is not None:
+                if end:
+                    stream._mark_received_end()
+                stream.received_data(mv[:k], end)
+            return k
+        p, off = self._partial, 0
+        if len(p) < f.FRAME_HEADER_LEN:
+            off = min(f.FRAME_HEADER_LEN - len(p), n)
+            p += mv[:off]
+            if len(p) < f.FRAME_HEADER_LEN:
+                return n
+            length, type_, flags, sid = f.parse_frame_header(p)
+            if type_ == f.DATA and not flags & f.PADDED:
+                self._partial = bytearray()
+                stream = self._start_data(flags, sid, length)
+                if length:
+                    self._data_left, self._data_stream, self._data_end = length, stream, flags & 1
+                    return off + self._resume(mv[off:]) if off < n else n
+                return off
+        length = f.parse_frame_header(p)[0]
+        need = f.FRAME_HEADER_LEN + length - len(p)
+        take = min(need, n - off)
+        p += mv[off : off + take]
+        off += take
+        if take < need:
+            return n
+        self._partial = bytearray()
+        frame = bytes(p)
+        _, type_, flags, sid = f.parse_frame_header(frame)
+        self._frame(type_, flags, sid, memoryview(frame)[f.FRAME_HEADER_LEN :])
+        return off
 
-    def _start_data(self, flags: int, sid: int, length: int) -> None:
+    def _start_data(self, flags: int, sid: int, length: int) -> Stream | None:
+        """Account for a DATA frame of ``length`` bytes: the stream its payload goes to, if any."""
         if self._header_block is not None:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA while a header block is open")
         if sid == 0:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
-        self._credit_connection(length)
+        self._recv_credit += length
+        if self._recv_credit >= _CONNECTION_CREDIT_AT:
+            self._credit_connection(0)
         stream = self.streams.get(sid)
         if stream is not None:
             if stream.recv_end:
                 stream.reset(ErrorCode.STREAM_CLOSED)
-                stream = None
-            else:
-                stream.recv_window -= length
-                if stream.recv_window < 0:
-                    stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
-                    stream = None
-        elif sid > self.last_peer_stream_id() and self.is_peer_stream(sid):
-            raise H2Error(ErrorCode.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-        end = bool(flags & f.END_STREAM)
-        if length == 0:
-            if stream is not None:
+                return None
+            stream.recv_window -= length
+            if stream.recv_window < 0:
+                stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
+                return None
+            if not length:
+                end = bool(flags & f.END_STREAM)
                 if end:
                     stream._mark_received_end()
                 stream.received_data(b"", end)
-            return
-        self._data_left, self._data_stream, self._data_end = length, stream, end
+        elif sid > self.last_peer_stream_id() and self.is_peer_stream(sid):
+            raise H2Error(ErrorCode.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
+        return stream
 
     def is_peer_stream(self, sid: int) -> bool:
         return False
 
     def _credit_connection(self, n: int) -> None:
         self._recv_credit += n
-        if self._recv_credit >= f.MAX_WINDOW // 4:
+        if self._recv_credit >= _CONNECTION_CREDIT_AT:
             self.send_frame(f.window_update_frame(0, self._recv_credit))
             self._recv_credit = 0
 
     def _frame(self, type_: int, flags: int, sid: int, payload: memoryview) -> None:
         if self._header_block is not None and type_ != f.CONTINUATION:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "header block interrupted by another frame")
-        if type_ == f.DATA:  # padded (unpadded DATA never gets here)
+        if type_ == f.HEADERS:
+            if sid == 0:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0")
+            body = f.strip_padding(flags, payload) if flags & f.PADDED else payload
+            if flags & f.PRIORITY_FLAG:
+                body = body[5:]
+            if flags & f.END_HEADERS:
+                self.headers_received(sid, bytes(body), bool(flags & f.END_STREAM))
+            else:
+                self._header_block, self._header_sid = bytearray(body), sid
+                self._header_end = bool(flags & f.END_STREAM)
+        elif type_ == f.WINDOW_UPDATE:
+            self._window_update(sid, payload)
+        elif type_ == f.DATA:  # padded (unpadded DATA never gets here)
             self._credit_connection(len(payload))
             body = f.strip_padding(flags, payload)
             stream = self.streams.get(sid)
@@ -297,17 +330,6 @@ class Connection(asyncio.BufferedProtocol):
                 if end:
                     stream._mark_received_end()
                 stream.received_data(body, end)
-        elif type_ == f.HEADERS:
-            if sid == 0:
-                raise H2Error(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0")
-            body = f.strip_padding(flags, payload)
-            if flags & f.PRIORITY_FLAG:
-                body = body[5:]
-            if flags & f.END_HEADERS:
-                self.headers_received(sid, bytes(body), bool(flags & f.END_STREAM))
-            else:
-                self._header_block, self._header_sid = bytearray(body), sid
-                self._header_end = bool(flags & f.END_STREAM)
         elif type_ == f.CONTINUATION:
             if self._header_block is None or sid != self._header_sid:
                 raise H2Error(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
@@ -317,8 +339,6 @@ class Connection(asyncio.BufferedProtocol):
             if flags & f.END_HEADERS:
                 block, self._header_block = bytes(self._header_block), None
                 self.headers_received(sid, block, self._header_end)
-        elif type_ == f.WINDOW_UPDATE:
-            self._window_update(sid, payload)
         elif type_ == f.SETTINGS:
             self._settings(flags, sid, payload)
         elif type_ == f.PING:
@@ -352,7 +372,8 @@ class Connection(asyncio.BufferedProtocol):
             self.send_window += inc
             if self.send_window > f.MAX_WINDOW:
                 raise H2Error(ErrorCode.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
-            self._unblock()
+            if self.blocked:
+                self._unblock()
             return
         stream = self.streams.get(sid)
         if stream is None:

@@ -17,7 +17,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2 import frames as f
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: a bound keeps one connection from holding thousands of 16 MiB windows).
 MAX_CONCURRENT_STREAMS = 1000
 _MESSAGE_PREFIX = 5
+#: Request heads kept per connection, and the largest header block kept (bytes).
+_HEAD_CACHE_MAX = 64
+_HEAD_CACHE_MAX_LEN = 2048
 
 # Request headers not forwarded to drivers: transport-level, or credentials meant for the gateway only.
 DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})
@@ -75,6 +78,39 @@ def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | 
 _PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
+class RequestHead(NamedTuple):
+    """What a request's header block says, as the relay needs it (the same for every call of a kind)."""
+
+    path: str
+    method: str
+    #: Every non-pseudo request header, for the router (like grpc's invocation metadata).
+    metadata: tuple[Header, ...]
+    #: What the driver gets: without transport headers and the client's credentials.
+    upstream_metadata: tuple[Header, ...]
+    #: ``(gRPC status, message)`` the stream is answered with at once, if it cannot be relayed.
+    problem: tuple[int, str] | None
+
+
+def request_head(headers: list[Header], router: Router) -> RequestHead:
+    path = content_type = ""
+    md: list[Header] = []
+    for k, v in headers:
+        if k == ":path":
+            path = v
+        elif k[0] != ":":
+            md.append((k, v))
+            if k == "content-type":
+                content_type = v
+    method = path.rpartition("/")[2]
+    problem: tuple[int, str] | None = None
+    if not content_type.startswith("application/grpc"):
+        problem = UNKNOWN, f"content-type {content_type!r} is not gRPC; sparkgate speaks gRPC (Spark Connect)"
+    elif not router.known_path(path):
+        problem = UNIMPLEMENTED, f"unknown method {path}"
+    upstream = tuple((k, v) for k, v in md if k not in DROP_HEADERS)
+    return RequestHead(path, method, tuple(md), upstream, problem)
+
+
 class ClientStream(Stream):
     __slots__ = (
         "after",
@@ -101,7 +137,7 @@ class ClientStream(Stream):
         self.path = ""
         self.method = ""
         #: Every non-pseudo request header, for the router (like grpc's invocation metadata).
-        self.metadata: list[Header] = []
+        self.metadata: tuple[Header, ...] = ()
         #: What the driver gets: without transport headers and the client's credentials.
         self.upstream_metadata: tuple[Header, ...] = ()
         self.held: list[memoryview | bytes] = []
@@ -130,25 +166,11 @@ class ClientStream(Stream):
 
     # -- the request --------------------------------------------------------------------------
 
-    def start(self, headers: list[Header], end: bool) -> None:
-        md: list[Header] = []
-        content_type = ""
-        for k, v in headers:
-            if k == ":path":
-                self.path = v
-            elif k[0] == ":":
-                continue
-            else:
-                md.append((k, v))
-                if k == "content-type":
-                    content_type = v
-        self.metadata = md
-        self.upstream_metadata = tuple((k, v) for k, v in md if k not in DROP_HEADERS)
-        self.method = self.path.rpartition("/")[2]
-        if not content_type.startswith("application/grpc"):
-            self.fail(UNKNOWN, f"content-type {content_type!r} is not gRPC; sparkgate speaks gRPC (Spark Connect)")
-        elif not self.router.known_path(self.path):
-            self.fail(UNIMPLEMENTED, f"unknown method {self.path}")
+    def start(self, head: RequestHead, end: bool) -> None:
+        self.path, self.method = head.path, head.method
+        self.metadata, self.upstream_metadata = head.metadata, head.upstream_metadata
+        if head.problem is not None:
+            self.fail(*head.problem)
         elif end:
             self.fail(INVALID_ARGUMENT, f"{self.method}: the request has no message")
 
@@ -348,6 +370,9 @@ class ClientConnection(Connection):
         super().__init__()
         self.router = router
         self.decoder = Decoder()
+        #: Request heads by header block, for the decoder's table version ``_heads_version``.
+        self._heads: dict[bytes, RequestHead] = {}
+        self._heads_version = -1
         self._preface_left = len(f.PREFACE)
         self._last_stream_id = 0
         #: Set after we sent GOAWAY (graceful stop): no new streams, close when the last one ends.
@@ -382,13 +407,14 @@ class ClientConnection(Connection):
         return sid % 2 == 1
 
     def headers_received(self, sid: int, block: bytes, end: bool) -> None:
-        headers = self.decoder.decode(block)  # always: the dynamic table must see every block
         stream = self.streams.get(sid)
         if stream is not None:
+            self.decoder.decode(block)  # always: the dynamic table must see every block
             if end:
                 stream._mark_received_end()
             stream.received_headers(block, end)
             return
+        head = self._request_head(block)
         if sid % 2 == 0:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, f"client opened even-numbered stream {sid}")
         if sid <= self._last_stream_id:
@@ -401,7 +427,30 @@ class ClientConnection(Connection):
         self.streams[sid] = stream
         if end:
             stream.recv_end = True
-        stream.start(headers, end)
+        stream.start(head, end)
+
+    def _request_head(self, block: bytes) -> RequestHead:
+        """The block decoded (always: the dynamic table must see every block) and read as a request.
+
+        A block that left the dynamic table as it was means the same for as long as the table
+        does not change (the decoder's own cache rests on the same fact), so its reading is kept:
+        a client repeats a handful of header blocks, call after call.
+        """
+        decoder = self.decoder
+        version = decoder.version
+        if version == self._heads_version:
+            head = self._heads.get(block)
+            if head is not None:
+                return head
+        else:
+            self._heads.clear()
+            self._heads_version = version
+        head = request_head(decoder.decode(block), self.router)
+        if decoder.version == version and len(block) <= _HEAD_CACHE_MAX_LEN:
+            if len(self._heads) >= _HEAD_CACHE_MAX:
+                self._heads.clear()
+            self._heads[block] = head
+        return head
 
     def goaway_received(self, last_stream_id: int, code: int, debug: bytes) -> None:
         if code != ErrorCode.NO_ERROR:

@@ -65,16 +65,16 @@ class H2Error(Exception):
         self.message = message
 
 
-_HEADER = struct.Struct(">BHBBL")  # 24-bit length split as (high byte, low 16 bits)
+HEADER = struct.Struct(">BHBBL")  # 24-bit length split as (high byte, low 16 bits)
 
 
 def frame_header(length: int, type_: int, flags: int, stream_id: int) -> bytes:
-    return _HEADER.pack(length >> 16, length & 0xFFFF, type_, flags, stream_id)
+    return HEADER.pack(length >> 16, length & 0xFFFF, type_, flags, stream_id)
 
 
 def parse_frame_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int]:
     """``(length, type, flags, stream_id)`` of the 9-byte header at ``offset``."""
-    hi, lo, type_, flags, sid = _HEADER.unpack_from(buf, offset)
+    hi, lo, type_, flags, sid = HEADER.unpack_from(buf, offset)
     return hi << 16 | lo, type_, flags, sid & 0x7FFFFFFF
 
 

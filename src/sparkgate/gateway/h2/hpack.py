@@ -53,6 +53,11 @@ class Decoder:
         self._blocks: dict[bytes, tuple[Header, ...]] = {}
         self._version = 0  # counts changes to the dynamic table
 
+    @property
+    def version(self) -> int:
+        """Changes whenever the dynamic table does: equal versions mean equal tables."""
+        return self._version
+
     def _entry(self, index: int) -> Header:
         if index <= 0:
             raise HpackError("header index 0")

@@ -88,14 +88,18 @@ class Stream:
     # -- sending -------------------------------------------------------------------------------
 
     def send_headers(self, block: bytes, end: bool) -> None:
-        self.queue.append((_HEADERS_KIND, block, end))
-        if len(self.queue) == 1:
-            self.flush()
+        if self.queue:
+            self.queue.append((_HEADERS_KIND, block, end))
+            return
+        self.conn.write_headers(self.id, block, end)
+        if end:
+            self._mark_sent_end()
 
     def send_data(self, payload: memoryview | bytes, end: bool) -> None:
-        self.queue.append((_DATA_KIND, payload, end))
-        if len(self.queue) == 1:
-            self.flush()
+        if self.queue or not self._write_data(payload, end):
+            self.queue.append((_DATA_KIND, payload, end))
+            if len(self.queue) == 1:
+                self.flush()  # writes what the windows allow now, or marks the stream blocked
 
     def reset(self, code: int) -> None:
         """Send RST_STREAM and forget the stream (queued frames are dropped)."""
@@ -104,6 +108,20 @@ class Stream:
         self.queue.clear()
         self.conn.send_frame(f.rst_stream_frame(self.id, code))
         self.conn.close_stream(self)
+
+    def _write_data(self, payload: memoryview | bytes, end: bool) -> bool:
+        """Write ``payload`` whole if the windows and the socket allow it now (False: nothing written)."""
+        conn, size = self.conn, len(payload)
+        if size > self.send_window or size > conn.send_window or conn.paused:
+            return False
+        conn.write_data(self.id, payload, size, end)
+        self.send_window -= size
+        conn.send_window -= size
+        if self.partner is not None:
+            self.partner.consumed(size)
+        if end:
+            self._mark_sent_end()
+        return True
 
     def flush(self) -> None:
         conn, q = self.conn, self.queue
