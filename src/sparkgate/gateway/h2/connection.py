@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 #: ``(length >> 16, length & 0xFFFF, type, flags, stream id with its reserved bit)`` of a frame header.
 unpack_header = f.HEADER.unpack_from
+pack_header = f.HEADER.pack
 #: The connection window is credited back in steps of this many received bytes.
 _CONNECTION_CREDIT_AT = f.MAX_WINDOW // 4
 
@@ -68,6 +69,7 @@ class Connection(asyncio.BufferedProtocol):
     # -- writing ------------------------------------------------------------------------------
 
     def _schedule(self) -> None:
+        """Write what is queued once this event-loop turn's callbacks are done (one write for all)."""
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._flush_out)
@@ -83,30 +85,34 @@ class Connection(asyncio.BufferedProtocol):
         self._schedule()
 
     def write_headers(self, sid: int, block: bytes, end: bool) -> None:
-        mf = self.peer_max_frame
-        flags = f.END_STREAM if end else 0
-        if len(block) <= mf:
-            self.send_frame(f.frame(f.HEADERS, flags | f.END_HEADERS, sid, block))
-            return
-        self.send_frame(f.frame(f.HEADERS, flags, sid, block[:mf]))
-        for off in range(mf, len(block), mf):
-            last = off + mf >= len(block)
-            self.send_frame(f.frame(f.CONTINUATION, f.END_HEADERS if last else 0, sid, block[off : off + mf]))
+        mf, size = self.peer_max_frame, len(block)
+        if size <= mf:  # HEADERS with END_HEADERS (0x4), and END_STREAM (0x1) if it ends the stream
+            self._out += (pack_header(size >> 16, size & 0xFFFF, 1, 5 if end else 4, sid), block)
+        else:
+            self._out.append(f.frame(f.HEADERS, f.END_STREAM if end else 0, sid, block[:mf]))
+            for off in range(mf, size, mf):
+                last = off + mf >= size
+                self._out.append(f.frame(f.CONTINUATION, f.END_HEADERS if last else 0, sid, block[off : off + mf]))
+        if not self._scheduled:
+            self._schedule()
 
     def write_data(self, sid: int, payload: memoryview | bytes, n: int, end: bool) -> None:
         """Frame the first ``n`` bytes of ``payload`` (windows already checked)."""
         out, mf = self._out, self.peer_max_frame
-        if n == 0:
-            out.append(f.frame_header(0, f.DATA, f.END_STREAM if end else 0, sid))
-        off = 0
-        while off < n:
-            k = min(mf, n - off)
-            out.append(f.frame_header(k, f.DATA, f.END_STREAM if end and off + k == n else 0, sid))
-            out.append(payload[off : off + k] if k < len(payload) else payload)
-            off += k
+        if n <= mf:  # one frame (also an empty one that only ends the stream)
+            out.append(pack_header(n >> 16, n & 0xFFFF, 0, 1 if end else 0, sid))
+            if n:
+                out.append(payload if n == len(payload) else payload[:n])
+        else:
+            off = 0
+            while off < n:
+                k = min(mf, n - off)
+                out.append(f.frame_header(k, f.DATA, f.END_STREAM if end and off + k == n else 0, sid))
+                out.append(payload[off : off + k])
+                off += k
         if n >= WRITE_NOW_BYTES:
             self._flush_out()
-        else:
+        elif not self._scheduled:
             self._schedule()
 
     def pause_writing(self) -> None:

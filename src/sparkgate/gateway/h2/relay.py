@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds the driver may take to answer a new session's Config preamble (as the grpc engine).
 PREAMBLE_TIMEOUT = 60.0
+#: Calls whose response changes the routing (:meth:`H2Relay._post_action`).
+_POST_ACTION_METHODS = frozenset({"ReleaseSession", "CloneSession"})
 
 
 class H2Relay:
@@ -138,9 +140,10 @@ class H2Relay:
             message = stream.first_message()
             if message is not None:
                 stream.replace_first_message(wire.with_user_id(message, decision.rewrite_user))
-        stream.after = self._post_action(method, decision.route, ids)
-        if method == "CloneSession":
-            stream.collected = bytearray()
+        if method in _POST_ACTION_METHODS:
+            stream.after = self._post_action(method, decision.route, ids)
+            if method == "CloneSession":
+                stream.collected = bytearray()
         if decision.can_fail_over and stream.recv_end:
             # The whole request is here: keep it until the driver answers, to resend it elsewhere.
             stream.keep_held()  # views would pin read buffers until the driver answers
