@@ -21,6 +21,9 @@ for the stock loop). To compare relay designs against the installed gateway in t
 ``--variant NAME=SRCDIR[:K=V,...]`` adds a gateway run from another source tree (``SRCDIR`` holds a
 ``sparkgate`` package), and
 ``--command NAME=CMD`` adds any relay process that prints ``READY host:port``.
+
+One run on a shared machine moves by +-15 %; ``relay_bench.py pool FILE...`` reads several runs'
+JSON results and gives the verdicts over all of them (see :func:`pool`).
 """
 
 from __future__ import annotations
@@ -635,10 +638,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def pool(files: Sequence[str]) -> list[str]:
+    """Verdicts over several runs (their ``results/relay-*.json``): one run is too noisy to decide.
+
+    Throughput: every round's ratio to nginx in the same round, pooled over all runs; the median
+    with a 95 % bootstrap interval (a fixed seed, so the same files give the same lines). Latency:
+    each run's added p50 minus nginx's, and in how many runs it was within the 0.2 ms target.
+    """
+    import random
+
+    runs = [json.loads(Path(f).read_text())["results"] for f in files]
+    runs = [r for r in runs if "direct" in r and "nginx" in r]
+    if not runs:
+        raise SystemExit("pool: no run with both a direct and an nginx path")
+    names = [n for n in runs[0] if n not in ("direct", "nginx") and all(n in r for r in runs)]
+    rnd = random.Random(0)
+    lines = [f"{len(runs)} runs, {sum(len(r['nginx']['mbps']) for r in runs)} rounds"]
+    for name in names:
+        ratios = [a / b for r in runs for a, b in zip(r[name]["mbps"], r["nginx"]["mbps"], strict=True)]
+        boot = sorted(statistics.median(rnd.choices(ratios, k=len(ratios))) for _ in range(2000))
+        over = [
+            (r[name]["p50_ms"] - r["direct"]["p50_ms"]) - (r["nginx"]["p50_ms"] - r["direct"]["p50_ms"]) for r in runs
+        ]
+        cpu_gb = statistics.median(r[name]["proxy_cpu_s_per_gb"] for r in runs)
+        nginx_gb = statistics.median(r["nginx"]["proxy_cpu_s_per_gb"] for r in runs)
+        cpu_call = statistics.median(r[name]["proxy_cpu_us_per_call"] for r in runs)
+        nginx_call = statistics.median(r["nginx"]["proxy_cpu_us_per_call"] for r in runs)
+        lines.append(
+            f"{name}: throughput {statistics.median(ratios):.3f}x nginx per round (95 % CI "
+            f"{boot[50]:.3f}-{boot[1949]:.3f}; rounds {min(ratios):.2f}-{max(ratios):.2f}); added p50 "
+            f"{statistics.median(over):+.3f} ms vs nginx's (runs {min(over):+.3f} to {max(over):+.3f}; "
+            f"within +0.2 ms in {sum(o <= 0.2 for o in over)} of {len(over)}); proxy CPU "
+            f"{cpu_gb:.2f} s/GB (nginx {nginx_gb:.2f}), {cpu_call:.0f} us/call (nginx {nginx_call:.0f})"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_gateway"]:
         gateway_main(argv[1:])
+        return 0
+    if argv[:1] == ["pool"]:
+        if len(argv) < 2 or argv[1] in ("-h", "--help"):
+            print(f"usage: relay_bench.py pool RESULT.json...\n\n{pool.__doc__}")
+            return 0 if len(argv) >= 2 else 2
+        print("\n".join(pool(argv[1:])))
         return 0
     return run(parse_args(argv))
 

@@ -297,10 +297,15 @@ class LocalProvider:
         self.check_spec(spec)
         driver_id = f"local-{uuid.uuid4().hex[:10]}"
         workdir = self._dir / driver_id
-        workdir.mkdir(parents=True, exist_ok=True)
         port, ui_port = free_port(self._settings.bind_host), free_port(self._settings.bind_host)
         log_path = workdir / "driver.log"
-        cmd = self._command(driver_id, port, ui_port, spec, await self._mount(spec.catalog), workdir=workdir)
+        catalog_conf = await self._mount(spec.catalog)
+
+        def prepare() -> list[str]:  # file system work, off the event loop
+            workdir.mkdir(parents=True, exist_ok=True)
+            return self._command(driver_id, port, ui_port, spec, catalog_conf, workdir=workdir)
+
+        cmd = await asyncio.to_thread(prepare)
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)
