@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _stats import percentile
 from relay_bench import (
     RESULTS_DIR,
     Child,
@@ -84,15 +85,15 @@ def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, dict[st
 
     out: dict[str, dict[str, Any]] = {}
     for name, url in urls.items():
-        lat = sorted(s * 1e3 for s in sql[name])
+        lat = [s * 1e3 for s in sql[name]]
         out[name] = {
             "url": url,
             "rows_per_s": statistics.median(r / s for r, _, s in arrow[name]),
             "mbps": statistics.median(b / s / 1e6 for _, b, s in arrow[name]),
             "arrow_bytes": arrow[name][0][1],
             "seconds_all": [s for _, _, s in arrow[name]],
-            "sql_p50_ms": lat[len(lat) // 2],
-            "sql_p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            "sql_p50_ms": percentile(lat, 0.5),
+            "sql_p99_ms": percentile(lat, 0.99),
             "sql_calls": len(lat),
         }
     return out
@@ -164,7 +165,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--rows", type=int, default=10_000_000, help="rows per spark.range(N).toArrow()")
-    p.add_argument("--reps", type=int, default=5, help="toArrow() runs per path (median reported)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=5,
+        help="rounds: each runs toArrow() once and its share of the SELECT 1 calls on every path in turn "
+        "(median MB/s reported; one round measures the paths one after the other)",
+    )
     p.add_argument("--sql", type=int, default=200, help='measured spark.sql("SELECT 1").collect() per path')
     p.add_argument("--warmup", type=int, default=20, help="SELECT 1 warm-up calls per path")
     p.add_argument(
