@@ -68,7 +68,11 @@ class Parser(Connection):
                 out[-1] = ("data", ev[1], out[-1][2] + ev[2], ev[3])
             else:
                 out.append(ev)
-        return [ev for ev in out if not (ev[0] == "data" and not ev[2] and not ev[3])]
+        return out
+
+    def empty_pieces(self) -> int:
+        """DATA handed on without bytes and without ending the stream: zero-length frames only."""
+        return sum(1 for ev in self.events if ev[0] == "data" and not ev[2] and not ev[3])
 
 
 def traffic() -> bytes:
@@ -124,5 +128,6 @@ async def test_every_split_of_the_bytes_gives_the_same_frames() -> None:
             cuts = sorted(rnd.sample(range(1, len(data)), rnd.randint(1, 200)))
         split = feed(data, cuts)
         assert split.merged() == expected, f"trial {trial}"
+        assert split.empty_pieces() == whole.empty_pieces(), f"trial {trial}: a read boundary made an empty piece"
         assert split.streams.keys() == whole.streams.keys()
         assert [s.recv_window for s in split.streams.values()] == [s.recv_window for s in whole.streams.values()]

@@ -215,7 +215,7 @@ class Connection(asyncio.BufferedProtocol):
                     k = n - off
                     if k < length:  # the rest comes in later reads
                         self._data_left, self._data_stream, self._data_end = length - k, stream, flags & 1
-                        if stream is not None:
+                        if stream is not None and k:
                             stream.received_data(mv[off:], False)
                         return
                     if stream is not None:
