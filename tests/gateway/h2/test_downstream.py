@@ -1,0 +1,87 @@
+"""The client leg's reading of request headers: kept per header block only while it stays true."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkgate.connect.service import SERVICE_PATH
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.downstream import ClientConnection, ClientStream
+from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Header, encode_header, encode_int
+
+
+class Router:
+    max_message_bytes = 1 << 20
+
+    def __init__(self) -> None:
+        self.routed: list[ClientStream] = []
+
+    def known_path(self, path: str) -> bool:
+        return path.startswith(SERVICE_PATH)
+
+    def route(self, stream: ClientStream) -> None:
+        self.routed.append(stream)
+
+    def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None:
+        pass
+
+    def call_done(self, stream: ClientStream) -> None:
+        pass
+
+
+class Transport:
+    def is_closing(self) -> bool:
+        return False
+
+    def writelines(self, pieces: list[Any]) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+def indexed_literal(name: str, value: str) -> bytes:
+    """A literal with incremental indexing and a new name (RFC 7541 §6.2.1): it enters the table."""
+    return b"\x40" + encode_int(len(name), 7) + name.encode() + encode_int(len(value), 7) + value.encode()
+
+
+def headers_frame(sid: int, team_field: bytes) -> bytes:
+    block = REQUEST_PREFIX + encode_header(":path", SERVICE_PATH + "Config")
+    block += encode_header("content-type", "application/grpc") + team_field
+    return f.frame(f.HEADERS, f.END_HEADERS, sid, block)
+
+
+async def test_a_repeated_block_is_read_again_once_the_dynamic_table_changed() -> None:
+    conn = ClientConnection(Router())  # type: ignore[arg-type]
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    newest_entry = bytes([0x80 | 62])  # "the dynamic table's newest entry", whatever it is now
+    conn.data_received(f.PREFACE)
+    frames = [
+        headers_frame(1, indexed_literal("x-doordash-team", "alpha")),
+        headers_frame(3, newest_entry),
+        headers_frame(5, newest_entry),  # the same bytes: the kept reading is right
+        headers_frame(7, indexed_literal("x-doordash-team", "beta")),
+        headers_frame(9, newest_entry),  # the same bytes again, now meaning beta
+    ]
+    for frame in frames:
+        conn.data_received(frame)
+    teams = {sid: dict(s.metadata).get("x-doordash-team") for sid, s in conn.streams.items()}
+    assert teams == {1: "alpha", 3: "alpha", 5: "alpha", 7: "beta", 9: "beta"}
+    assert all(dict(s.upstream_metadata).get("content-type") is None for s in conn.streams.values())
+    assert conn.streams[5].metadata is conn.streams[3].metadata  # read once, kept
+
+
+async def test_a_block_with_problems_is_answered_the_same_way_every_time() -> None:
+    conn = ClientConnection(Router())  # type: ignore[arg-type]
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    block = REQUEST_PREFIX + encode_header(":path", "/other.Service/Call")
+    block += encode_header("content-type", "application/grpc")
+    for sid in (1, 3):
+        conn.data_received(f.frame(f.HEADERS, f.END_HEADERS, sid, block))
+        stream = conn.streams.get(sid)
+        assert stream is None or stream.sent_end  # answered at once: UNIMPLEMENTED
+    assert conn._heads  # kept: the reading includes the answer
