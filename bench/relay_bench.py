@@ -13,7 +13,8 @@ Targets (issue): sparkgate throughput >= 1.0x nginx, and added p50 <= nginx's ad
 
 Backend, nginx and each gateway run as separate processes (own interpreters, own event loops),
 each in its own process group, stopped at the end, on error and on Ctrl-C. Paths are measured
-in interleaved rounds (order rotating) so drift on a shared machine hits all of them alike.
+in interleaved rounds (a new seeded order each round) so drift on a shared machine hits all of them
+alike and no path always follows the same one.
 
 Each engine in ``--engines`` (default ``grpc,h2``) is measured as ``sparkgate-<engine>``; gateways
 run on uvloop when it is installed, as ``sparkgate gateway`` does (``SPARKGATE_BENCH_LOOP=asyncio``
@@ -33,6 +34,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import select
 import shlex
 import shutil
@@ -393,8 +395,14 @@ def measure(
             log(f"  warm: {name}")
         per_round = max(1, args.unary // args.reps)
         order = list(clients)
+        shuffle = random.Random(0).shuffle  # seeded: the same sequence of orders in every run
         for rnd in range(args.reps):
-            for name in order[rnd % len(order) :] + order[: rnd % len(order)]:
+            # A new order each round: drift hits every path alike, and no path always runs right
+            # after the same one (a rotation keeps each path's predecessor, and with it any effect
+            # one path's stream has on the next, such as the backend's state or warm caches).
+            round_order = list(order)
+            shuffle(round_order)
+            for name in round_order:
                 client, res, proxy = clients[name], results[name], proxies.get(name)
                 cpu0 = proxy.cpu_seconds() if proxy else 0.0
                 backend0, client0 = backend.cpu_seconds(), time.process_time()
@@ -645,8 +653,6 @@ def pool(files: Sequence[str]) -> list[str]:
     with a 95 % bootstrap interval (a fixed seed, so the same files give the same lines). Latency:
     each run's added p50 minus nginx's, and in how many runs it was within the 0.2 ms target.
     """
-    import random
-
     runs = [json.loads(Path(f).read_text())["results"] for f in files]
     runs = [r for r in runs if "direct" in r and "nginx" in r]
     if not runs:
