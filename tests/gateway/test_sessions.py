@@ -12,6 +12,7 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import load_settings
 from sparkgate.connect import wire
 from sparkgate.errors import BadRequest, PermissionDenied, SessionLost
+from sparkgate.gateway import sessions
 from sparkgate.gateway.affinity import MemoryAffinityStore
 from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 from sparkgate.testing.fake_provider import FakeProvider
@@ -190,3 +191,28 @@ async def test_no_driver_in_time_is_unavailable_with_retry_info() -> None:
     assert e.value.retry_after_seconds
     assert r.store.all() == []
     await cm.close()
+
+
+async def test_releases_during_a_release_are_answered_by_the_gateway(router: SessionRouter) -> None:
+    """pyspark's stop(): ReleaseExecutes still in flight must not reach a driver closing the session."""
+    sid = str(uuid.uuid4())
+    placed = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    release = await router.resolve("ReleaseSession", [], ids(sid), b"")
+    assert isinstance(placed, Forward) and isinstance(release, Forward)
+    for method in ("ReleaseExecute", "ReleaseSession"):
+        assert isinstance(await router.resolve(method, [], ids(sid), b""), Answer)
+    assert isinstance(await router.resolve("ExecutePlan", [], ids(sid), b""), Forward)  # only releases
+    other = str(uuid.uuid4())
+    assert isinstance(await router.resolve("ExecutePlan", HDRS, ids(other), b""), Forward)
+    assert isinstance(await router.resolve("ReleaseExecute", [], ids(other), b""), Forward)  # other sessions
+    await router.released(release.route)
+    assert router.store.get(release.route.key) is None
+    assert isinstance(await router.resolve("ReleaseExecute", [], ids(sid), b""), Answer)  # no route: as before
+
+
+async def test_a_release_never_answered_is_forgotten(router: SessionRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    sid = str(uuid.uuid4())
+    await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+    assert isinstance(await router.resolve("ReleaseSession", [], ids(sid), b""), Forward)
+    monkeypatch.setattr(sessions, "_RELEASING_SECONDS", 0.0)
+    assert isinstance(await router.resolve("ReleaseSession", [], ids(sid), b""), Forward)  # sent again

@@ -52,8 +52,10 @@ _NEEDS_EXISTING = {"ReattachExecute", "CloneSession"}
 # create the session on a real server, so they are placed like any first call when routable.
 _NOOP_WITHOUT_SESSION = {"ReleaseSession", "ReleaseExecute", "Interrupt", "FetchErrorDetails"}
 _RELEASE = {"ReleaseSession", "ReleaseExecute"}
-#: Lost sessions remembered at most (each is a few hundred bytes).
+#: Lost sessions remembered at most (each is a few hundred bytes); also releases in flight.
 _MAX_LOST = 100_000
+#: Seconds a forwarded ReleaseSession counts as in flight without an answer (then: forgotten).
+_RELEASING_SECONDS = 60.0
 #: Other drivers a new session's first call is tried on after its driver failed before answering.
 FAILOVER_ATTEMPTS = 2
 
@@ -153,6 +155,8 @@ class SessionRouter:
         self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
         #: Sessions whose driver died: why, and when (kept for one session TTL, bounded).
         self._lost: dict[SessionKey, tuple[str, float]] = {}
+        #: Sessions whose ReleaseSession went to the driver and has not been answered: since when.
+        self._releasing: dict[SessionKey, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -237,14 +241,37 @@ class SessionRouter:
         """Where this call goes; ``peer`` is the verified mTLS client certificate's subject, if any."""
         known = self.resolve_known(ids, metadata, peer)
         if known is not None:
-            return known
+            return self._releasing_check(method, known) if method in _RELEASE else known
         who: Identity | None = None
         try:
             who = await self.guard.identify(metadata, peer, ids.user_id, method=method)
-            return await self._resolve(method, metadata, ids, request, who)
+            decision = await self._resolve(method, metadata, ids, request, who)
         except SparkgateError as exc:
             self._audit_refusal(method, ids, who, exc)
             raise
+        if method in _RELEASE and isinstance(decision, Forward):
+            return self._releasing_check(method, decision)
+        return decision
+
+    def _releasing_check(self, method: str, decision: Forward) -> Forward | Answer:
+        """A release call of a session whose ReleaseSession is already with the driver: answered here.
+
+        pyspark's ``stop()`` sends ReleaseSession while ReleaseExecutes of finished queries are
+        still on their way from a thread pool; those that reach the driver after it closed the
+        session fail (``INVALID_HANDLE.SESSION_CLOSED``), which the client ignores but the audit log
+        would record as errors. Closing the session releases its executions anyway. A release
+        whose answer never came is forgotten after :data:`_RELEASING_SECONDS`.
+        """
+        key = decision.route.key
+        since = self._releasing.get(key)
+        now = time.monotonic()
+        if since is not None and now - since < _RELEASING_SECONDS:
+            return Answer(wire.empty_response(method, decision.route.session_id))
+        if method == "ReleaseSession":
+            self._releasing[key] = now
+            if len(self._releasing) > _MAX_LOST:
+                self._releasing.pop(next(iter(self._releasing)))
+        return decision
 
     def _audit_refusal(self, method: str, ids: wire.RequestIds, who: Identity | None, exc: SparkgateError) -> None:
         if isinstance(exc, Unauthenticated):
@@ -438,6 +465,7 @@ class SessionRouter:
 
     async def released(self, route: Route) -> None:
         """The client released its session (ReleaseSession forwarded): drop the route."""
+        self._releasing.pop(route.key, None)
         if await self.store.delete(route.key) is not None:
             self.clusters.detach(route.driver_id)
             self.guard.audit.emit(
