@@ -254,23 +254,25 @@ class SessionRouter:
         return decision
 
     def _releasing_check(self, method: str, decision: Forward) -> Forward | Answer:
-        """A release call of a session whose ReleaseSession is already with the driver: answered here.
+        """A ReleaseExecute of a session whose ReleaseSession is already with the driver: answered here.
 
         pyspark's ``stop()`` sends ReleaseSession while ReleaseExecutes of finished queries are
         still on their way from a thread pool; those that reach the driver after it closed the
         session fail (``INVALID_HANDLE.SESSION_CLOSED``), which the client ignores but the audit log
-        would record as errors. Closing the session releases its executions anyway. A release
-        whose answer never came is forgotten after :data:`_RELEASING_SECONDS`.
+        would record as errors. Closing the session releases its executions anyway. A second
+        ReleaseSession still goes to the driver (a retry after a failed one must reach it), and a
+        release whose answer never came is forgotten after :data:`_RELEASING_SECONDS`.
         """
         key = decision.route.key
-        since = self._releasing.get(key)
         now = time.monotonic()
-        if since is not None and now - since < _RELEASING_SECONDS:
-            return Answer(wire.empty_response(method, decision.route.session_id))
         if method == "ReleaseSession":
             self._releasing[key] = now
             if len(self._releasing) > _MAX_LOST:
                 self._releasing.pop(next(iter(self._releasing)))
+            return decision
+        since = self._releasing.get(key)
+        if since is not None and now - since < _RELEASING_SECONDS:
+            return Answer(wire.empty_response(method, decision.route.session_id))
         return decision
 
     def _audit_refusal(self, method: str, ids: wire.RequestIds, who: Identity | None, exc: SparkgateError) -> None:
