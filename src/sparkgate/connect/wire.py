@@ -57,18 +57,12 @@ def iter_fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int, int]]:
         field, wtype = key >> 3, key & 7
         if field == 0:
             raise BadRequest("request is not a valid protobuf message (field number 0)")
-        if wtype == VARINT:
-            start = pos
-            _, pos = _varint(buf, pos)
-        elif wtype == LEN:
-            length, start = _varint(buf, pos)
-            pos = start + length
-        elif wtype == I64:
-            start, pos = pos, pos + 8
-        elif wtype == I32:
-            start, pos = pos, pos + 4
-        else:  # groups are not used by any Spark Connect message
-            raise BadRequest(f"request is not a valid protobuf message (wire type {wtype})")
+        if wtype != LEN:
+            start, pos = pos, _skip_scalar(buf, pos, wtype)
+            yield field, wtype, start, pos
+            continue
+        length, start = _varint(buf, pos)
+        pos = start + length
         if pos > end:
             raise BadRequest("request is not a valid protobuf message (field runs past the end)")
         yield field, wtype, start, pos
@@ -100,18 +94,15 @@ def scan_request(method: str, buf: bytes | memoryview) -> RequestIds:
     """Read session id, user id and (per method) operation id from a serialized request.
 
     Validates the top level (and ``user_context``) as :func:`iter_fields` does; this is the same
-    walk written out, because it runs for every call the gateway relays.
+    walk written out (sharing :func:`_skip_scalar`), because it runs for every call the gateway
+    relays.
     """
     session_id = user_id = operation_id = new_session_id = ""
     op_field = _OPERATION_ID_FIELD.get(method, -1)
     new_field = _NEW_SESSION_ID_FIELD.get(method, -1)
     pos, end = 0, len(buf)
     while pos < end:
-        key = buf[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(buf, pos)
+        key, pos = _varint(buf, pos)
         if key < 8:
             raise BadRequest("request is not a valid protobuf message (field number 0)")
         if key & 7 != LEN:

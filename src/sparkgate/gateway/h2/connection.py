@@ -279,9 +279,7 @@ class Connection(asyncio.BufferedProtocol):
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA while a header block is open")
         if sid == 0:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
-        self._recv_credit += length
-        if self._recv_credit >= _CONNECTION_CREDIT_AT:
-            self._credit_connection(0)
+        self._credit_connection(length)
         stream = self.streams.get(sid)
         if stream is not None:
             if stream.recv_end:

@@ -114,14 +114,18 @@ class Stream:
         conn, size = self.conn, len(payload)
         if size > self.send_window or size > conn.send_window or conn.paused:
             return False
-        conn.write_data(self.id, payload, size, end)
-        self.send_window -= size
-        conn.send_window -= size
-        if self.partner is not None:
-            self.partner.consumed(size)
+        self._send(payload, size, end)
         if end:
             self._mark_sent_end()
         return True
+
+    def _send(self, payload: memoryview | bytes, n: int, end: bool) -> None:
+        """Frame the first ``n`` bytes (windows checked), spend the windows, credit the partner's sender."""
+        self.conn.write_data(self.id, payload, n, end)
+        self.send_window -= n
+        self.conn.send_window -= n
+        if self.partner is not None:
+            self.partner.consumed(n)
 
     def flush(self) -> None:
         conn, q = self.conn, self.queue
@@ -138,11 +142,7 @@ class Stream:
             if (n <= 0 and size) or conn.paused:
                 self._blocked()
                 return
-            conn.write_data(self.id, payload, n, end and n == size)
-            self.send_window -= n
-            conn.send_window -= n
-            if self.partner is not None:
-                self.partner.consumed(n)
+            self._send(payload, n, end and n == size)
             if n < size:
                 q[0] = (kind, payload[n:], end)
                 self._blocked()
