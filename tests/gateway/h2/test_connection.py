@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import socket
+import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -16,6 +22,7 @@ from sparkgate.config import load_settings
 from sparkgate.connect import wire
 from sparkgate.gateway.h2 import buffers
 from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.connection import RECV_LOWAT, Connection, Stream, _lowat_socket
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, encode_headers
 from sparkgate.gateway.server import Gateway
@@ -150,3 +157,113 @@ async def test_the_engine_reads_into_the_arena(gateway: Gateway) -> None:
             assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE)
     assert arena.loans - before >= 40  # each call: at least the request's read and the response's
     assert arena.slabs_made <= made + 1  # request/response traffic reads into the same slab, over and over
+
+
+# -- reading a large DATA frame: SO_RCVLOWAT ---------------------------------------------------
+
+
+class Collect(Stream):
+    """Stream 1 of a :class:`Sink`: what arrives on it is appended to the sink's ``received``."""
+
+    def received_data(self, payload: memoryview | bytes, end: bool) -> None:
+        sink = cast(Sink, self.conn)
+        sink.received += payload
+        if end:
+            sink.ended.set()
+
+
+class Sink(Connection):
+    """A connection whose stream 1 is open and collects the DATA that arrives on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = bytearray()
+        self.ended = asyncio.Event()
+        self.streams[1] = Collect(self, 1)
+
+    def lowat(self) -> int:
+        return int(self.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))  # type: ignore[union-attr]
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def connected_sink() -> tuple[Sink, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A :class:`Sink` reading from a real TCP socket, and the peer's end of that socket."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = loop.create_future()
+    server = await asyncio.start_server(lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, sink = await loop.create_connection(Sink, "127.0.0.1", port)
+    reader, writer = await accepted
+    server.close()
+    return sink, reader, writer
+
+
+def on_both_loops(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` on the stock event loop and on uvloop (the gateway's, when installed)."""
+    factories: list[Callable[[], asyncio.AbstractEventLoop] | None] = [None]
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factories.append(uvloop.new_event_loop)
+    for factory in factories:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(scenario())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT is used on Linux only")
+def test_the_rest_of_a_large_data_frame_is_read_in_large_pieces() -> None:
+    async def scenario() -> None:
+        sink, reader, peer = await connected_sink()
+        payload = random.Random(5).randbytes(1 << 20)
+        peer.write(f.frame_header(len(payload), f.DATA, 0, 1) + payload[:100_000])
+        await wait_for(lambda: len(sink.received) == 100_000)
+        assert sink.lowat() == RECV_LOWAT  # 948,576 bytes of the frame are still to come
+        for off in range(100_000, len(payload), 150_000):  # less than RECV_LOWAT at a time
+            peer.write(payload[off : off + 150_000])
+            await peer.drain()
+        await wait_for(lambda: len(sink.received) == len(payload))
+        assert sink.lowat() == 1  # the frame is whole: every byte is read as it arrives again
+        peer.write(f.frame(f.DATA, f.END_STREAM, 1, b"tail"))
+        await wait_for(sink.ended.is_set)
+        assert bytes(sink.received) == payload + b"tail"
+        peer.write(f.frame(f.PING, 0, 0, b"12345678"))  # a small frame is answered at once
+        head = await asyncio.wait_for(reader.readexactly(9), 5)
+        assert f.parse_frame_header(head)[1:3] == (f.PING, f.ACK)
+        peer.close()
+
+    on_both_loops(scenario)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT is used on Linux only")
+def test_a_peer_closing_in_the_middle_of_a_large_frame_is_noticed_at_once() -> None:
+    async def scenario() -> None:
+        sink, _, peer = await connected_sink()
+        peer.write(f.frame_header(1 << 20, f.DATA, 0, 1) + bytes(100_000))
+        await wait_for(lambda: len(sink.received) == 100_000)
+        peer.write(bytes(50_000))
+        await peer.drain()
+        peer.close()  # EOF wakes the reader although fewer than RECV_LOWAT bytes arrived
+        await asyncio.wait_for(sink.closed.wait(), 5)
+        assert len(sink.received) == 150_000
+
+    on_both_loops(scenario)
+
+
+def test_no_lowat_under_tls_or_on_other_sockets() -> None:
+    class Transport:
+        def __init__(self, **extra: Any) -> None:
+            self.extra = extra
+
+        def get_extra_info(self, name: str) -> Any:
+            return self.extra.get(name)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(socket.AF_UNIX) as unix:
+        assert (_lowat_socket(Transport(socket=tcp)) is tcp) == (sys.platform == "linux")  # type: ignore[arg-type]
+        assert _lowat_socket(Transport(socket=tcp, ssl_object=object())) is None  # type: ignore[arg-type]
+        assert _lowat_socket(Transport(socket=unix)) is None  # type: ignore[arg-type]
+        assert _lowat_socket(Transport()) is None  # type: ignore[arg-type]

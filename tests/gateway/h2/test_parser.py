@@ -37,6 +37,9 @@ class FakeTransport:
     def set_write_buffer_limits(self, high: int) -> None:
         pass
 
+    def get_extra_info(self, name: str) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
