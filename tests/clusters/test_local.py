@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from sparkgate.clusters import catalog
-from sparkgate.clusters.base import DriverSpec
+from sparkgate.clusters.base import Driver, DriverSpec
 from sparkgate.clusters.local import LocalProvider, spark_version_of, version_matches
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
 from sparkgate.errors import ConfigError, DriverStartError
@@ -172,3 +173,21 @@ async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "spark.sql.catalog.pedregal.uri": "u",
     }
     assert catalog.prepare_catalog(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}
+
+
+async def test_a_drivers_fingerprint_covers_the_local_settings_and_is_recorded(tmp_path: Path) -> None:
+    """A restarted gateway compares it to what it would start now (see ClusterManager._adopt)."""
+
+    def provider(**local: object) -> LocalProvider:
+        settings = load_settings(None, {}, state_dir=str(tmp_path), local=local)
+        return LocalProvider(settings.local, settings.state_dir)
+
+    spec = DriverSpec(spark_conf={"spark.sql.shuffle.partitions": "8"})
+    base = provider(driver_memory="2g")
+    assert base.fingerprint(spec) == provider(driver_memory="2g").fingerprint(spec)
+    assert base.fingerprint(spec) != provider(driver_memory="4g").fingerprint(spec)
+    assert base.fingerprint(spec) != provider(driver_memory="2g", spark_conf={"spark.x": "1"}).fingerprint(spec)
+    assert base.fingerprint(spec) != spec.fingerprint()
+    (tmp_path / "drivers" / "local-1").mkdir(parents=True)
+    base._write_record(Driver(id="local-1", address="127.0.0.1:1", provider="local", fingerprint="f1"))
+    assert json.loads((tmp_path / "drivers" / "local-1" / "driver.json").read_text())["fingerprint"] == "f1"

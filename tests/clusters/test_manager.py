@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from sparkgate.clusters.base import POOL_NAMESPACE, Driver
+from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import CatalogSettings, PoolProfile, QuotaSettings, load_settings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
@@ -284,3 +284,87 @@ async def test_reconcile_drops_vanished_and_adopts_new_drivers() -> None:
     assert cm.get(d.id) is None and dead == [(d.id, "no longer listed by the fake provider")]
     assert cm.get(ext.id) is ext and await cm.acquire("ds", "prod") is ext
     await cm.close()
+
+
+# -- adopting drivers started with settings that have changed since ---------------------------
+
+
+def profiles(conf: str, size: int = 1) -> dict[str, PoolProfile]:
+    return {"default": PoolProfile(size=size, spark_conf={"spark.sql.shuffle.partitions": conf})}
+
+
+async def warm_driver_left_running(p: FakeProvider, conf: str) -> Driver:
+    """A warm driver started with ``conf`` by a manager (gateway) that then stopped without it."""
+    cm = ClusterManager(p, profiles=profiles(conf))
+    await cm.start()
+    await cm.wait_pool_ready(timeout=5)
+    driver = cm.warm()[0]
+    await cm.close(stop_drivers=False)
+    return driver
+
+
+async def until_stopped(p: FakeProvider, driver: Driver) -> None:
+    for _ in range(200):
+        if driver in p.stopped:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{driver.id} was not stopped")
+
+
+async def test_an_outdated_warm_driver_is_replaced_after_a_restart() -> None:
+    p = FakeProvider()
+    old = await warm_driver_left_running(p, "8")
+    cm2 = ClusterManager(p, profiles=profiles("16"))  # the profile's conf changed meanwhile
+    await cm2.start()
+    await cm2.wait_pool_ready(timeout=5)
+    await until_stopped(p, old)  # it never had a session: stopped at once
+    (fresh,) = cm2.warm()
+    assert fresh is not old and p.specs[-1].spark_conf == {"spark.sql.shuffle.partitions": "16"}
+    assert (await cm2.acquire("fe", "prod")) is fresh
+    await cm2.close()
+
+
+async def test_an_outdated_team_driver_keeps_its_sessions_but_takes_no_new_ones() -> None:
+    p = FakeProvider()
+    quotas = QuotaSettings(max_drivers_per_namespace=1, max_sessions_per_namespace=0)
+    cm = ClusterManager(p, profiles=profiles("8", size=0), quotas=quotas)
+    await cm.start()
+    old = await cm.acquire("fe", "prod")
+    await cm.close(stop_drivers=False)
+
+    cm2 = ClusterManager(p, profiles=profiles("16", size=0), quotas=quotas, driver_idle_ttl=0.2)
+    await cm2.start()
+    adopted = cm2.get(old.id)
+    assert adopted is not None and adopted.state.value == "draining"
+    cm2.attach(adopted)  # the restarted gateway restored a route to it
+    assert await cm2.expire_idle() == []  # in use: kept
+    new = await cm2.acquire("fe", "prod")  # a new session gets a driver with today's settings,
+    assert new is not adopted  # although the namespace may hold only one driver
+    cm2.attach(new)
+    assert p.specs[-1].spark_conf == {"spark.sql.shuffle.partitions": "16"}
+    cm2.detach(adopted.id)
+    await until_stopped(p, adopted)  # its last session ended: stopped (by the periodic idle check)
+    assert cm2.get(adopted.id) is None
+    assert new not in p.stopped  # in use
+    await cm2.close()
+
+
+async def test_drivers_with_unchanged_or_unknown_settings_are_adopted_as_ready() -> None:
+    p = FakeProvider()
+    same = await warm_driver_left_running(p, "8")
+    unknown = p.add_external()  # not started by sparkgate: no fingerprint to compare
+
+    cm2 = ClusterManager(p, profiles=profiles("8"))
+    await cm2.start()
+    assert {d.id for d in cm2.warm()} == {same.id, unknown.id}
+    await cm2.close()
+
+
+def test_fingerprints_follow_what_a_driver_runs_with() -> None:
+    base = DriverSpec(spark_conf={"a": "1", "b": "2"})
+    assert base.fingerprint() == DriverSpec(namespace="sjns-fe-prod", spark_conf={"b": "2", "a": "1"}).fingerprint()
+    assert base.fingerprint() != DriverSpec(spark_conf={"a": "1"}).fingerprint()
+    assert base.fingerprint() != DriverSpec(spark_conf={"a": "1", "b": "2"}, spark_version="3.5").fingerprint()
+    catalog = CatalogSettings(name="other")
+    assert base.fingerprint() != DriverSpec(spark_conf={"a": "1", "b": "2"}, catalog=catalog).fingerprint()
+    assert base.fingerprint("4g") != base.fingerprint("8g")

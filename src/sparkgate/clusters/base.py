@@ -8,6 +8,8 @@ the warm pool, placement, the gateway — talks only to :class:`ClusterProvider`
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ class Driver:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: Pre-shared ``spark.connect.authenticate.token`` the driver requires (never shown in status).
     token: str | None = field(default=None, repr=False)
+    #: What it was started with (:meth:`DriverSpec.fingerprint`, as its provider extends it); ``""``
+    #: if unknown (not started by sparkgate, or by a version that did not record it).
+    fingerprint: str = ""
 
     @property
     def auth_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -75,6 +80,7 @@ class Driver:
             "ui_url": self.ui_url,
             "log_path": self.log_path,
             "pid": self.pid,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -89,6 +95,21 @@ class DriverSpec:
     spark_version: str | None = None
     #: The catalog it mounts: the one every environment using the profile names.
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+
+    def fingerprint(self, *extra: object) -> str:
+        """A digest of what a driver started from this spec runs with (not where it serves).
+
+        Equal for specs whose drivers behave alike: a restarted gateway compares it to tell an
+        adopted driver started with settings that have changed since. ``extra``: what the
+        provider adds (its own Spark conf, memory, master).
+        """
+        doc = {
+            "spark_conf": dict(sorted(self.spark_conf.items())),
+            "spark_version": self.spark_version,
+            "catalog": self.catalog.mount_key(),
+            "extra": [str(x) for x in extra],
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @runtime_checkable

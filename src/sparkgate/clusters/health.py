@@ -94,7 +94,9 @@ class HealthChecker:
         await self._on_dead(driver, why)
 
     async def check(self, drivers: list[Driver]) -> None:
-        await asyncio.gather(*(self.probe(d) for d in drivers if d.state is DriverState.READY))
+        # Draining drivers still serve their sessions: a death there must be noticed too.
+        live = (DriverState.READY, DriverState.DRAINING)
+        await asyncio.gather(*(self.probe(d) for d in drivers if d.state in live))
 
     async def close(self) -> None:
         for ch in self._channels.values():

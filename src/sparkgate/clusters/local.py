@@ -208,6 +208,11 @@ class LocalProvider:
             self._version = spark_version_of(self.spark_home)
         return self._version
 
+    def fingerprint(self, spec: DriverSpec) -> str:
+        """:meth:`DriverSpec.fingerprint` with what this provider adds to every driver it starts."""
+        s = self._settings
+        return spec.fingerprint(sorted(s.spark_conf.items()), s.driver_memory, s.master)
+
     def check_spec(self, spec: DriverSpec) -> None:
         """Raise DriverStartError if this provider cannot run what ``spec`` asks for."""
         if spec.spark_version and not version_matches(spec.spark_version, self.spark_version):
@@ -337,6 +342,7 @@ class LocalProvider:
             log_path=str(log_path),
             pid=proc.pid,
             token=self.token,
+            fingerprint=self.fingerprint(spec),
         )
         self._write_record(driver)
         log.info("starting driver %s on %s (log %s)", driver_id, driver.address, log_path)
@@ -480,6 +486,7 @@ class LocalProvider:
                     log_path=data.get("log_path"),
                     pid=pid,
                     token=self.token,
+                    fingerprint=data.get("fingerprint", ""),
                 )
             )
         return found

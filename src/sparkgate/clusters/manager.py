@@ -121,6 +121,8 @@ class ClusterManager:
         for d in await self.provider.list_drivers():
             self._adopt(d)
         self.refill_pool()
+        if any(d.state is DriverState.DRAINING and d.namespace == POOL_NAMESPACE for d in self._drivers.values()):
+            self._tasks.spawn("stop-outdated", self.expire_idle())
         self._tasks.every("expire-idle", min(30.0, self.driver_idle_ttl / 4), self.expire_idle)
         self._tasks.every("reconcile", self.reconcile_interval, self.reconcile)
         if self.health is not None:
@@ -128,9 +130,28 @@ class ClusterManager:
             self._tasks.every("health", checker.settings.interval_seconds, lambda: checker.check(self.drivers()))
 
     def _adopt(self, d: Driver) -> None:
-        d.state = DriverState.READY  # health probes tell otherwise soon enough
+        where = d.namespace or "pool"
+        if d.fingerprint and d.fingerprint != self._fingerprint(self._spec(d.namespace, d.profile)):
+            # Started before its profile's Spark conf, catalog or Spark version changed: it keeps
+            # the sessions it has (a restarted gateway restores their routes) but takes no new
+            # ones, and is stopped once it has none (:meth:`expire_idle`); the pool starts a
+            # replacement with today's settings.
+            d.state = DriverState.DRAINING
+            log.warning(
+                "adopted driver %s (%s, profile %s) runs with settings that changed since it started: "
+                "it takes no new sessions and stops once its current ones end",
+                d.id,
+                where,
+                d.profile,
+            )
+        else:
+            d.state = DriverState.READY  # health probes tell otherwise soon enough
         self._drivers[d.id] = d
-        log.info("adopted running driver %s (%s, profile %s) at %s", d.id, d.namespace or "pool", d.profile, d.address)
+        log.info("adopted running driver %s (%s, profile %s) at %s", d.id, where, d.profile, d.address)
+
+    def _fingerprint(self, spec: DriverSpec) -> str:
+        own = getattr(self.provider, "fingerprint", None)
+        return str(own(spec)) if own is not None else spec.fingerprint()
 
     async def close(self, *, stop_drivers: bool = True) -> None:
         if self._refill_timer is not None:
@@ -284,7 +305,8 @@ class ClusterManager:
         roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
         if roomy:
             return self.placement.choose(roomy)
-        at_ns_cap = bool(q.max_drivers_per_namespace) and len(mine) + (ns in self._starting) >= (
+        serving = [d for d in mine if d.state is not DriverState.DRAINING]  # draining ones are on their way out
+        at_ns_cap = bool(q.max_drivers_per_namespace) and len(serving) + (ns in self._starting) >= (
             q.max_drivers_per_namespace
         )
         if at_ns_cap and ready:  # the namespace has all the drivers it may: share them
@@ -363,12 +385,20 @@ class ClusterManager:
             d.last_used = time.time()
 
     async def expire_idle(self) -> list[Driver]:
-        """Stop team drivers that had no session for ``driver_idle_ttl`` seconds (pool drivers stay)."""
+        """Stop team drivers that had no session for ``driver_idle_ttl`` seconds (pool drivers stay).
+
+        Adopted drivers that run with outdated settings (DRAINING) go too: a warm one at once (it
+        never had a session), a team one like any other once idle.
+        """
         cutoff = time.time() - self.driver_idle_ttl
         idle = [
             d
             for d in self._drivers.values()
-            if d.namespace != POOL_NAMESPACE and d.sessions == 0 and d.last_used < cutoff
+            if d.sessions == 0
+            and (
+                (d.namespace != POOL_NAMESPACE and d.last_used < cutoff)
+                or (d.namespace == POOL_NAMESPACE and d.state is DriverState.DRAINING)
+            )
         ]
         for d in idle:
             d.state = DriverState.DRAINING
@@ -393,7 +423,11 @@ class ClusterManager:
         """A profile below its warm target whose backoff allows a start now, if any."""
         now = time.monotonic()
         for name, p in sorted(self.profiles.items()):
-            have = sum(1 for d in self._drivers.values() if d.namespace == POOL_NAMESPACE and d.profile == name)
+            have = sum(
+                1
+                for d in self._drivers.values()
+                if d.namespace == POOL_NAMESPACE and d.profile == name and d.state is not DriverState.DRAINING
+            )
             b = self.backoff.get(f"pool:{name}")
             if have < p.size and (b is None or b.retry_at <= now):
                 return name

@@ -53,6 +53,7 @@ class FakeProvider:
             state=DriverState.READY,
             profile=spec.profile,
             token=self.token,
+            fingerprint=spec.fingerprint(),
         )
         self.started.append(d)
         return d
