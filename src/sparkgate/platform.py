@@ -28,6 +28,7 @@ from sparkgate.clusters.local import LocalProvider
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import ConfigError, DriverStartError
+from sparkgate.gateway.h2.buffers import SLAB_BYTES
 from sparkgate.gateway.server import Gateway
 from sparkgate.playground.app import create_app
 from sparkgate.playground.server import PlaygroundServer
@@ -312,6 +313,7 @@ class _PlatformCollector(Collector):
             )
             yield CounterMetricFamily(
                 "sparkgate_relay_buffers_allocated",
-                "Read buffers (1 MiB slabs) the h2 relay allocated; a steady rise means data waits on slow readers",
+                f"Read buffers ({SLAB_BYTES >> 20} MiB slabs) the h2 relay allocated; a steady rise means data "
+                "waits on slow readers",
                 value=buffers.slabs_made,
             )

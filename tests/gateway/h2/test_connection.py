@@ -219,12 +219,13 @@ def on_both_loops(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def test_the_rest_of_a_large_data_frame_is_read_in_large_pieces() -> None:
     async def scenario() -> None:
         sink, reader, peer = await connected_sink()
-        payload = random.Random(5).randbytes(1 << 20)
+        payload = random.Random(5).randbytes(3 * RECV_LOWAT)
         peer.write(f.frame_header(len(payload), f.DATA, 0, 1) + payload[:100_000])
         await wait_for(lambda: len(sink.received) == 100_000)
-        assert sink.lowat() == RECV_LOWAT  # 948,576 bytes of the frame are still to come
-        for off in range(100_000, len(payload), 150_000):  # less than RECV_LOWAT at a time
-            peer.write(payload[off : off + 150_000])
+        assert sink.lowat() == RECV_LOWAT  # most of the frame is still to come
+        step = RECV_LOWAT // 3  # less than RECV_LOWAT at a time
+        for off in range(100_000, len(payload), step):
+            peer.write(payload[off : off + step])
             await peer.drain()
         await wait_for(lambda: len(sink.received) == len(payload))
         assert sink.lowat() == 1  # the frame is whole: every byte is read as it arrives again
@@ -243,7 +244,7 @@ def test_the_rest_of_a_large_data_frame_is_read_in_large_pieces() -> None:
 def test_a_peer_closing_in_the_middle_of_a_large_frame_is_noticed_at_once() -> None:
     async def scenario() -> None:
         sink, _, peer = await connected_sink()
-        peer.write(f.frame_header(1 << 20, f.DATA, 0, 1) + bytes(100_000))
+        peer.write(f.frame_header(4 * RECV_LOWAT, f.DATA, 0, 1) + bytes(100_000))
         await wait_for(lambda: len(sink.received) == 100_000)
         peer.write(bytes(50_000))
         await peer.drain()
