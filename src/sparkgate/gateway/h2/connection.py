@@ -42,8 +42,9 @@ _CONNECTION_CREDIT_AT = f.MAX_WINDOW // 4
 #: DATA of at least this many bytes is written at once instead of at the end of the loop turn.
 WRITE_NOW_BYTES = 64 * 1024
 #: While at least this much of a DATA frame is still to come, a read waits until it has arrived.
-#: Measured (``bench/relay_bench.py``): 256 KiB streamed 2.5-3.5 % faster than waking on every
-#: arrival (128 KiB less so), and 1 MiB with 4 MiB read slabs another 2.4 %.
+#: Measured (``bench/relay_bench.py``, paired runs): 256 KiB streamed 2.5-4 % faster than waking
+#: on every arrival (128 KiB less so); 1 MiB with 4 MiB read slabs another 2.4 % in 18 runs and
+#: 0.3 % in 14 more.
 RECV_LOWAT = 1024 * 1024
 
 
