@@ -218,3 +218,5 @@ async def test_a_release_never_answered_is_forgotten(router: SessionRouter, monk
     assert isinstance(await router.resolve("ReleaseExecute", [], ids(sid), b""), Answer)
     monkeypatch.setattr(sessions, "_RELEASING_SECONDS", 0.0)
     assert isinstance(await router.resolve("ReleaseExecute", [], ids(sid), b""), Forward)  # to the driver again
+    await router.sweep()
+    assert not router._releasing  # and no longer kept

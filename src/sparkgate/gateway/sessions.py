@@ -168,7 +168,7 @@ class SessionRouter:
                 self.clusters.attach(d)
 
     async def sweep(self) -> None:
-        """Expire idle routes and stale pending sessions."""
+        """Expire idle routes, stale pending sessions, and releases that were never answered."""
         now = time.time()
         for r in await self.store.sweep(now - self._settings.affinity.session_ttl_seconds):
             self.clusters.detach(r.driver_id)
@@ -179,6 +179,9 @@ class SessionRouter:
         lost_cutoff = now - self._settings.affinity.session_ttl_seconds
         for key in [k for k, (_, at) in self._lost.items() if at < lost_cutoff]:
             del self._lost[key]
+        releasing_cutoff = time.monotonic() - _RELEASING_SECONDS
+        for key in [k for k, since in self._releasing.items() if since < releasing_cutoff]:
+            del self._releasing[key]
 
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
