@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from sparkgate.config import PATH_CATALOG_CLASS, CatalogSettings, Settings, env_overrides, load_settings
+from sparkgate.config import (
+    PATH_CATALOG_CLASS,
+    CatalogSettings,
+    FileSetting,
+    Settings,
+    env_overrides,
+    load_settings,
+)
 from sparkgate.errors import ConfigError
 
 
@@ -199,3 +209,62 @@ def test_spark_conf_values_are_strings_and_dotted_env_keys_keep_their_case(monke
     s = load_settings(None, dict(os.environ), pool={"profiles": {"big": {"spark_conf": {"spark.executor.cores": 4}}}})
     assert s.local.spark_conf == {"spark.dynamicAllocation.enabled": "true", "spark.cores.max": "1"}
     assert s.pool.profiles["big"].spark_conf == {"spark.executor.cores": "4"}
+
+
+def _file_settings(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Dotted names of every setting that names a file or directory (typed ``FileSetting``/``Path``)."""
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _file_settings(ann, f"{prefix}{name}.")
+        elif ann is Path or any(m in FileSetting.__metadata__ for m in field.metadata):
+            yield prefix + name
+
+
+def test_paths_in_the_settings_are_absolute_from_where_they_were_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = sorted(_file_settings(Settings))
+    assert named == [
+        "auth.oidc.ca_file",
+        "auth.tokens_file",
+        "local.spark_home",
+        "runner.gateway_ca_file",
+        "state_dir",
+        "tls.cert_file",
+        "tls.client_ca_file",
+        "tls.key_file",
+    ]
+    # Every other setting that looks like a path is relative to state_dir, by state_path().
+    relative_to_state = ["gateway.affinity.path", "audit.path", "runner.catalog_dir"]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    overrides: dict[str, Any] = {}
+    for dotted in named:
+        node = overrides
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = f"rel/{leaf}"
+    s = load_settings(None, {}, **overrides)
+    monkeypatch.chdir(tmp_path)  # a component that runs elsewhere (a driver, a job program)
+    for dotted in named:
+        value: Any = s
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        assert Path(value) == here / "rel" / dotted.rsplit(".", 1)[-1], dotted
+    assert s.state_path("drivers") == here / "rel" / "state_dir" / "drivers"
+    for dotted in relative_to_state:
+        value = s
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        assert s.state_path(value).is_relative_to(here / "rel" / "state_dir"), dotted
+    assert s.state_path("/elsewhere/audit.log") == Path("/elsewhere/audit.log")
+
+
+def test_the_default_state_dir_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, {}).state_dir == tmp_path / ".sparkgate"
+    assert Settings().state_dir == tmp_path / ".sparkgate"
+    assert load_settings(None, {"SPARKGATE__STATE_DIR": "~/x/../state"}).state_dir == Path.home() / "state"

@@ -16,6 +16,7 @@ from sparkgate.config import load_settings
 from sparkgate.connect import wire
 from sparkgate.errors import ConfigError
 from sparkgate.platform import Platform
+from sparkgate.runner.backends.local import LocalBackend
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.fake_provider import FakeProvider
 
@@ -41,6 +42,7 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             gateway={"host": "127.0.0.1", "port": 0},
             admin={"port": 0},
             runner={"port": 0},
+            playground={"port": 0},
             pool={"size": 1},
             state_dir=tmp_path,
         )
@@ -97,3 +99,27 @@ async def test_a_profile_the_provider_cannot_run_fails_at_start(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"profile 'legacy' needs Spark 3\.5"):
         async with Platform(settings):
             pass
+
+
+async def test_state_lands_where_the_settings_were_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default, relative state dir, with the platform's parts started from another working
+    directory: everything they write is under the state dir the settings named."""
+    pytest.importorskip("pyarrow", reason="the runner writes the sample catalog with pyarrow")
+    loaded_in, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    loaded_in.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(loaded_in)
+    ports = {"gateway": {"host": "127.0.0.1", "port": 0}, "admin": {"port": 0}, "runner": {"port": 0}}
+    settings = load_settings(None, {}, **ports, playground={"port": 0}, pool={"size": 0})
+    state = loaded_in / ".sparkgate"
+    assert settings.state_dir == state
+    monkeypatch.chdir(elsewhere)
+    async with FakeSparkConnectServer() as fake, Platform(settings, provider=FakeProvider(address=fake.address)) as p:
+        assert p.runner is not None
+        backend = p.runner.backend
+        assert isinstance(backend, LocalBackend)
+        assert backend.jobs_dir == state / "jobs" and backend.catalog_root == state / "catalog"
+    written = {str(f.relative_to(state)) for f in state.iterdir()}
+    assert {"affinity.db", "audit.log", "runner.db", "catalog"} <= written, written
+    assert (state / "catalog" / "samples" / "orders").is_dir()
+    assert list(elsewhere.iterdir()) == []

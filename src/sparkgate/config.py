@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sparkgate.errors import ConfigError
 
@@ -53,6 +62,24 @@ def _conf_values_as_strings(data: Any) -> Any:
 
 #: Spark conf (or catalog options): string values, written in YAML as ``1``, ``true`` or ``"2g"`` alike.
 SparkConf = Annotated[dict[str, str], BeforeValidator(_conf_values_as_strings)]
+
+
+def absolute_path(p: Path) -> Path:
+    """``p`` with ``~`` expanded, made absolute against the working directory *now*, and normalised.
+
+    Every path setting passes through here when settings are loaded, so no component ever sees a
+    relative one: drivers, job programs and the standby job program run in directories of their
+    own, where a relative path would name something else.
+    """
+    return Path(os.path.abspath(p.expanduser()))
+
+
+def _absolute_file(value: str | None) -> str | None:
+    return str(absolute_path(Path(value))) if value else None  # "" (as from an empty override): not set
+
+
+#: A file named in the settings: relative to the working directory the settings are loaded in.
+FileSetting = Annotated[str | None, AfterValidator(_absolute_file)]
 
 
 def _refuse_moved(data: Any, key: str, where: str) -> Any:
@@ -210,7 +237,7 @@ class LocalProviderSettings(_Section):
     """Spark Connect servers started from the installed ``pyspark`` wheel on this machine."""
 
     #: Spark distribution to launch; default: the ``pyspark`` package directory (it ships the jars).
-    spark_home: str | None = None
+    spark_home: FileSetting = None
     #: JVM heap for each driver. The JVM's 1 GiB default dies with OutOfMemoryError on a 10M-row collect.
     driver_memory: str = "2g"
     #: Spark master for local drivers: threads in the driver JVM.
@@ -357,7 +384,7 @@ class OidcSettings(_Section):
     #: Seconds for each HTTP request to the issuer.
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     #: CA bundle for the issuer's HTTPS certificate (default: the system's).
-    ca_file: str | None = None
+    ca_file: FileSetting = None
 
 
 class AuthSettings(_Section):
@@ -369,7 +396,7 @@ class AuthSettings(_Section):
     #: UNAUTHENTICATED, unless it comes over mTLS from one of ``service_identities``.
     mode: Literal["none", "static", "oidc"] = "none"
     #: YAML file for ``static``: ``tokens: [{token_sha256: <hex> | token: <plain>, subject: alice@x, groups: [fe]}]``.
-    tokens_file: str | None = None
+    tokens_file: FileSetting = None
     oidc: OidcSettings = OidcSettings()
     #: mTLS client certificate subjects (CN) that may call without a token, with their groups,
     #: e.g. ``{sparkgate-runner: [platform]}`` (needs ``tls.client_ca_file``).
@@ -385,11 +412,11 @@ class TlsSettings(_Section):
     """TLS on the gateway's listener (``sparkgate certs`` makes a local CA and certificates)."""
 
     #: PEM certificate chain and key; both set → the gateway speaks only TLS (ALPN h2).
-    cert_file: str | None = None
-    key_file: str | None = None
+    cert_file: FileSetting = None
+    key_file: FileSetting = None
     #: CA that signs client certificates: set → clients may present one (mTLS) and its subject is
     #: their identity if listed in ``auth.service_identities``.
-    client_ca_file: str | None = None
+    client_ca_file: FileSetting = None
     #: Seconds between checks of the files; a changed certificate is used for new connections.
     reload_interval_seconds: float = Field(default=30.0, gt=0)
 
@@ -464,7 +491,7 @@ class RunnerSettings(_Section):
     #: CA that signed the gateway's TLS certificate, for pool jobs when ``tls`` is on (e.g. the one
     #: ``sparkgate certs`` made: ``.sparkgate/certs/ca.pem``). With auth on, ``sparkgate up`` gives
     #: the runner its own in-process credential; jobs run as ``sparkgate-runner`` on the gateway.
-    gateway_ca_file: str | None = None
+    gateway_ca_file: FileSetting = None
     #: Seconds a job may run before it is cancelled (``options.ttl_seconds`` overrides, up to this).
     max_ttl_seconds: float = Field(default=6 * 3600.0, gt=0)
     default_ttl_seconds: float = Field(default=3600.0, gt=0)
@@ -519,8 +546,9 @@ def _default_environments() -> dict[str, EnvironmentSettings]:
 class Settings(_Section):
     """The whole platform's configuration."""
 
-    #: Directory for state (route database, driver logs, driver records). Relative → cwd.
-    state_dir: Path = Path(".sparkgate")
+    #: Directory for state (route database, driver logs and records, jobs, the sample catalog).
+    #: A relative path is made absolute against the working directory the settings are loaded in.
+    state_dir: Path = Field(default=Path(".sparkgate"), validate_default=True)
     #: ``text`` for people, ``json`` for log pipelines.
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -537,6 +565,11 @@ class Settings(_Section):
     runner: RunnerSettings = RunnerSettings()
     playground: PlaygroundSettings = PlaygroundSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, v: Path) -> Path:
+        return absolute_path(v)
 
     @field_validator("environments")
     @classmethod
@@ -603,8 +636,8 @@ class Settings(_Section):
         return env.team_profiles.get(team, env.profile)
 
     def state_path(self, name: str) -> Path:
-        p = Path(name).expanduser()
-        return p if p.is_absolute() else self.state_dir.expanduser() / p
+        """A path setting that is relative to ``state_dir`` (absolute ones stay as they are)."""
+        return absolute_path(self.state_dir / Path(name).expanduser())
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

@@ -41,3 +41,5 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # grpc's own logger is chatty at INFO about things operators cannot act on.
     logging.getLogger("grpc").setLevel(logging.WARNING)
+    # Alembic narrates every plugin and migration step at INFO, on every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -174,7 +174,7 @@ class Platform:
     async def _start_playground(self) -> None:
         assert self.runner_server is not None
         pg = self.settings.playground
-        app = create_app(self.settings, f"127.0.0.1:{self.runner_server.port}")
+        app = create_app(self.settings, f"127.0.0.1:{self.runner_server.port}", guard=self.gateway.guard)
         self.playground = PlaygroundServer(app, pg.host, pg.port)
         await self.playground.start()
 

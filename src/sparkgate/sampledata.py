@@ -64,9 +64,14 @@ def _spark_schema(fields: list[tuple[str, str]]) -> str:
     )
 
 
+#: The local catalog's namespace for users' own tables (``CREATE TABLE pedregal.scratch.mine AS ...``).
+SCRATCH_NAMESPACE = "scratch"
+
+
 def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> dict[str, int]:
     """Write ``raw.events``, ``raw.orders`` and ``feature_store.user_features`` (``ds`` partitions for
-    the last :data:`PEDREGAL_DAYS` days) in the local catalog's layout, if not already written today."""
+    the last :data:`PEDREGAL_DAYS` days) in the local catalog's layout, if not already written today,
+    and an empty namespace, :data:`SCRATCH_NAMESPACE`, for tables of one's own."""
     import shutil
 
     import pyarrow as pa
@@ -74,6 +79,7 @@ def write_pedregal_catalog(root: str | Path, today: dt.date | None = None) -> di
 
     today = today or dt.date.today()
     base = Path(root)
+    (base / SCRATCH_NAMESPACE).mkdir(parents=True, exist_ok=True)
     stamp = base / ".generated"
     version = f"{today.isoformat()} v2"  # bump when the tables change
     if stamp.is_file() and stamp.read_text().strip() == version:

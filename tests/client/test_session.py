@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -12,11 +13,23 @@ from sparkgate.client import GatewayError, connection_url, gateway_for, get_spar
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("SPARK_CONNECT_GATEWAY", "SPARKGATE_TOKEN", "SPARKGATE_TOKEN_FILE", "JUPYTERHUB_USER"):
+    for var in ("SPARK_CONNECT_GATEWAY", "SPARKGATE_TOKEN", "SPARKGATE_TOKEN_FILE", "JUPYTERHUB_USER", "LOGNAME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SPARKGATE_CLIENT_CONFIG", str(tmp_path / "none.yaml"))
     monkeypatch.setenv("SPARKGATE_TOKEN_FILE", str(tmp_path / "no-token"))
     monkeypatch.setenv("USER", "jovyan")
+
+
+def test_the_user_is_the_login_even_without_user_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+    import pwd
+
+    assert "user_id=jovyan" in connection_url("t", "local")
+    monkeypatch.delenv("USER")
+    assert f"user_id={pwd.getpwuid(os.getuid()).pw_name}" in connection_url("t", "local")
+    monkeypatch.setenv("JUPYTERHUB_USER", "hub-user")
+    assert "user_id=hub-user" in connection_url("t", "local")
+    assert getpass.getuser() != "hub-user"
 
 
 def test_gateway_per_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

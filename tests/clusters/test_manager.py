@@ -49,9 +49,37 @@ async def test_concurrent_new_sessions_start_one_driver() -> None:
 async def test_driver_cap() -> None:
     cm = ClusterManager(FakeProvider(), pool_size=0, max_drivers=1)
     await cm.start()
-    await cm.acquire("a", "prod")
+    cm.attach(await cm.acquire("a", "prod"))
     with pytest.raises(ResourceExhausted, match="max_drivers=1"):
         await cm.acquire("b", "prod")
+    await cm.close()
+
+
+async def test_at_the_cap_the_least_recently_used_idle_team_driver_makes_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=0, max_drivers=3)
+    await cm.start()
+    busy = await cm.acquire("busy", "prod")
+    cm.attach(busy)
+    older = await cm.acquire("older", "prod")
+    newer = await cm.acquire("newer", "prod")
+    older.last_used, newer.last_used = time.time() - 120, time.time() - 60
+    busy.last_used = time.time() - 600  # least recently used, but it has a session
+
+    d = await cm.acquire("next", "prod")
+    assert d.namespace == "sjns-next-prod"
+    assert older in p.stopped and cm.get(older.id) is None
+    assert cm.get(newer.id) is newer and cm.get(busy.id) is busy
+
+    # A driver just handed out has no session yet (it is attached after the session's route is
+    # stored): it is not idle, so the cap holds.
+    monkeypatch.setattr(time, "time", lambda: d.last_used + 1)
+    newer.last_used = d.last_used
+    with pytest.raises(ResourceExhausted, match="none has been idle"):
+        await cm.acquire("one-more", "prod")
+    assert cm.get(d.id) is d
     await cm.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import java_client
 from tests.e2e.conftest import NS_T1, GatewayHarness
 
 pytestmark = pytest.mark.spark
@@ -65,31 +65,7 @@ def test_pytest_plugin_fixture(gateway: GatewayHarness, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("javac") is None, reason="needs a JDK (javac) to build the Java example")
 def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
-    import pyspark
-
-    jars = Path(pyspark.__file__).parent / "jars"
-    # The JVM client (connect-repl/) with the wheel's common jars, but not Spark Classic's SQL jar
-    # nor the servers': with `org.apache.spark.sql.classic.SparkSession` on the classpath,
-    # SparkSession.builder() would build a classic session instead of a Connect one.
-    server_side = re.compile(
-        r"spark-(sql|connect|hive|hive-thriftserver|mllib|mllib-local|graphx|streaming|repl|pipelines)_"
-    )
-    common = [str(j) for j in sorted(jars.glob("*.jar")) if not server_side.match(j.name)]
-    cp = ":".join([str(jars / "connect-repl" / "*"), *common])
-    subprocess.run(
-        ["javac", "-cp", cp, "-d", str(tmp_path), str(ROOT / "examples" / "java" / "SparkConnectApiClient.java")],
-        check=True,
-        timeout=180,
-    )
-    # Arrow (the result format) needs java.nio opened on Java 17, as for every Spark JVM.
-    java = [
-        "java",
-        "-Xmx512m",
-        "--add-opens=java.base/java.nio=ALL-UNNAMED",
-        "-cp",
-        f"{tmp_path}:{cp}",
-        "SparkConnectApiClient",
-    ]
+    java = java_client.build(ROOT / "examples" / "java" / "SparkConnectApiClient.java", tmp_path)
     url = f"sc://{gateway.target}/;x-doordash-team={TEAM};x-doordash-environment={ENV}"
     params = subprocess.run(
         [*java, url, "SELECT * FROM pedregal.raw.events LIMIT 10"],  # the seed's query

@@ -41,7 +41,11 @@ def test_spark_application_from_a_manifest() -> None:
     assert meta["labels"]["user"] == "Jane.Doe_at_example.com" and meta["labels"]["team"] == "feature-engineering"
     assert spec["image"] == "registry/spark:4.1-prod" and spec["sparkVersion"] == "4.1" and spec["mode"] == "cluster"
     args = spec["arguments"]
-    assert args[:2] == ["--manifest", GOOD] and "--sandbox" in args and args[args.index("--sample-limit") + 1] == "500"
+    assert (
+        args[:2] == ["--manifest-yaml", GOOD]
+        and "--sandbox" in args
+        and args[args.index("--sample-limit") + 1] == "500"
+    )
     assert args[args.index("--param") + 1] == "ds=2024-06-09"
     assert args[args.index("--scratch") + 1] == f"s3a://sparkgate-scratch/prod/{job.id}"
     conf = spec["sparkConf"]

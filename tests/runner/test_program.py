@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,40 @@ def test_refusals_exit_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text(GOOD.replace("mode: overwrite", "mode: replace"))
     assert main(["--manifest", str(bad), "--scratch", str(tmp_path)]) == 2
     assert "refused: invalid manifest: spec.coreEtl.sinks[0].mode" in capsys.readouterr().out
+
+
+def test_the_manifest_is_a_file_and_a_missing_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--manifest", "jobs/j1/manifest.yaml", "--scratch", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert f"refused: manifest file jobs/j1/manifest.yaml does not exist (working directory {tmp_path})" in out
+    assert main(["--manifest", str(tmp_path), "--scratch", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().out
+    # The manifest's text itself goes by its own option (a SparkApplication's arguments carry it).
+    bad = GOOD.replace("mode: overwrite", "mode: replace")
+    assert main(["--manifest-yaml", bad, "--scratch", str(tmp_path)]) == 2
+    assert "spec.coreEtl.sinks[0].mode" in capsys.readouterr().out
+
+
+def test_the_standby_program_runs_in_the_jobs_directory(tmp_path: Path) -> None:
+    """The runner's waiting job program moves into the job's directory before it reads its
+    arguments: a path relative to anywhere else names nothing there, and the refusal says so."""
+    pytest.importorskip("pyspark")
+    job = tmp_path / "jobs" / "j1"
+    job.mkdir(parents=True)
+    (job / "manifest.yaml").write_text(GOOD)
+    log = job / "driver.log"
+    line = json.dumps({"cwd": str(job), "log": str(log), "argv": ["--manifest", "jobs/j1/manifest.yaml"]})
+    done = subprocess.run(
+        [sys.executable, "-m", "sparkgate.runner.program", "--standby"],
+        input=line + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"refused: manifest file jobs/j1/manifest.yaml does not exist (working directory {job})" in log.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import re
 import socket
@@ -62,7 +63,14 @@ def access_token() -> str | None:
 
 
 def _user() -> str:
-    return os.environ.get("JUPYTERHUB_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    """JupyterHub's user in a notebook server, else the login name (the environment's, else the
+    account's: containers often run without ``$USER``)."""
+    if os.environ.get("JUPYTERHUB_USER"):
+        return os.environ["JUPYTERHUB_USER"]
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def connection_url(team: str, environment: str, user: str | None = None, gateway: str | None = None) -> str:

@@ -8,7 +8,8 @@ session of team T in environment E use?* — with the seed's ``getTargetDriver``
 2. a **warm driver** from the pool, claimed for the namespace (the pool refills in the background),
 3. a **new driver** started for the namespace (one start at a time per namespace: concurrent new
    sessions wait for the same driver instead of each starting their own); at ``max_drivers`` the
-   namespace's drivers are shared beyond their room rather than refusing the session.
+   namespace's drivers are shared beyond their room rather than refusing the session, and a
+   namespace with no driver gets the place of the least recently used idle team driver.
 
 The seed looks in the hot pool first; taking a warm driver while the team's own driver still has
 room would use the pool up one session at a time, so a team's running drivers come first.
@@ -40,6 +41,10 @@ from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, HealthSettings, P
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
+
+#: Seconds a team driver must have had no session before it may be stopped to make room for
+#: another namespace's driver at ``max_drivers`` (a driver just handed out is not yet attached).
+MIN_IDLE_TO_STOP = 10.0
 
 
 @dataclass(slots=True)
@@ -304,13 +309,13 @@ class ClusterManager:
         ready = [d for d in mine if self._usable(d) and d.id not in exclude]
         roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
         if roomy:
-            return self.placement.choose(roomy)
+            return self._handed_out(self.placement.choose(roomy))
         serving = [d for d in mine if d.state is not DriverState.DRAINING]  # draining ones are on their way out
         at_ns_cap = bool(q.max_drivers_per_namespace) and len(serving) + (ns in self._starting) >= (
             q.max_drivers_per_namespace
         )
         if at_ns_cap and ready:  # the namespace has all the drivers it may: share them
-            return self.placement.choose(ready)
+            return self._handed_out(self.placement.choose(ready))
         if at_ns_cap and ns not in self._starting:
             raise ResourceExhausted(
                 f"{ns} already holds {q.max_drivers_per_namespace} drivers "
@@ -325,23 +330,35 @@ class ClusterManager:
                 record(d)
             log.info("claimed warm driver %s (profile %s) for %s", d.id, profile, ns)
             self.refill_pool()
-            return d
+            return self._handed_out(d)
         task = self._starting.get(ns)
         if task is None:
-            if self._in_use() >= self.max_drivers:
-                if ready:  # every driver of the namespace is full: share rather than refuse
-                    return self.placement.choose(ready)
-                raise ResourceExhausted(
-                    f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
-                    f"(max_drivers={self.max_drivers}); try again when sessions end"
-                )
+            at_cap = self._in_use() >= self.max_drivers
+            if at_cap and ready:  # every driver of the namespace is full: share rather than refuse
+                return self._handed_out(self.placement.choose(ready))
             self._check_backoff(ns)
-            task = asyncio.create_task(self._start(ns, profile), name=f"start-driver:{ns}")
+            making_room = self._idle_to_stop() if at_cap else None
+            if at_cap:
+                if making_room is None:
+                    raise ResourceExhausted(
+                        f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
+                        f"(max_drivers={self.max_drivers}) and none has been idle for {MIN_IDLE_TO_STOP:.0f}s; "
+                        "try again when sessions end (spark.stop())"
+                    )
+                log.info(
+                    "max_drivers=%d reached: stopping %s (%s, idle for %.0fs) to start a driver for %s",
+                    self.max_drivers,
+                    making_room.id,
+                    making_room.namespace,
+                    time.time() - making_room.last_used,
+                    ns,
+                )
+            task = asyncio.create_task(self._start(ns, profile, making_room), name=f"start-driver:{ns}")
             self._starting[ns] = task
             task.add_done_callback(self._forget_start(ns))
         try:
             # shield: one waiter giving up (client cancelled) must not kill the start for others.
-            return await asyncio.shield(task)
+            return self._handed_out(await asyncio.shield(task))
         except DriverStartError:
             raise
         except Exception as exc:
@@ -363,7 +380,35 @@ class ClusterManager:
             catalog=self.catalogs.get(profile, CatalogSettings()),
         )
 
-    async def _start(self, namespace: str, profile: str) -> Driver:
+    def _handed_out(self, d: Driver) -> Driver:
+        """A driver given to a new session counts as used now: it is not idle until the session
+        that asked for it is attached (:meth:`attach`) and gone again."""
+        d.last_used = time.time()
+        return d
+
+    def _idle_to_stop(self) -> Driver | None:
+        """At ``max_drivers``, the team driver to stop so another namespace can have one: the
+        least recently used of those with no session, idle for at least ``MIN_IDLE_TO_STOP``
+        seconds. It leaves the registry at once (the slot is taken by the start that needs it)."""
+        cutoff = time.time() - MIN_IDLE_TO_STOP
+        idle = [
+            d
+            for d in self._drivers.values()
+            if d.namespace != POOL_NAMESPACE and d.sessions == 0 and d.last_used <= cutoff
+        ]
+        if not idle:
+            return None
+        d = min(idle, key=lambda x: x.last_used)
+        d.state = DriverState.DRAINING
+        self._drivers.pop(d.id, None)
+        return d
+
+    async def _start(self, namespace: str, profile: str, making_room: Driver | None = None) -> Driver:
+        if making_room is not None:
+            try:
+                await self.provider.stop_driver(making_room)
+            except Exception:
+                log.exception("could not stop idle driver %s", making_room.id)
         try:
             d = await self.provider.start_driver(self._spec(namespace, profile))
         except Exception as exc:

@@ -179,17 +179,21 @@ User = Annotated[Caller, Depends(current_user)]
 
 def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = None) -> FastAPI:
     client = RunnerClient(runner_target)
-    the_guard = guard if guard is not None else build_guard(settings)
+    # A guard given by the caller (the platform's gateway's) is started and stopped by its owner.
+    owned = guard is None
+    the_guard = build_guard(settings) if guard is None else guard
     environments = sorted(settings.environments)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await the_guard.__aenter__()
+        if owned:
+            await the_guard.__aenter__()
         try:
             yield
         finally:
             await client.close()
-            await the_guard.__aexit__(None, None, None)
+            if owned:
+                await the_guard.__aexit__(None, None, None)
 
     # FastAPI's /docs and /redoc load their scripts from a CDN; these serve them from the package,
     # so the API docs work on a network without internet access.

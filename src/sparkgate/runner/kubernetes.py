@@ -77,7 +77,7 @@ def build_spark_application(
     spec = manifest.spec
     res = spec.resources
     output = _per_env(settings.output_uris, job.environment).format(job_id=job.id, environment=job.environment)
-    args = ["--manifest", job.manifest, "--scratch", output]
+    args = ["--manifest-yaml", job.manifest, "--scratch", output]
     if job.options.get("sandbox") == "true":
         args += ["--sandbox", "--sample-limit", job.options.get("sample_limit", "10000")]
     for k, v in sorted(job.options.items()):

@@ -177,9 +177,16 @@ def _json_value(v: Any) -> Any:
     return str(v)
 
 
-def _load(value: str) -> str:
-    p = Path(value)
-    return p.read_text() if len(value) < 4096 and "\n" not in value and p.is_file() else value
+def read_manifest_file(path: str) -> str:
+    """The manifest text in ``path``; a file that cannot be read is a refusal naming it."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise BadRequest(f"manifest file {path} does not exist (working directory {os.getcwd()})") from None
+    except IsADirectoryError:
+        raise BadRequest(f"manifest file {path} is a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"manifest file {path} cannot be read: {exc}") from None
 
 
 def standby() -> int:
@@ -206,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:2] == ["--standby"]:
         return standby()
     ap = argparse.ArgumentParser(prog="sparkgate-job", description="Run a SparkJob manifest.")
-    ap.add_argument("--manifest", required=True, help="manifest file, or the manifest YAML itself")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", metavar="FILE", help="the SparkJob manifest file")
+    source.add_argument(
+        "--manifest-yaml", metavar="TEXT", help="the manifest itself (a SparkApplication's arguments carry it)"
+    )
     ap.add_argument("--scratch", default=os.environ.get("SPARKGATE_JOB_SCRATCH", "."), help="scratch output dir")
     ap.add_argument("--remote", help="sc:// URL: run on a Spark Connect driver (else: this process's Spark)")
     ap.add_argument("--sandbox", action="store_true", help="writes only under --scratch; sampled sources")
@@ -216,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         params = dict(p.split("=", 1) for p in args.param)
-        manifest = parse_manifest(_load(args.manifest)).with_parameters(params)
+        text = args.manifest_yaml if args.manifest is None else read_manifest_file(args.manifest)
+        manifest = parse_manifest(text).with_parameters(params)
         plan = Plan(
             manifest,
             Path(args.scratch),

@@ -30,13 +30,12 @@ log = logging.getLogger(__name__)
 
 
 class ServerTls:
-    def __init__(self, settings: TlsSettings, resolve: Any = Path) -> None:
-        """``resolve`` turns configured paths into absolute ones (``Settings.state_path``)."""
+    def __init__(self, settings: TlsSettings) -> None:
         assert settings.cert_file and settings.key_file
         self.settings = settings
-        self.cert = Path(resolve(settings.cert_file))
-        self.key = Path(resolve(settings.key_file))
-        self.client_ca = Path(resolve(settings.client_ca_file)) if settings.client_ca_file else None
+        self.cert = Path(settings.cert_file)
+        self.key = Path(settings.key_file)
+        self.client_ca = Path(settings.client_ca_file) if settings.client_ca_file else None
         self._context: ssl.SSLContext | None = None
         self._stamp = self._mtimes()
         self._grpc_stamp = self._stamp
