@@ -268,3 +268,8 @@ def test_the_default_state_dir_is_absolute(tmp_path: Path, monkeypatch: pytest.M
     assert load_settings(None, {}).state_dir == tmp_path / ".sparkgate"
     assert Settings().state_dir == tmp_path / ".sparkgate"
     assert load_settings(None, {"SPARKGATE__STATE_DIR": "~/x/../state"}).state_dir == Path.home() / "state"
+
+
+def test_an_empty_state_dir_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"state_dir: .*must name a directory"):
+        load_settings(None, {"SPARKGATE__STATE_DIR": ""})

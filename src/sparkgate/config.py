@@ -566,6 +566,13 @@ class Settings(_Section):
     playground: PlaygroundSettings = PlaygroundSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir_named(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must name a directory (default .sparkgate)")
+        return v
+
     @field_validator("state_dir")
     @classmethod
     def _absolute_state_dir(cls, v: Path) -> Path:

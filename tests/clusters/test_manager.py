@@ -83,6 +83,33 @@ async def test_at_the_cap_the_least_recently_used_idle_team_driver_makes_room(
     await cm.close()
 
 
+async def test_a_driver_being_stopped_counts_is_not_adopted_again_and_is_stopped_on_close() -> None:
+    p = FakeProvider(stop_delay=0.3)
+    cm = ClusterManager(p, pool_size=0, max_drivers=2)
+    await cm.start()
+    idle = await cm.acquire("idle", "prod")
+    busy = await cm.acquire("busy", "prod")
+    cm.attach(busy)
+    idle.last_used = time.time() - 60
+    making_room = asyncio.create_task(cm.acquire("next", "prod"))
+    await asyncio.sleep(0.05)
+    assert cm.get(idle.id) is None and idle not in p.stopped  # leaving: still listed by the provider
+    await cm.reconcile()
+    assert cm.get(idle.id) is None  # not adopted back while it stops
+    with pytest.raises(ResourceExhausted):  # two JVMs run and one starts: nothing else is idle
+        await cm.acquire("third", "prod")
+    d = await making_room
+    assert idle in p.stopped and d.namespace == "sjns-next-prod"
+    # Idle expiry stops a driver the same way; closing the manager waits for it.
+    cm.driver_idle_ttl = 0.01
+    d.last_used = time.time() - 60
+    expiring = asyncio.create_task(cm.expire_idle())
+    await asyncio.sleep(0.05)
+    await cm.close()
+    assert d in p.stopped
+    await expiring
+
+
 async def test_restart_adopts_running_drivers() -> None:
     p = FakeProvider()
     cm = ClusterManager(p, pool_size=1)

@@ -93,6 +93,13 @@ class HealthChecker:
         log.error("driver %s is dead: %s", driver.id, why)
         await self._on_dead(driver, why)
 
+    async def forget(self, driver: Driver) -> None:
+        """A driver stopped on purpose: its probe record and channel go too."""
+        self._records.pop(driver.id, None)
+        ch = self._channels.pop(driver.address, None)
+        if ch is not None:
+            await ch.close()
+
     async def check(self, drivers: list[Driver]) -> None:
         # Draining drivers still serve their sessions: a death there must be noticed too.
         live = (DriverState.READY, DriverState.DRAINING)

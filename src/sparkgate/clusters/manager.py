@@ -100,6 +100,9 @@ class ClusterManager:
         self._pool_starting = 0
         self._drivers: dict[str, Driver] = {}
         self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
+        #: Drivers stopped on purpose (idle, or making room) until their process is gone: they still
+        #: count against ``max_drivers`` and are not adopted again from the provider's list.
+        self._stopping: dict[str, asyncio.Task[None]] = {}
         #: Failed starts by ``pool:{profile}`` or namespace (cleared by a successful start).
         self.backoff: dict[str, StartBackoff] = {}
         self._pool_lock = asyncio.Lock()
@@ -166,6 +169,10 @@ class ClusterManager:
             await self.health.close()
         for task in list(self._starting.values()):
             task.cancel()
+        # Drivers being stopped on purpose are stopped whatever happens to the rest.
+        stopping = [t for t in self._stopping.values() if not t.done()]
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
         if stop_drivers:
             await asyncio.gather(
                 *(self.provider.stop_driver(d) for d in list(self._drivers.values())),
@@ -215,7 +222,7 @@ class ClusterManager:
                 else:
                     await self._driver_died(d, f"no longer listed by the {self.provider.name} provider")
         for driver_id, d in listed.items():
-            if driver_id not in self._drivers and d.state is DriverState.READY:
+            if driver_id not in self._drivers and driver_id not in self._stopping and d.state is DriverState.READY:
                 self._adopt(d)
 
     # -- failures -----------------------------------------------------------------------------
@@ -288,8 +295,8 @@ class ClusterManager:
     # -- placement ----------------------------------------------------------------------------
 
     def _in_use(self) -> int:
-        """Drivers running or being started (what ``max_drivers`` bounds)."""
-        return len(self._drivers) + len(self._starting) + self._pool_starting
+        """Drivers running, being started or being stopped (what ``max_drivers`` bounds)."""
+        return len(self._drivers) + len(self._starting) + self._pool_starting + len(self._stopping)
 
     async def acquire(self, team: str, environment: str, *, exclude: frozenset[str] = frozenset()) -> Driver:
         """Pick the driver for a new session (does not count the session; see :meth:`attach`).
@@ -353,7 +360,8 @@ class ClusterManager:
                     time.time() - making_room.last_used,
                     ns,
                 )
-            task = asyncio.create_task(self._start(ns, profile, making_room), name=f"start-driver:{ns}")
+            stopping = self._retire(making_room) if making_room is not None else None
+            task = asyncio.create_task(self._start(ns, profile, stopping), name=f"start-driver:{ns}")
             self._starting[ns] = task
             task.add_done_callback(self._forget_start(ns))
         try:
@@ -389,7 +397,7 @@ class ClusterManager:
     def _idle_to_stop(self) -> Driver | None:
         """At ``max_drivers``, the team driver to stop so another namespace can have one: the
         least recently used of those with no session, idle for at least ``MIN_IDLE_TO_STOP``
-        seconds. It leaves the registry at once (the slot is taken by the start that needs it)."""
+        seconds."""
         cutoff = time.time() - MIN_IDLE_TO_STOP
         idle = [
             d
@@ -398,17 +406,11 @@ class ClusterManager:
         ]
         if not idle:
             return None
-        d = min(idle, key=lambda x: x.last_used)
-        d.state = DriverState.DRAINING
-        self._drivers.pop(d.id, None)
-        return d
+        return min(idle, key=lambda x: x.last_used)
 
-    async def _start(self, namespace: str, profile: str, making_room: Driver | None = None) -> Driver:
+    async def _start(self, namespace: str, profile: str, making_room: asyncio.Task[None] | None = None) -> Driver:
         if making_room is not None:
-            try:
-                await self.provider.stop_driver(making_room)
-            except Exception:
-                log.exception("could not stop idle driver %s", making_room.id)
+            await asyncio.shield(making_room)  # its JVM is gone before this one starts
         try:
             d = await self.provider.start_driver(self._spec(namespace, profile))
         except Exception as exc:
@@ -446,16 +448,31 @@ class ClusterManager:
             )
         ]
         for d in idle:
-            d.state = DriverState.DRAINING
-            self._drivers.pop(d.id, None)
             log.info("driver %s (%s) idle for %.0fs: stopping it", d.id, d.namespace, time.time() - d.last_used)
-            try:
-                await self.provider.stop_driver(d)
-            except Exception:
-                log.exception("could not stop idle driver %s", d.id)
         if idle:
+            await asyncio.gather(*(asyncio.shield(self._retire(d)) for d in idle))
             self.refill_pool()
         return idle
+
+    def _retire(self, d: Driver) -> asyncio.Task[None]:
+        """Stop a driver on purpose: it leaves the registry now, and counts as in use until its
+        process is gone. The stop runs on its own, so a caller giving up does not cut it short."""
+        d.state = DriverState.DRAINING
+        self._drivers.pop(d.id, None)
+
+        async def stop() -> None:
+            try:
+                if self.health is not None:
+                    await self.health.forget(d)
+                await self.provider.stop_driver(d)
+            except Exception:
+                log.exception("could not stop driver %s", d.id)
+            finally:
+                self._stopping.pop(d.id, None)
+
+        task = asyncio.create_task(stop(), name=f"stop-driver:{d.id}")
+        self._stopping[d.id] = task
+        return task
 
     # -- warm pool ----------------------------------------------------------------------------
 

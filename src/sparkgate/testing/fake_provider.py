@@ -13,7 +13,11 @@ class FakeProvider:
     name = "fake"
 
     def __init__(
-        self, address: str = "127.0.0.1:1", start_delay: float = 0.0, addresses: list[str] | None = None
+        self,
+        address: str = "127.0.0.1:1",
+        start_delay: float = 0.0,
+        addresses: list[str] | None = None,
+        stop_delay: float = 0.0,
     ) -> None:
         self.address = address
         #: The token every started driver requires (like ``local.require_token``).
@@ -21,6 +25,8 @@ class FakeProvider:
         #: Addresses handed to the next started drivers, in order (then ``address``).
         self.addresses = list(addresses or [])
         self.start_delay = start_delay
+        #: Seconds a stop takes; meanwhile the driver is still listed as ready (a process exiting).
+        self.stop_delay = stop_delay
         self.started: list[Driver] = []
         self.stopped: list[Driver] = []
         self.vanished = []
@@ -59,6 +65,8 @@ class FakeProvider:
         return d
 
     async def stop_driver(self, driver: Driver) -> None:
+        if self.stop_delay:
+            await asyncio.sleep(self.stop_delay)
         driver.state = DriverState.DEAD
         self.stopped.append(driver)
 

@@ -60,10 +60,11 @@ class LocalBackend:
         gateway_tls: bool = False,
         gateway_ca_file: Path | None = None,
     ) -> None:
-        self.jobs_dir = jobs_dir
+        # Job programs run in directories of their own: every path they are given is absolute.
+        self.jobs_dir = jobs_dir.absolute()
         self.gateway_url = gateway_url
         self.default_driver = default_driver
-        self.catalog_root = catalog_root
+        self.catalog_root = catalog_root.absolute() if catalog_root is not None else None
         self._spark_home = spark_home
         #: ``(user, session_id) -> Spark UI URL`` of the driver a pool job's session landed on
         #: (the platform asks its gateway); None where the runner runs apart from the gateway.
