@@ -121,6 +121,44 @@ class AffinitySettings(_Section):
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
 
+class Http2Limits(_Section):
+    """What one client's HTTP/2 connection may do (the ``h2`` engine). Each default is the one nginx
+    or Envoy ships; a client past a limit gets the answer named, never the service of others."""
+
+    #: Streams one connection may have open at once (advertised as SETTINGS_MAX_CONCURRENT_STREAMS;
+    #: nginx ``http2_max_concurrent_streams``: 128). One more is refused with RST_STREAM
+    #: REFUSED_STREAM, which clients retry.
+    max_concurrent_streams: int = Field(default=128, ge=1)
+    #: Streams one connection may open in its lifetime; then GOAWAY (graceful: calls in flight
+    #: finish, the client reconnects for new ones). nginx ``keepalive_requests``: 1000.
+    max_streams_per_connection: int = Field(default=1000, ge=1)
+    #: Rapid reset (CVE-2023-44487): once a connection opened this many streams, if at least half of
+    #: them were reset by the client within ``premature_reset_seconds`` of opening, GOAWAY
+    #: ENHANCE_YOUR_CALM. Envoy ``premature_reset_total_stream_count``: 500.
+    premature_reset_min_streams: int = Field(default=500, ge=1)
+    #: Envoy ``premature_reset_min_stream_lifetime_seconds``: 1.
+    premature_reset_seconds: float = Field(default=1.0, gt=0)
+    #: Frames the gateway may have queued for a client that is not reading them (PING and SETTINGS
+    #: acknowledgements, resets, window updates, headers); past it the connection is closed.
+    #: Envoy ``max_outbound_control_frames``: 1000.
+    max_queued_control_frames: int = Field(default=1000, ge=1)
+    #: Consecutive DATA, HEADERS or CONTINUATION frames with nothing in them (and not ending the
+    #: stream); one more → GOAWAY ENHANCE_YOUR_CALM. Envoy
+    #: ``max_consecutive_inbound_frames_with_empty_payload``: 1.
+    max_consecutive_empty_frames: int = Field(default=1, ge=0)
+    #: PRIORITY frames allowed per stream opened (plus one stream's worth); past it → GOAWAY
+    #: ENHANCE_YOUR_CALM. Envoy ``max_inbound_priority_frames_per_stream``: 100.
+    max_priority_frames_per_stream: int = Field(default=100, ge=0)
+    #: Largest request header list in bytes (names + values + 32 per field, RFC 9113 §6.5.2),
+    #: advertised as SETTINGS_MAX_HEADER_LIST_SIZE and checked on the compressed block before it is
+    #: decoded; larger → GOAWAY ENHANCE_YOUR_CALM. Envoy ``max_request_headers_kb``: 60 KiB; 64 KiB
+    #: leaves room for large OIDC tokens.
+    max_header_list_bytes: int = Field(default=64 * 1024, ge=4096)
+    #: Frames handled per read before the connection yields the event loop to other connections
+    #: (the rest of the read waits its turn; nothing is dropped).
+    frames_per_turn: int = Field(default=1000, ge=1)
+
+
 class GatewaySettings(_Section):
     #: How calls are relayed. ``h2`` (default): HTTP/2 frames relayed on asyncio Protocols without
     #: re-serializing messages (:mod:`sparkgate.gateway.h2`): ~1.3x the grpc engine's throughput, half
@@ -135,6 +173,8 @@ class GatewaySettings(_Section):
     max_message_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     headers: RoutingHeaders = RoutingHeaders()
     affinity: AffinitySettings = AffinitySettings()
+    #: Limits on each client's HTTP/2 connection (``h2`` engine).
+    http2: Http2Limits = Http2Limits()
     #: Seconds a session's options are kept while it waits for the rest of its routing info
     #: (the JVM client sends team and environment in two separate Config RPCs).
     pending_ttl_seconds: float = Field(default=300.0, gt=0)

@@ -42,6 +42,15 @@ class Transport:
     def get_extra_info(self, name: str) -> None:
         return None
 
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
 
 def indexed_literal(name: str, value: str) -> bytes:
     """A literal with incremental indexing and a new name (RFC 7541 §6.2.1): it enters the table."""

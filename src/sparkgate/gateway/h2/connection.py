@@ -46,6 +46,17 @@ WRITE_NOW_BYTES = 64 * 1024
 #: on every arrival (128 KiB less so); 1 MiB with 4 MiB read slabs another 2.4 % in 18 runs and
 #: 0.3 % in 14 more.
 RECV_LOWAT = 1024 * 1024
+#: Frames handled per read before a connection yields the loop (clients: ``gateway.http2.frames_per_turn``).
+FRAMES_PER_TURN = 1000
+#: Frames other than DATA, HEADERS and CONTINUATION longer than this end a client's connection
+#: before they are buffered: the RFC's default SETTINGS_MAX_FRAME_SIZE, which no control frame needs.
+MAX_CONTROL_FRAME = f.DEFAULT_MAX_FRAME
+#: Seconds a connection ended by a connection error keeps reading (and dropping) what the peer still
+#: sends after our GOAWAY: closing with unread data would reset the connection, and the peer would
+#: lose the GOAWAY that says why (nginx's lingering close).
+LINGER_SECONDS = 2.0
+#: A header block the driver may send (its error trailers can carry long messages and details).
+DRIVER_HEADER_BLOCK = 1024 * 1024
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -80,6 +91,19 @@ class Connection(asyncio.BufferedProtocol):
         #: The socket whose SO_RCVLOWAT follows the DATA frame being received (None: not used).
         self._lowat_socket: Any = None
         self._lowat = 1
+        # Limits. A client's connection sets its own (:class:`~.downstream.ClientConnection`); the
+        # driver's is trusted, and only yields the loop now and then.
+        self.frames_per_turn = FRAMES_PER_TURN
+        self.max_header_block = DRIVER_HEADER_BLOCK
+        self.max_control_frame = f.MAX_FRAME_LIMIT
+        #: Frames queued for the peer since it last took what we wrote (0: no limit).
+        self.max_queued_frames = 0
+        self._queued = 0
+        #: Consecutive frames with nothing in them; more than ``max_empty_frames`` (-1: no limit).
+        self.max_empty_frames = -1
+        self._empty_run = 0
+        #: The rest of a read, left for a later loop turn once ``frames_per_turn`` were handled.
+        self._backlog: bytes | None = None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -98,8 +122,21 @@ class Connection(asyncio.BufferedProtocol):
     def send_frame(self, data: bytes) -> None:
         self._out.append(data)
         self._schedule()
+        if self.paused and self.max_queued_frames:
+            self._count_queued()
+
+    def _count_queued(self) -> None:
+        """A frame was queued while the peer is not taking what we write (the socket's buffer is
+        full): one that keeps sending frames that need answers, but does not read the answers,
+        stops being served once ``max_queued_frames`` wait for it."""
+        self._queued += 1
+        if self._queued > self.max_queued_frames and self.transport is not None:
+            # Not raised: this may run while another connection (a driver's) is being read.
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, f"{self._queued} frames queued for a peer that does not read them")
 
     def write_headers(self, sid: int, block: bytes, end: bool) -> None:
+        if self.paused and self.max_queued_frames:
+            self._count_queued()
         mf, size = self.peer_max_frame, len(block)
         if size <= mf:  # HEADERS with END_HEADERS (0x4), and END_STREAM (0x1) if it ends the stream
             self._out += (pack_header(size >> 16, size & 0xFFFF, 1, 5 if end else 4, sid), block)
@@ -135,6 +172,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        self._queued = 0
         self._unblock()
 
     def _unblock(self) -> None:
@@ -178,12 +216,24 @@ class Connection(asyncio.BufferedProtocol):
         """Hook: a stream left the table (draining connections close when the last one does)."""
 
     def fail(self, code: ErrorCode, message: str, last_stream_id: int = 0) -> None:
-        """A connection error: GOAWAY with ``code``, then close (other connections are unaffected)."""
+        """A connection error: GOAWAY with ``code``, then close (other connections are unaffected).
+
+        What the peer still sends is read and dropped for :data:`LINGER_SECONDS`, so that it gets
+        the GOAWAY. A peer that is not reading what we write would keep the connection open
+        while its last bytes wait to be sent: it is cut off at once.
+        """
         log.warning("%s: HTTP/2 %s: %s", type(self).__name__, code.name, message)
-        self.send_frame(f.goaway_frame(last_stream_id, code, message.encode()[:256]))
+        self._out.append(f.goaway_frame(last_stream_id, code, message.encode()[:256]))
         self._flush_out()
-        if self.transport is not None:
-            self.transport.close()
+        transport, self.transport = self.transport, None  # nothing more is handled or written
+        if transport is None:
+            return
+        if self.paused:
+            transport.abort()
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -211,6 +261,8 @@ class Connection(asyncio.BufferedProtocol):
             self._lowat = nbytes
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self.transport is None:
+            return  # ended (a connection error): what still arrives is dropped
         try:
             self._parse(data)
         except H2Error as err:
@@ -229,7 +281,12 @@ class Connection(asyncio.BufferedProtocol):
         off, n = 0, len(data)
         if self._data_left or self._partial:
             off = self._resume(mv)  # the rest of a frame begun in an earlier read
+        budget = self.frames_per_turn
         while off < n and self.transport is not None:
+            if not budget:
+                self._defer(mv[off:])
+                return
+            budget -= 1
             if off + 9 > n:  # f.FRAME_HEADER_LEN
                 self._partial = bytearray(mv[off:])
                 return
@@ -253,6 +310,8 @@ class Connection(asyncio.BufferedProtocol):
                         stream.received_data(mv[off : off + length], end)
                     off += length
                 continue
+            if length > MAX_CONTROL_FRAME:
+                self._check_length(type_, length)
             stop = off + length
             if stop > n:
                 self._partial = bytearray(mv[off - 9 :])
@@ -288,7 +347,9 @@ class Connection(asyncio.BufferedProtocol):
                     self._data_left, self._data_stream, self._data_end = length, stream, flags & 1
                     return off + self._resume(mv[off:]) if off < n else n
                 return off
-        length = f.parse_frame_header(p)[0]
+        length, type_, _, _ = f.parse_frame_header(p)
+        if length > MAX_CONTROL_FRAME:
+            self._check_length(type_, length)
         need = f.FRAME_HEADER_LEN + length - len(p)
         take = min(need, n - off)
         p += mv[off : off + take]
@@ -301,12 +362,47 @@ class Connection(asyncio.BufferedProtocol):
         self._frame(type_, flags, sid, memoryview(frame)[f.FRAME_HEADER_LEN :])
         return off
 
+    def _check_length(self, type_: int, length: int) -> None:
+        """Refuse a long frame other than DATA before any of it is buffered."""
+        if type_ in (f.HEADERS, f.CONTINUATION):
+            if length > self.max_header_block:
+                raise H2Error(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    f"header frame of {length} bytes; header lists are limited to {self.max_header_block}",
+                )
+        elif length > self.max_control_frame:
+            raise H2Error(ErrorCode.FRAME_SIZE_ERROR, f"frame of type {type_} is {length} bytes long")
+
+    def _defer(self, rest: memoryview) -> None:
+        """Leave the rest of this read for a later loop turn (other connections go first)."""
+        assert self.transport is not None
+        self._backlog = bytes(rest)
+        self.transport.pause_reading()
+        self.loop.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        data, self._backlog = self._backlog, None
+        if data is None or self.transport is None:
+            return
+        self.data_received(data)
+        if self._backlog is None and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _empty_frame(self, what: str) -> None:
+        self._empty_run += 1
+        if self.max_empty_frames >= 0 and self._empty_run > self.max_empty_frames:
+            raise H2Error(ErrorCode.ENHANCE_YOUR_CALM, f"{self._empty_run} {what} frames in a row with nothing in them")
+
     def _start_data(self, flags: int, sid: int, length: int) -> Stream | None:
         """Account for a DATA frame of ``length`` bytes: the stream its payload goes to, if any."""
         if self._header_block is not None:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA while a header block is open")
         if sid == 0:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
+        if length:
+            self._empty_run = 0
+        elif not flags & f.END_STREAM:
+            self._empty_frame("DATA")
         self._credit_connection(length)
         stream = self.streams.get(sid)
         if stream is not None:
@@ -344,6 +440,15 @@ class Connection(asyncio.BufferedProtocol):
             body = f.strip_padding(flags, payload) if flags & f.PADDED else payload
             if flags & f.PRIORITY_FLAG:
                 body = body[5:]
+            if body:
+                self._empty_run = 0
+            elif not flags & (f.END_STREAM | f.END_HEADERS):
+                self._empty_frame("HEADERS")
+            if len(body) > self.max_header_block:
+                raise H2Error(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    f"header block of {len(body)} bytes; header lists are limited to {self.max_header_block}",
+                )
             if flags & f.END_HEADERS:
                 self.headers_received(sid, bytes(body), bool(flags & f.END_STREAM))
             else:
@@ -365,9 +470,16 @@ class Connection(asyncio.BufferedProtocol):
         elif type_ == f.CONTINUATION:
             if self._header_block is None or sid != self._header_sid:
                 raise H2Error(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
+            if payload:
+                self._empty_run = 0
+            elif not flags & f.END_HEADERS:
+                self._empty_frame("CONTINUATION")
             self._header_block += payload
-            if len(self._header_block) > 1024 * 1024:
-                raise H2Error(ErrorCode.ENHANCE_YOUR_CALM, "header block over 1 MiB")
+            if len(self._header_block) > self.max_header_block:
+                raise H2Error(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    f"header block over {self.max_header_block} bytes; header lists are limited to that",
+                )
             if flags & f.END_HEADERS:
                 block, self._header_block = bytes(self._header_block), None
                 self.headers_received(sid, block, self._header_end)
@@ -387,12 +499,20 @@ class Connection(asyncio.BufferedProtocol):
             if stream is not None:
                 self.close_stream(stream)
                 stream.received_reset(int.from_bytes(payload, "big"))
+            elif sid > self.last_peer_stream_id() and self.is_peer_stream(sid):
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
         elif type_ == f.GOAWAY:
             last, code, debug = f.parse_goaway(payload)
             self.goaway_received(last, code, debug)
         elif type_ == f.PUSH_PROMISE:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE (push is disabled)")
-        # PRIORITY and unknown frame types are ignored (§5.5, §6.3).
+        elif type_ == f.PRIORITY:
+            if sid == 0:
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:
+                raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "PRIORITY payload is not 5 bytes")
+            self.priority_received()
+        # Other PRIORITY handling and unknown frame types: ignored (§5.3.2, §5.5).
 
     def _window_update(self, sid: int, payload: memoryview) -> None:
         if len(payload) != 4:
@@ -428,12 +548,16 @@ class Connection(asyncio.BufferedProtocol):
             if payload:
                 raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
+        grew = False
         for key, value in f.parse_settings(payload):
             if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
                     raise H2Error(ErrorCode.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
                 delta = value - self.peer_initial_window
+                if not delta:
+                    continue  # a repeated setting walks no streams
                 self.peer_initial_window = value
+                grew = grew or delta > 0
                 for stream in self.streams.values():
                     stream.send_window += delta
             elif key == f.SETTINGS_MAX_FRAME_SIZE:
@@ -445,11 +569,13 @@ class Connection(asyncio.BufferedProtocol):
             elif key == f.SETTINGS_ENABLE_PUSH and value > 1:
                 raise H2Error(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
         self.send_frame(f.frame(f.SETTINGS, f.ACK, 0))
-        for stream in list(self.streams.values()):
-            if not stream.closed:
-                stream.flush()
+        if grew and self.blocked:
+            self._unblock()  # streams waiting for window may go on
 
     # -- hooks -----------------------------------------------------------------------------------
+
+    def priority_received(self) -> None:
+        """Hook: a PRIORITY frame arrived (priorities are not used; a client's are counted)."""
 
     def headers_received(self, sid: int, block: bytes, end: bool) -> None:
         raise NotImplementedError

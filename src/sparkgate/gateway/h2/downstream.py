@@ -19,9 +19,10 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
+from sparkgate.config import Http2Limits
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
+from sparkgate.gateway.h2.connection import MAX_CONTROL_FRAME, MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
 from sparkgate.gateway.h2.upstream import DriverStream, grpc_status
@@ -29,9 +30,6 @@ from sparkgate.security.tls import peer_subject_from_ssl
 
 log = logging.getLogger(__name__)
 
-#: Concurrent streams a client may open on one connection (grpc-java's server default is unlimited;
-#: a bound keeps one connection from holding thousands of 16 MiB windows).
-MAX_CONCURRENT_STREAMS = 1000
 _MESSAGE_PREFIX = 5
 #: Request heads kept per connection, and the largest header block kept (bytes).
 _HEAD_CACHE_MAX = 64
@@ -267,6 +265,9 @@ class ClientStream(Stream):
     def received_reset(self, code: int) -> None:
         """The client cancelled: cancel the driver's stream too."""
         self._cancel_partner()
+        conn = self.conn
+        if isinstance(conn, ClientConnection):
+            conn.reset_by_client(self)
 
     def connection_lost(self) -> None:
         self._cancel_partner()
@@ -360,16 +361,30 @@ class ClientStream(Stream):
 
 
 class ClientConnection(Connection):
-    local_settings = [
-        (f.SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS),
-        (f.SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-        (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
-    ]
+    """A client's connection, held to ``gateway.http2`` (:class:`~sparkgate.config.Http2Limits`)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, limits: Http2Limits | None = None) -> None:
         super().__init__()
         self.router = router
-        self.decoder = Decoder()
+        self.limits = limits = limits or Http2Limits()
+        self.local_settings = [
+            (f.SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
+            (f.SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+            (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
+            (f.SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes),
+        ]
+        self.frames_per_turn = limits.frames_per_turn
+        self.max_header_block = limits.max_header_list_bytes
+        self.max_control_frame = MAX_CONTROL_FRAME
+        self.max_queued_frames = limits.max_queued_control_frames
+        self.max_empty_frames = limits.max_consecutive_empty_frames
+        self.decoder = Decoder(max_header_list_size=limits.max_header_list_bytes)
+        #: Streams opened in this connection's life, in the read being handled, and reset by the
+        #: client soon after opening; PRIORITY frames received.
+        self._opened = 0
+        self._opened_this_read = 0
+        self._premature_resets = 0
+        self._priority_frames = 0
         #: Request heads by header block, for the decoder's table version ``_heads_version``.
         self._heads: dict[bytes, RequestHead] = {}
         self._heads_version = -1
@@ -386,7 +401,8 @@ class ClientConnection(Connection):
         self.open_settings()
 
     def data_received(self, data: bytes | memoryview) -> None:
-        if self._preface_left:
+        self._opened_this_read = 0
+        if self._preface_left and self.transport is not None:
             k = min(self._preface_left, len(data))
             start = len(f.PREFACE) - self._preface_left
             if data[:k] != f.PREFACE[start : start + k]:
@@ -420,7 +436,16 @@ class ClientConnection(Connection):
         if sid <= self._last_stream_id:
             raise H2Error(ErrorCode.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
         self._last_stream_id = sid
-        if self.draining or len(self.streams) >= MAX_CONCURRENT_STREAMS:
+        limits = self.limits
+        self._opened += 1
+        self._opened_this_read += 1
+        # More at once than advertised, or (as nginx) more new streams in one read than twice that:
+        # refused, which clients retry (a flood of them is cut by max_queued_control_frames).
+        if (
+            self.draining
+            or len(self.streams) >= limits.max_concurrent_streams
+            or self._opened_this_read > 2 * limits.max_concurrent_streams
+        ):
             self.send_frame(f.rst_stream_frame(sid, ErrorCode.REFUSED_STREAM))
             return
         stream = ClientStream(self, sid)
@@ -428,6 +453,28 @@ class ClientConnection(Connection):
         if end:
             stream.recv_end = True
         stream.start(head, end)
+        if self._opened >= limits.max_streams_per_connection:
+            log.info("client connection opened %d streams: GOAWAY, new calls go on a new connection", self._opened)
+            self.drain()
+
+    def reset_by_client(self, stream: ClientStream) -> None:
+        """Rapid reset (CVE-2023-44487): streams reset by the client right after opening cost the
+        gateway and the driver work and return nothing; a connection doing mostly that is closed."""
+        limits = self.limits
+        if stream.sent_end or time.monotonic() - stream.started >= limits.premature_reset_seconds:
+            return
+        self._premature_resets += 1
+        if self._opened >= limits.premature_reset_min_streams and self._premature_resets * 2 >= self._opened:
+            raise H2Error(
+                ErrorCode.ENHANCE_YOUR_CALM,
+                f"{self._premature_resets} of {self._opened} streams reset by the client within "
+                f"{limits.premature_reset_seconds:g}s of opening",
+            )
+
+    def priority_received(self) -> None:
+        self._priority_frames += 1
+        if self._priority_frames > self.limits.max_priority_frames_per_stream * (1 + self._opened):
+            raise H2Error(ErrorCode.ENHANCE_YOUR_CALM, f"{self._priority_frames} PRIORITY frames")
 
     def _request_head(self, block: bytes) -> RequestHead:
         """The block decoded (always: the dynamic table must see every block) and read as a request.

@@ -38,7 +38,7 @@ class H2Engine:
         self.buffers: ReadArena | None = None
 
     def _accept(self) -> ClientConnection:
-        conn = ClientConnection(self.relay)
+        conn = ClientConnection(self.relay, self.settings.http2)
         self._connections.add(conn)
         return conn
 

@@ -27,7 +27,10 @@ _STATIC_INDEX: dict[str, int] = {}
 for _i, (_name, _) in enumerate(_STATIC, 1):
     _STATIC_INDEX.setdefault(_name, _i)
 _ENTRY_OVERHEAD = 32
+#: Huffman-decoded strings kept process-wide, and the longest kept (encoded bytes): paths, routing
+#: headers and user agents repeat; tokens and junk are decoded each time (at most ~2 MB kept).
 _HUFFMAN_CACHE_MAX = 4096
+_HUFFMAN_CACHE_MAX_LEN = 256
 _huffman_cache: dict[bytes, str] = {}
 #: Decoded blocks kept per decoder, and the largest block kept (bytes): a handful of call kinds
 #: repeat on a connection; the bounds keep a client that varies its headers from growing memory.
@@ -184,7 +187,7 @@ def _str(buf: bytes | memoryview, pos: int) -> tuple[str, int]:
             text = decode_huffman(raw).decode("utf-8", "surrogateescape")
         except Exception as exc:  # hpack raises its own HPACKDecodingError
             raise HpackError(f"bad Huffman string: {exc}") from exc
-        if len(_huffman_cache) < _HUFFMAN_CACHE_MAX:
+        if len(raw) <= _HUFFMAN_CACHE_MAX_LEN and len(_huffman_cache) < _HUFFMAN_CACHE_MAX:
             _huffman_cache[raw] = text
     return text, end
 

@@ -1,0 +1,290 @@
+"""Abusive clients against the h2 engine: each limit of ``gateway.http2`` trips, and a legitimate
+client calling beside the attack sees no error.
+
+Every attack is bounded (a few thousand frames, seconds at most) and on loopback, against the real
+gateway in front of the fake Spark Connect backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from typing import Any
+
+import grpc.aio
+import pytest
+
+from sparkgate.config import Http2Limits
+from sparkgate.connect import wire
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.downstream import ClientConnection
+from sparkgate.gateway.h2.frames import ErrorCode
+from sparkgate.gateway.server import Gateway
+from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient, request_headers
+from tests.gateway.h2.test_downstream import Router, Transport
+
+
+class Bystander:
+    """A legitimate client calling Config over and over while an attack runs."""
+
+    def __init__(self, port: int) -> None:
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.request = wire.encode_string(1, str(uuid.uuid4())) + wire.encode_string(2, wire.encode_string(1, "bob"))
+        self.calls = 0
+        self.errors: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Bystander:
+        await self.call()  # placed on its driver before the attack starts
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def call(self) -> None:
+        try:
+            await self.channel.unary_unary(SVC + "Config")(self.request, metadata=ROUTE, timeout=5)
+            self.calls += 1
+        except grpc.aio.AioRpcError as exc:
+            self.errors.append(f"{exc.code().name}: {exc.details()}")
+
+    async def _run(self) -> None:
+        while True:
+            await self.call()
+            await asyncio.sleep(0.01)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.call()  # served at once after the attack, too
+        await self.channel.close()
+        assert not self.errors, self.errors[:5]
+
+
+async def goaway(c: RawClient, timeout: float = 10) -> tuple[int, ErrorCode]:
+    """The GOAWAY the gateway ends with: (last stream id, code)."""
+    _, _, payload = await asyncio.wait_for(c.until(f.GOAWAY), timeout)
+    last, code, _ = f.parse_goaway(payload)
+    return last, ErrorCode(code)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096
+
+
+def first_message(session_id: str) -> bytes:
+    msg = wire.encode_string(1, session_id) + wire.encode_string(2, wire.encode_string(1, "eve"))
+    return b"\x00" + len(msg).to_bytes(4, "big") + msg
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+
+async def test_rapid_reset_gets_enhance_your_calm_and_costs_the_driver_nothing(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway],
+) -> None:
+    fake, gateway = backend_and_gateway
+    async with Bystander(gateway.port) as bystander:
+        c = await RawClient.connect(gateway.port)
+        block = request_headers()
+        burst = b"".join(
+            f.frame(f.HEADERS, f.END_HEADERS, sid, block) + f.rst_stream_frame(sid, ErrorCode.CANCEL)
+            for sid in range(1, 2 * 2000, 2)
+        )
+        c.writer.write(burst)
+        _, code = await goaway(c)
+        assert code == ErrorCode.ENHANCE_YOUR_CALM
+        c.close()
+    # The streams never carried a whole message: none was relayed.
+    assert len(fake.calls_of("Config")) == bystander.calls
+
+
+async def test_rapid_reset_of_relayed_calls_is_cut_off_at_the_same_budget(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway],
+) -> None:
+    fake, gateway = backend_and_gateway
+    limits = Http2Limits()
+    async with Bystander(gateway.port) as bystander:
+        c = await RawClient.connect(gateway.port)
+        block, message = request_headers(), first_message(str(uuid.uuid4()))
+        for start in range(1, 2 * 2000, 2 * 100):  # in writes of 100 streams
+            frames = b"".join(
+                f.frame(f.HEADERS, f.END_HEADERS, sid, block)
+                + f.frame(f.DATA, f.END_STREAM, sid, message)
+                + f.rst_stream_frame(sid, ErrorCode.CANCEL)
+                for sid in range(start, start + 200, 2)
+            )
+            with contextlib.suppress(ConnectionError):
+                c.writer.write(frames)
+                await c.writer.drain()
+        _, code = await goaway(c)
+        assert code == ErrorCode.ENHANCE_YOUR_CALM
+        c.close()
+    attacker_calls = len(fake.calls_of("Config")) - bystander.calls
+    assert attacker_calls <= limits.premature_reset_min_streams + 200  # one write past the check
+
+
+async def test_streams_beyond_the_limits_are_refused_and_a_connection_is_renewed_after_its_lifetime(
+    gateway: Gateway,
+) -> None:
+    limits = Http2Limits()
+    c = await RawClient.connect(gateway.port)
+    _, _, payload = await c.until(f.SETTINGS)
+    advertised = dict(f.parse_settings(payload))
+    assert advertised[f.SETTINGS_MAX_CONCURRENT_STREAMS] == limits.max_concurrent_streams
+    assert advertised[f.SETTINGS_MAX_HEADER_LIST_SIZE] == limits.max_header_list_bytes
+    # Open streams that stay open (no message yet): the 129th is refused.
+    block = request_headers()
+    n = limits.max_concurrent_streams + 1
+    c.writer.write(b"".join(f.frame(f.HEADERS, f.END_HEADERS, 2 * i + 1, block) for i in range(n)))
+    _, sid, payload = await c.until(f.RST_STREAM)
+    assert sid == 2 * n - 1 and int.from_bytes(payload, "big") == ErrorCode.REFUSED_STREAM
+    c.close()
+
+    # Streams that end at once (an unknown method, answered by the gateway) up to the lifetime cap.
+    c = await RawClient.connect(gateway.port)
+    nope = request_headers(SVC + "Nope")
+    total = limits.max_streams_per_connection
+    ends = f.END_HEADERS | f.END_STREAM
+    for start in range(0, total + 10, 100):
+        c.writer.write(b"".join(f.frame(f.HEADERS, ends, 2 * i + 1, nope) for i in range(start, start + 100)))
+        await c.writer.drain()
+    last, code = await goaway(c)
+    assert (last, code) == (2 * total - 1, ErrorCode.NO_ERROR)  # graceful: the client reconnects
+    c.close()
+
+
+# -- floods of frames -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "frame"),
+    [
+        ("PING", f.frame(f.PING, 0, 0, b"12345678")),
+        ("SETTINGS", f.settings_frame([(f.SETTINGS_INITIAL_WINDOW_SIZE, 65_535)])),
+    ],
+)
+async def test_a_client_that_sends_but_never_reads_is_cut_off(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway], name: str, frame: bytes
+) -> None:
+    _, gateway = backend_and_gateway
+    before = rss_bytes()
+    async with Bystander(gateway.port):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+        sock.connect(("127.0.0.1", gateway.port))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(sock, f.PREFACE + f.settings_frame([]))
+        chunk = frame * 4096
+        cut_off = False
+        for _ in range(400):  # up to ~40 MB of frames, each asking for an answer
+            try:
+                await asyncio.wait_for(loop.sock_sendall(sock, chunk), 2)
+            except (ConnectionError, TimeoutError):
+                cut_off = True
+                break
+        sock.close()
+        assert cut_off, f"a {name} flood from a client that does not read was served to the end"
+    assert rss_bytes() - before < 200 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        # Empty DATA that does not end the stream, on a stream waiting for its message.
+        ([f.frame(f.DATA, 0, 1, b"")] * 3, ErrorCode.ENHANCE_YOUR_CALM),
+        # Empty CONTINUATIONs of an open header block.
+        ([f.frame(f.CONTINUATION, 0, 3, b"")] * 3, ErrorCode.ENHANCE_YOUR_CALM),
+        # PRIORITY churn: more than 100 per stream opened.
+        ([f.frame(f.PRIORITY, 0, 5, b"\x00\x00\x00\x00\x10")] * 300, ErrorCode.ENHANCE_YOUR_CALM),
+    ],
+    ids=["empty-data", "empty-continuation", "priority"],
+)
+async def test_floods_of_empty_and_pointless_frames_get_goaway(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway], frames: list[bytes], code: ErrorCode
+) -> None:
+    _, gateway = backend_and_gateway
+    async with Bystander(gateway.port):
+        c = await RawClient.connect(gateway.port)
+        opening = f.frame(f.HEADERS, f.END_HEADERS, 1, request_headers())
+        if frames[0][3] == f.CONTINUATION:
+            opening += f.frame(f.HEADERS, 0, 3, request_headers()[:5])  # a header block left open
+        c.writer.write(opening + b"".join(frames))
+        assert (await goaway(c))[1] == code
+        c.close()
+
+
+# -- sizes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "length", "code"),
+    [
+        (f.HEADERS, 16 * 1024 * 1024 - 1, ErrorCode.ENHANCE_YOUR_CALM),
+        (f.HEADERS, Http2Limits().max_header_list_bytes + 1, ErrorCode.ENHANCE_YOUR_CALM),
+        (0xFA, 1024 * 1024, ErrorCode.FRAME_SIZE_ERROR),  # an unknown type: ignored, but not 1 MiB of it
+        (f.SETTINGS, 64 * 1024, ErrorCode.FRAME_SIZE_ERROR),
+    ],
+    ids=["headers-16mib", "headers-over-list-limit", "unknown-1mib", "settings-64kib"],
+)
+async def test_a_long_frame_is_refused_before_it_is_buffered(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway], type_: int, length: int, code: ErrorCode
+) -> None:
+    _, gateway = backend_and_gateway
+    async with Bystander(gateway.port):
+        c = await RawClient.connect(gateway.port)
+        c.writer.write(f.frame_header(length, type_, f.END_HEADERS if type_ == f.HEADERS else 0, 1) + b"\x00" * 100)
+        assert (await goaway(c))[1] == code  # at once: the rest of the frame never came
+        c.close()
+
+
+async def test_a_header_list_over_the_limit_is_refused_before_decoding() -> None:
+    limits = Http2Limits(max_header_list_bytes=8192)
+    conn = ClientConnection(Router(), limits)  # type: ignore[arg-type]
+    transport = Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    huge = request_headers() + b"\x00\x01x" + bytes([0xFF]) + b"\xff" * 9000  # Huffman junk
+    conn.data_received(f.frame(f.HEADERS, f.END_HEADERS, 1, huge[:9000]))
+    assert conn.transport is None and not conn.streams  # GOAWAY sent and closed; nothing decoded
+
+
+# -- fairness -------------------------------------------------------------------------------------
+
+
+class PausableTransport(Transport):
+    def __init__(self) -> None:
+        self.reading = True
+        self.written: list[Any] = []
+
+    def writelines(self, pieces: list[Any]) -> None:
+        self.written += pieces
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_a_read_full_of_frames_is_handled_over_several_loop_turns() -> None:
+    conn = ClientConnection(Router(), Http2Limits(frames_per_turn=100))  # type: ignore[arg-type]
+    transport = PausableTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    pings = [f.frame(f.PING, 0, 0, i.to_bytes(8, "big")) for i in range(250)]
+    conn.data_received(b"".join(pings))
+    assert not transport.reading  # the rest waits for the next turns; other connections go first
+    turns = 0
+    while not transport.reading:
+        await asyncio.sleep(0)
+        turns += 1
+    await asyncio.sleep(0)  # the last turn's answers are written at its end
+    acks = [p for p in transport.written if isinstance(p, bytes) and p[3:4] == bytes([f.PING])]
+    assert len(acks) == 250 and [a[9:] for a in acks] == [p[9:] for p in pings]  # all, in order
+    assert turns >= 2
