@@ -157,6 +157,20 @@ class Http2Limits(_Section):
     #: Frames handled per read before the connection yields the event loop to other connections
     #: (the rest of the read waits its turn; nothing is dropped).
     frames_per_turn: int = Field(default=1000, ge=1)
+    #: Seconds a new connection has to send the HTTP/2 preface (a client sends it at once).
+    handshake_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Seconds a request's header block, or any other frame, may take to arrive whole; then GOAWAY.
+    #: nginx ``client_header_timeout``: 60.
+    request_headers_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Seconds a call's first message may take to arrive whole (the gateway routes on it); then the
+    #: call ends with DEADLINE_EXCEEDED. nginx ``client_body_timeout``: 60.
+    first_message_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Seconds a connection may stay open with no call in it; then GOAWAY (clients reconnect when
+    #: they next call). nginx ``keepalive_timeout``: 75.
+    idle_timeout_seconds: float = Field(default=75.0, gt=0)
+    #: Client connections at once; one more is answered with GOAWAY ENHANCE_YOUR_CALM and closed.
+    #: Also kept 256 below the process's open-file limit (raised to its hard limit at start).
+    max_connections: int = Field(default=10_000, ge=1)
 
 
 class GatewaySettings(_Section):

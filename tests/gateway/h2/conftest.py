@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,16 +16,25 @@ from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 
-@pytest.fixture
-async def backend_and_gateway(tmp_path: Path) -> AsyncIterator[tuple[FakeSparkConnectServer, Gateway]]:
+@contextlib.asynccontextmanager
+async def serve(state_dir: Path, **gateway: Any) -> AsyncIterator[tuple[FakeSparkConnectServer, Gateway]]:
+    """The fake backend and a gateway (h2 engine, ``gateway`` settings overridden) in front of it."""
     async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
-        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2", **gateway}
+        settings = load_settings(None, {}, gateway=gw, state_dir=state_dir)
         cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
         await cm.start()
-        async with Gateway(settings, cm) as g:
-            yield fake, g
-        await cm.close()
+        try:
+            async with Gateway(settings, cm) as g:
+                yield fake, g
+        finally:
+            await cm.close()
+
+
+@pytest.fixture
+async def backend_and_gateway(tmp_path: Path) -> AsyncIterator[tuple[FakeSparkConnectServer, Gateway]]:
+    async with serve(tmp_path) as both:
+        yield both
 
 
 @pytest.fixture

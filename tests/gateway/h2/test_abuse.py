@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import socket
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -21,8 +23,10 @@ from sparkgate.connect import wire
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.downstream import ClientConnection
 from sparkgate.gateway.h2.frames import ErrorCode
+from sparkgate.gateway.h2.hpack import Decoder
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from tests.gateway.h2.conftest import serve
 from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient, request_headers
 from tests.gateway.h2.test_downstream import Router, Transport
 
@@ -288,3 +292,65 @@ async def test_a_read_full_of_frames_is_handled_over_several_loop_turns() -> Non
     acks = [p for p in transport.written if isinstance(p, bytes) and p[3:4] == bytes([f.PING])]
     assert len(acks) == 250 and [a[9:] for a in acks] == [p[9:] for p in pings]  # all, in order
     assert turns >= 2
+
+
+# -- timeouts and the connection cap --------------------------------------------------------------
+
+TIGHT = {
+    "handshake_timeout_seconds": 0.3,
+    "request_headers_timeout_seconds": 0.5,
+    "first_message_timeout_seconds": 0.5,
+    "idle_timeout_seconds": 1.5,
+    "max_connections": 3,
+}
+
+
+@pytest.fixture
+async def tight_gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with serve(tmp_path, http2=TIGHT) as (_, gateway):
+        yield gateway
+
+
+async def test_what_waits_too_long_is_ended(tight_gateway: Gateway) -> None:
+    port = tight_gateway.port
+    # No preface: closed.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = await asyncio.wait_for(reader.read(), 5)  # returns at EOF: the gateway closed it
+    assert f.parse_frame_header(sent)[1] == f.SETTINGS
+    writer.close()
+    # A header block left open: GOAWAY.
+    c = await RawClient.connect(port)
+    c.writer.write(f.frame(f.HEADERS, 0, 1, request_headers()[:4]))
+    assert (await goaway(c))[1] == ErrorCode.ENHANCE_YOUR_CALM
+    c.close()
+    # A call whose first message never completes: DEADLINE_EXCEEDED, the connection stays.
+    c = await RawClient.connect(port)
+    c.writer.write(
+        f.frame(f.HEADERS, f.END_HEADERS, 1, request_headers()) + f.frame(f.DATA, 0, 1, b"\x00\x00\x00\x00\x10")
+    )
+    flags, sid, block = await c.until(f.HEADERS)
+    trailers = dict(Decoder().decode(block))
+    assert sid == 1 and flags & f.END_STREAM and trailers["grpc-status"] == "4", trailers  # DEADLINE_EXCEEDED
+    # Then, with no call left, the idle connection is closed gracefully.
+    last, code = await goaway(c, timeout=5)
+    assert (last, code) == (1, ErrorCode.NO_ERROR)
+    c.close()
+
+
+async def test_connections_beyond_the_cap_are_refused_clearly(tight_gateway: Gateway) -> None:
+    port = tight_gateway.port
+    held = [await RawClient.connect(port) for _ in range(TIGHT["max_connections"])]
+    for c in held:
+        await c.until(f.SETTINGS)
+    extra = await RawClient.connect(port)
+    _, _, payload = await extra.until(f.GOAWAY)
+    _, code, debug = f.parse_goaway(payload)
+    assert code == ErrorCode.ENHANCE_YOUR_CALM and b"max_connections" in debug
+    extra.close()
+    held.pop().close()
+    await asyncio.sleep(0.1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:  # room again
+        request = wire.encode_string(1, str(uuid.uuid4())) + wire.encode_string(2, wire.encode_string(1, "bob"))
+        assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE, timeout=5)
+    for c in held:
+        c.close()

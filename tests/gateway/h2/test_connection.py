@@ -81,25 +81,6 @@ async def test_protocol_error_ends_only_that_connection(gateway: Gateway) -> Non
         assert await ch.unary_unary(SVC + "Config")(ok, metadata=ROUTE)
 
 
-@pytest.mark.parametrize(
-    ("frame", "code"),
-    [
-        (f.frame(f.HEADERS, f.END_HEADERS, 1, b"\xff\xff\xff\xff\xff\xff"), ErrorCode.COMPRESSION_ERROR),
-        (f.frame(f.PING, 0, 0, b"short"), ErrorCode.FRAME_SIZE_ERROR),
-        (f.frame(f.WINDOW_UPDATE, 0, 0, b"\x00\x00\x00\x00"), ErrorCode.PROTOCOL_ERROR),
-        (f.frame(f.CONTINUATION, f.END_HEADERS, 1, b""), ErrorCode.PROTOCOL_ERROR),
-        (f.frame(f.DATA, 0, 9, b"x"), ErrorCode.PROTOCOL_ERROR),
-        (f.frame(f.SETTINGS, 0, 0, f.settings_frame([(f.SETTINGS_MAX_FRAME_SIZE, 10)])[9:]), ErrorCode.PROTOCOL_ERROR),
-    ],
-)
-async def test_malformed_frames_get_goaway(gateway: Gateway, frame: bytes, code: ErrorCode) -> None:
-    c = await RawClient.connect(gateway.port)
-    c.writer.write(frame)
-    _, _, payload = await c.until(f.GOAWAY)
-    assert f.parse_goaway(payload)[1] == code
-    c.close()
-
-
 async def test_not_http2_is_closed(gateway: Gateway) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

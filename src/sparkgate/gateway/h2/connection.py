@@ -21,6 +21,7 @@ import asyncio
 import logging
 import socket
 import sys
+import time
 from typing import Any, cast
 
 from sparkgate.gateway.h2 import frames as f
@@ -104,6 +105,9 @@ class Connection(asyncio.BufferedProtocol):
         self._empty_run = 0
         #: The rest of a read, left for a later loop turn once ``frames_per_turn`` were handled.
         self._backlog: bytes | None = None
+        #: When (``time.monotonic()``) the frame in ``_partial`` / the open header block began arriving.
+        self._partial_since = 0.0
+        self._header_since = 0.0
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -289,6 +293,7 @@ class Connection(asyncio.BufferedProtocol):
             budget -= 1
             if off + 9 > n:  # f.FRAME_HEADER_LEN
                 self._partial = bytearray(mv[off:])
+                self._partial_since = time.monotonic()
                 return
             hi, lo, type_, flags, sid = unpack_header(data, off)
             off += 9
@@ -315,6 +320,7 @@ class Connection(asyncio.BufferedProtocol):
             stop = off + length
             if stop > n:
                 self._partial = bytearray(mv[off - 9 :])
+                self._partial_since = time.monotonic()
                 return
             self._frame(type_, flags, sid & 0x7FFFFFFF, mv[off:stop])
             off = stop
@@ -361,6 +367,13 @@ class Connection(asyncio.BufferedProtocol):
         _, type_, flags, sid = f.parse_frame_header(frame)
         self._frame(type_, flags, sid, memoryview(frame)[f.FRAME_HEADER_LEN :])
         return off
+
+    def incomplete_since(self) -> float | None:
+        """``time.monotonic()`` since which a frame or header block has been arriving (None: none
+        is). A DATA frame arriving slowly is not counted: flow control paces DATA."""
+        pending = [(self._partial_since, bool(self._partial)), (self._header_since, self._header_block is not None)]
+        since = [t for t, what in pending if what]
+        return min(since) if since else None
 
     def _check_length(self, type_: int, length: int) -> None:
         """Refuse a long frame other than DATA before any of it is buffered."""
@@ -454,6 +467,7 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self._header_block, self._header_sid = bytearray(body), sid
                 self._header_end = bool(flags & f.END_STREAM)
+                self._header_since = time.monotonic()
         elif type_ == f.WINDOW_UPDATE:
             self._window_update(sid, payload)
         elif type_ == f.DATA:  # padded (unpadded DATA never gets here)

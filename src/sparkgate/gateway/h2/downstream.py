@@ -39,7 +39,15 @@ _HEAD_CACHE_MAX_LEN = 2048
 DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})
 
 # gRPC status codes used here (grpc.StatusCode values, kept as ints on the hot path).
-UNKNOWN, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 2, 3, 8, 12, 13, 14
+UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = (
+    2,
+    3,
+    4,
+    8,
+    12,
+    13,
+    14,
+)
 
 
 #: Runs once the driver's response ended, before its trailers reach the client:
@@ -76,6 +84,50 @@ def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | 
 _PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
+#: Connection-specific header fields, which make an HTTP/2 request malformed (RFC 9113 §8.2.2).
+CONNECTION_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"})
+_REQUEST_PSEUDO = frozenset({":method", ":scheme", ":authority", ":path"})
+#: Characters no field name may contain: controls, space, upper case, DEL and non-ASCII (§8.2.1).
+_BAD_NAME = frozenset(chr(c) for c in (*range(0x00, 0x21), *range(0x41, 0x5B), *range(0x7F, 0x100)))
+
+
+def malformed(headers: list[Header]) -> str | None:
+    """Why a request's header list makes it malformed (RFC 9113 §8.1.1, §8.2, §8.3.1), if it does."""
+    seen: set[str] = set()
+    regular = False
+    for name, value in headers:
+        if not name:
+            return "an empty field name"
+        if name[0] == ":":
+            if regular:
+                return f"pseudo-header {name} after regular fields"
+            if name not in _REQUEST_PSEUDO:
+                return f"pseudo-header {name} is not one of a request's"
+            if name in seen:
+                return f"pseudo-header {name} appears twice"
+            seen.add(name)
+            if not value and name != ":authority":
+                return f"pseudo-header {name} is empty"
+        else:
+            regular = True
+            if not _BAD_NAME.isdisjoint(name):
+                return f"field name {name!r} has upper-case, control or non-ASCII characters"
+            if name in CONNECTION_HEADERS:
+                return f"connection-specific field {name}"
+            if name == "te" and value != "trailers":
+                return f"te: {value!r} (only 'trailers' is allowed)"
+            if name == "content-length" and not value.isdigit():
+                return f"content-length {value!r} is not a number"
+        if "\0" in value or "\r" in value or "\n" in value:
+            return f"field {name} has NUL, CR or LF in its value"
+        if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
+            return f"field {name} has white space around its value"
+    missing = sorted({":method", ":scheme", ":path"} - seen)
+    if missing:
+        return f"pseudo-header{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"
+    return None
+
+
 class RequestHead(NamedTuple):
     """What a request's header block says, as the relay needs it (the same for every call of a kind)."""
 
@@ -87,21 +139,30 @@ class RequestHead(NamedTuple):
     upstream_metadata: tuple[Header, ...]
     #: ``(gRPC status, message)`` the stream is answered with at once, if it cannot be relayed.
     problem: tuple[int, str] | None
+    #: Why the request is malformed, if it is: it is reset with PROTOCOL_ERROR, never relayed.
+    malformed: str | None = None
 
 
 def request_head(headers: list[Header], router: Router) -> RequestHead:
-    path = content_type = ""
+    path = content_type = http_method = ""
     md: list[Header] = []
     for k, v in headers:
         if k == ":path":
             path = v
-        elif k[0] != ":":
+        elif k == ":method":
+            http_method = v
+        elif k[:1] != ":":
             md.append((k, v))
             if k == "content-type":
                 content_type = v
     method = path.rpartition("/")[2]
     problem: tuple[int, str] | None = None
-    if not content_type.startswith("application/grpc"):
+    why = malformed(headers)
+    if why is not None:
+        return RequestHead(path, method, (), (), None, why)
+    if http_method != "POST":
+        problem = UNIMPLEMENTED, f"HTTP method {http_method}: gRPC calls are POST requests"
+    elif not content_type.startswith("application/grpc"):
         problem = UNKNOWN, f"content-type {content_type!r} is not gRPC; sparkgate speaks gRPC (Spark Connect)"
     elif not router.known_path(path):
         problem = UNIMPLEMENTED, f"unknown method {path}"
@@ -167,7 +228,10 @@ class ClientStream(Stream):
     def start(self, head: RequestHead, end: bool) -> None:
         self.path, self.method = head.path, head.method
         self.metadata, self.upstream_metadata = head.metadata, head.upstream_metadata
-        if head.problem is not None:
+        if head.malformed is not None:
+            log.info("stream %s: malformed request (%s): reset", self.id, head.malformed)
+            self.reset(ErrorCode.PROTOCOL_ERROR)
+        elif head.problem is not None:
             self.fail(*head.problem)
         elif end:
             self.fail(INVALID_ARGUMENT, f"{self.method}: the request has no message")
@@ -363,9 +427,16 @@ class ClientStream(Stream):
 class ClientConnection(Connection):
     """A client's connection, held to ``gateway.http2`` (:class:`~sparkgate.config.Http2Limits`)."""
 
-    def __init__(self, router: Router, limits: Http2Limits | None = None) -> None:
+    def __init__(
+        self, router: Router, limits: Http2Limits | None = None, registry: set[ClientConnection] | None = None
+    ) -> None:
         super().__init__()
         self.router = router
+        #: The engine's open connections: this one is in it from connection_made to connection_lost.
+        self.registry = registry
+        self.opened_at = self.idle_since = time.monotonic()
+        #: Set by the engine when it has max_connections already: answered with GOAWAY and closed.
+        self.refuse: str | None = None
         self.limits = limits = limits or Http2Limits()
         self.local_settings = [
             (f.SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
@@ -399,6 +470,47 @@ class ClientConnection(Connection):
         super().connection_made(transport)
         self.peer = peer_subject_from_ssl(transport.get_extra_info("ssl_object"))
         self.open_settings()
+        if self.refuse is not None:
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, self.refuse)
+        elif self.registry is not None:
+            self.registry.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.registry is not None:
+            self.registry.discard(self)
+        super().connection_lost(exc)
+
+    def check_timeouts(self, now: float) -> None:
+        """Called about once a second by the engine: end what has waited too long."""
+        if self.transport is None:
+            return
+        limits = self.limits
+        if self._preface_left:
+            if now - self.opened_at > limits.handshake_timeout_seconds:
+                log.info("client sent no HTTP/2 preface within %gs; closing", limits.handshake_timeout_seconds)
+                self.transport.abort()
+            return
+        since = self.incomplete_since()
+        if since is not None and now - since > limits.request_headers_timeout_seconds:
+            self.fail(
+                ErrorCode.ENHANCE_YOUR_CALM,
+                f"a frame or header block took more than {limits.request_headers_timeout_seconds:g}s to arrive",
+                self._last_stream_id,
+            )
+            return
+        if not self.streams:
+            if now - self.idle_since > limits.idle_timeout_seconds:
+                self.drain()  # GOAWAY NO_ERROR; the client reconnects when it next calls
+            return
+        late = now - limits.first_message_timeout_seconds
+        for stream in list(self.streams.values()):
+            if isinstance(stream, ClientStream) and stream.partner is None and not stream.routing:
+                if stream.started < late and not stream.sent_end:
+                    stream.fail(
+                        DEADLINE_EXCEEDED,
+                        f"{stream.method}: the request's first message did not arrive within "
+                        f"{limits.first_message_timeout_seconds:g}s",
+                    )
 
     def data_received(self, data: bytes | memoryview) -> None:
         self._opened_this_read = 0
@@ -515,6 +627,8 @@ class ClientConnection(Connection):
     def stream_closed(self, stream: Stream | None) -> None:
         if isinstance(stream, ClientStream):
             self.router.call_done(stream)
+        if not self.streams:
+            self.idle_since = time.monotonic()
         if self.draining and not self.streams and self.transport is not None:
             self.loop.call_soon(self._close_transport)
 

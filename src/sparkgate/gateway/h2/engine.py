@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
+import resource
+import time
 from ssl import SSLContext
 
 from sparkgate.aio import TaskSupervisor
@@ -22,6 +23,23 @@ from sparkgate.gateway.sessions import SessionRouter
 
 log = logging.getLogger(__name__)
 
+#: Open files kept for everything but client connections (drivers, logs, databases, listeners).
+RESERVED_FILES = 256
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (what nginx's worker_rlimit_nofile
+    is for); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
 
 class H2Engine:
     def __init__(self, settings: GatewaySettings, router: SessionRouter, ssl: SSLContext | None = None) -> None:
@@ -30,7 +48,8 @@ class H2Engine:
         self.pool = DriverPool()
         self._tasks = TaskSupervisor("h2")
         self.relay = H2Relay(router, self.pool, settings.max_message_bytes, self._tasks)
-        self._connections: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
+        self._connections: set[ClientConnection] = set()
+        self.max_connections = settings.http2.max_connections
         self._server: asyncio.Server | None = None
         self._stopped: asyncio.Event | None = None
         self.port = 0
@@ -38,8 +57,12 @@ class H2Engine:
         self.buffers: ReadArena | None = None
 
     def _accept(self) -> ClientConnection:
-        conn = ClientConnection(self.relay, self.settings.http2)
-        self._connections.add(conn)
+        conn = ClientConnection(self.relay, self.settings.http2, self._connections)
+        if len(self._connections) >= self.max_connections:
+            conn.refuse = (
+                f"the gateway has {len(self._connections)} client connections, its limit "
+                "(gateway.http2.max_connections); retry later"
+            )
         return conn
 
     @property
@@ -50,8 +73,26 @@ class H2Engine:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self.buffers = arena()
+        files = raise_open_file_limit()
+        self.max_connections = max(1, min(self.settings.http2.max_connections, files - RESERVED_FILES))
+        if self.max_connections < self.settings.http2.max_connections:
+            log.warning(
+                "at most %d client connections: the open-file limit is %d (gateway.http2.max_connections is %d)",
+                self.max_connections,
+                files,
+                self.settings.http2.max_connections,
+            )
         self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._tasks.every("connection-timeouts", 1.0, self._check_timeouts)
+
+    async def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._connections):
+            try:
+                conn.check_timeouts(now)
+            except Exception:
+                log.exception("checking a client connection's timeouts")
 
     async def wait(self) -> None:
         if self._stopped is not None:
