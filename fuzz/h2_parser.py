@@ -12,64 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
 
 import atheris
 
 with atheris.instrument_imports(include=["sparkgate"]):
     from sparkgate.config import Http2Limits
     from sparkgate.gateway.h2 import frames as f
-    from sparkgate.gateway.h2.downstream import ClientConnection, ClientStream
+    from sparkgate.gateway.h2.downstream import ClientConnection
     from sparkgate.gateway.h2.frames import H2Error
-    from sparkgate.gateway.h2.hpack import Header, HpackError
-
-
-class Router:
-    max_message_bytes = 1 << 20
-
-    def known_path(self, path: str) -> bool:
-        return path.startswith("/spark.connect.SparkConnectService/")
-
-    def route(self, stream: ClientStream) -> None:
-        stream.fail(14, "no driver here")
-
-    def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None:
-        pass
-
-    def call_done(self, stream: ClientStream) -> None:
-        pass
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.written = 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def writelines(self, pieces: list[Any]) -> None:
-        self.written += sum(len(p) for p in pieces)
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+    from sparkgate.gateway.h2.hpack import HpackError
+    from sparkgate.testing.h2_doubles import MemoryTransport, StubRouter
 
 
 LOOP = asyncio.new_event_loop()
@@ -85,8 +37,8 @@ async def feed(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     cuts = [fdp.ConsumeIntInRange(1, 64) for _ in range(fdp.ConsumeIntInRange(0, 8))]
     body = fdp.ConsumeBytes(fdp.remaining_bytes())
-    conn = ClientConnection(Router(), LIMITS)  # type: ignore[arg-type]
-    conn.connection_made(Transport())  # type: ignore[arg-type]
+    conn = ClientConnection(StubRouter(), LIMITS)  # type: ignore[arg-type]
+    conn.connection_made(MemoryTransport())  # type: ignore[arg-type]
     conn.data_received(f.PREFACE)
     pos = 0
     for piece in [*cuts, len(body)]:

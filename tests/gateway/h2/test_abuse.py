@@ -13,7 +13,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc.aio
 import pytest
@@ -26,9 +25,9 @@ from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import Decoder
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from sparkgate.testing.h2_doubles import MemoryTransport, StubRouter
 from tests.gateway.h2.conftest import serve
 from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient, request_headers
-from tests.gateway.h2.test_downstream import Router, Transport
 
 
 class Bystander:
@@ -249,8 +248,8 @@ async def test_a_long_frame_is_refused_before_it_is_buffered(
 
 async def test_a_header_list_over_the_limit_is_refused_before_decoding() -> None:
     limits = Http2Limits(max_header_list_bytes=8192)
-    conn = ClientConnection(Router(), limits)  # type: ignore[arg-type]
-    transport = Transport()
+    conn = ClientConnection(StubRouter(), limits)  # type: ignore[arg-type]
+    transport = MemoryTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(f.PREFACE)
     huge = request_headers() + b"\x00\x01x" + bytes([0xFF]) + b"\xff" * 9000  # Huffman junk
@@ -261,24 +260,9 @@ async def test_a_header_list_over_the_limit_is_refused_before_decoding() -> None
 # -- fairness -------------------------------------------------------------------------------------
 
 
-class PausableTransport(Transport):
-    def __init__(self) -> None:
-        self.reading = True
-        self.written: list[Any] = []
-
-    def writelines(self, pieces: list[Any]) -> None:
-        self.written += pieces
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-
 async def test_a_read_full_of_frames_is_handled_over_several_loop_turns() -> None:
-    conn = ClientConnection(Router(), Http2Limits(frames_per_turn=100))  # type: ignore[arg-type]
-    transport = PausableTransport()
+    conn = ClientConnection(StubRouter(), Http2Limits(frames_per_turn=100))  # type: ignore[arg-type]
+    transport = MemoryTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(f.PREFACE)
     pings = [f.frame(f.PING, 0, 0, i.to_bytes(8, "big")) for i in range(250)]

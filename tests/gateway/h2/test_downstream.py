@@ -2,54 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sparkgate.connect.service import SERVICE_PATH
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.downstream import ClientConnection, ClientStream
-from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Header, encode_header, encode_int
+from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, encode_header, encode_int
+from sparkgate.testing.h2_doubles import MemoryTransport, StubRouter
 
-
-class Router:
-    max_message_bytes = 1 << 20
-
-    def __init__(self) -> None:
-        self.routed: list[ClientStream] = []
-
-    def known_path(self, path: str) -> bool:
-        return path.startswith(SERVICE_PATH)
-
-    def route(self, stream: ClientStream) -> None:
-        self.routed.append(stream)
-
-    def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None:
-        pass
-
-    def call_done(self, stream: ClientStream) -> None:
-        pass
-
-
-class Transport:
-    def is_closing(self) -> bool:
-        return False
-
-    def writelines(self, pieces: list[Any]) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
+Router = StubRouter
+Transport = MemoryTransport
 
 
 def indexed_literal(name: str, value: str) -> bytes:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.connection import Connection, Stream
+from sparkgate.testing.h2_doubles import MemoryTransport
 
 
 class Recording(Stream):
@@ -23,27 +24,6 @@ class Recording(Stream):
         self.events.append(("data", self.id, bytes(payload), end))
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-
-    def is_closing(self) -> bool:
-        return False
-
-    def writelines(self, pieces: list[Any]) -> None:
-        for piece in pieces:
-            self.written += piece
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
 class Parser(Connection):
     """A connection whose streams 1, 3 and 5 are open and record what arrives on them."""
 
@@ -52,7 +32,7 @@ class Parser(Connection):
         self.events: list[tuple[Any, ...]] = []
         for sid in (1, 3, 5):
             self.streams[sid] = Recording(self, sid, self.events)
-        self.connection_made(FakeTransport())  # type: ignore[arg-type]
+        self.connection_made(MemoryTransport())  # type: ignore[arg-type]
 
     def headers_received(self, sid: int, block: bytes, end: bool) -> None:
         stream = self.streams[sid]
@@ -121,7 +101,7 @@ async def test_every_split_of_the_bytes_gives_the_same_frames() -> None:
     assert ("goaway", 7, 0, b"bye") in expected
     assert ("headers", 3, b"abcdef", False) in expected
     assert ("headers", 5, b"hdr", False) in expected
-    assert f.frame(f.PING, f.ACK, 0, b"12345678") in bytes(whole.transport.written)  # type: ignore[union-attr]
+    assert f.frame(f.PING, f.ACK, 0, b"12345678") in b"".join(whole.transport.written)  # type: ignore[union-attr]
     rnd = random.Random(11)
     for trial in range(60):
         if trial < 3:  # byte by byte, then in frame-header-sized and odd-sized steps
