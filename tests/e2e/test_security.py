@@ -130,6 +130,10 @@ def test_oidc_over_tls_with_real_clients(secure: dict[str, Any]) -> None:
     port = driver.address.rpartition(":")[2]
     cases.append({"name": "direct_no_token", "url": f"sc://127.0.0.1:{port}"})
     cases.append({"name": "direct_wrong_token", "url": f"sc://localhost:{port}/;token=guess"})
+    # A client that forgot use_ssl=true is told so at once (it would otherwise retry for ever).
+    cases.append(
+        {"name": "plaintext", "url": f"sc://localhost:{gw.port}/;x-doordash-team={TEAM};x-doordash-environment={ENV}"}
+    )
 
     results = run_clients(secure["ca"], cases)
 
@@ -150,6 +154,7 @@ def test_oidc_over_tls_with_real_clients(secure: dict[str, Any]) -> None:
         "hijack": "belongs to another user",
         "direct_no_token": "No authentication token provided",
         "direct_wrong_token": "Invalid authentication token",
+        "plaintext": "add use_ssl=true to the connection string",
     }
     for name, text in expect.items():
         assert text in results[name].get("error", ""), (name, results[name])

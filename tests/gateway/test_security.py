@@ -201,7 +201,9 @@ async def test_tls_token_and_mtls_service_identity(backend: FakeSparkConnectServ
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as plain:
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await call(plain, bearer("t-alice"), str(uuid.uuid4()))
-            assert e.value.code() is grpc.StatusCode.UNAVAILABLE  # no plaintext on a TLS port
+            # No plaintext on a TLS port: a clear answer at once, not a dropped connection retried for ever.
+            assert e.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+            assert "use_ssl=true" in (e.value.details() or "")
         async with tls_channel(gw.port, made.ca) as ch:
             await call(ch, bearer("t-alice"), str(uuid.uuid4()))
             with pytest.raises(grpc.aio.AioRpcError) as e:

@@ -39,15 +39,8 @@ _HEAD_CACHE_MAX_LEN = 2048
 DROP_HEADERS = frozenset({"user-agent", "authorization", "te", "content-type", "grpc-accept-encoding"})
 
 # gRPC status codes used here (grpc.StatusCode values, kept as ints on the hot path).
-UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = (
-    2,
-    3,
-    4,
-    8,
-    12,
-    13,
-    14,
-)
+UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED = 2, 3, 4, 8
+FAILED_PRECONDITION, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 9, 12, 13, 14
 
 
 #: Runs once the driver's response ended, before its trailers reach the client:
@@ -437,6 +430,8 @@ class ClientConnection(Connection):
         self.opened_at = self.idle_since = time.monotonic()
         #: Set by the engine when it has max_connections already: answered with GOAWAY and closed.
         self.refuse: str | None = None
+        #: Set by the engine for a cleartext connection to its TLS port: every call fails with this.
+        self.tls_required: str | None = None
         self.limits = limits = limits or Http2Limits()
         self.local_settings = [
             (f.SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
@@ -564,6 +559,10 @@ class ClientConnection(Connection):
         self.streams[sid] = stream
         if end:
             stream.recv_end = True
+        if self.tls_required is not None:
+            stream.path, stream.method = head.path, head.method
+            stream.fail(FAILED_PRECONDITION, self.tls_required)
+            return
         stream.start(head, end)
         if self._opened >= limits.max_streams_per_connection:
             log.info("client connection opened %d streams: GOAWAY, new calls go on a new connection", self._opened)

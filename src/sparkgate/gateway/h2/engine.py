@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
+import ssl as ssl_module
 import time
 from ssl import SSLContext
 
@@ -51,13 +53,21 @@ class H2Engine:
         self._connections: set[ClientConnection] = set()
         self.max_connections = settings.http2.max_connections
         self._server: asyncio.Server | None = None
+        #: With TLS: the listening socket, and the task accepting on it (see :meth:`_accept_loop`).
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
         self.port = 0
         #: The read buffers of the loop thread the engine serves on (set by :meth:`start`), for metrics.
         self.buffers: ReadArena | None = None
 
-    def _accept(self) -> ClientConnection:
+    def _accept(self, *, cleartext_on_tls: bool = False) -> ClientConnection:
         conn = ClientConnection(self.relay, self.settings.http2, self._connections)
+        if cleartext_on_tls:
+            conn.tls_required = (
+                "this gateway speaks TLS and the client connected without it: add use_ssl=true to the "
+                f"connection string (sc://HOST:{self.port}/;use_ssl=true)"
+            )
         if len(self._connections) >= self.max_connections:
             conn.refuse = (
                 f"the gateway has {len(self._connections)} client connections, its limit "
@@ -82,9 +92,46 @@ class H2Engine:
                 files,
                 self.settings.http2.max_connections,
             )
-        self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port, ssl=self.ssl)
-        self.port = self._server.sockets[0].getsockname()[1]
+        if self.ssl is None:
+            self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port)
+            self.port = self._server.sockets[0].getsockname()[1]
+        else:
+            self._listener = _listen(self.settings.host, self.settings.port)
+            self.port = self._listener.getsockname()[1]
+            self._accepting = self._tasks.spawn("accept", self._accept_loop(self._listener))
         self._tasks.every("connection-timeouts", 1.0, self._check_timeouts)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept TLS connections ourselves, to look at each one's first byte before its handshake:
+        a client speaking cleartext HTTP/2 to this port is answered, with every call failing with
+        a message naming the fix, instead of a dropped connection it would retry for ever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of file descriptors, say: the next one may work
+                log.warning("accepting a client connection failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._tasks.spawn("tls-handshake", self._serve_tls(sock))
+
+    async def _serve_tls(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.http2.handshake_timeout_seconds
+        sock.setblocking(False)
+        try:
+            first = await asyncio.wait_for(_peek(loop, sock), timeout)
+            # A TLS connection starts with a handshake record (0x16); anything else, cleartext.
+            cleartext = bool(first) and first != b"\x16"
+            await loop.connect_accepted_socket(
+                lambda: self._accept(cleartext_on_tls=cleartext),
+                sock,
+                ssl=None if cleartext else self.ssl,
+                ssl_handshake_timeout=None if cleartext else timeout,
+            )
+        except (OSError, ssl_module.SSLError, TimeoutError) as exc:
+            log.info("client connection closed before it was served: %s", exc or type(exc).__name__)
+            sock.close()
 
     async def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -99,10 +146,16 @@ class H2Engine:
             await self._stopped.wait()
 
     async def stop(self, grace: float) -> None:
-        if self._server is None:
+        if self._server is None and self._listener is None:
             return
         server, self._server = self._server, None
-        server.close()
+        listener, self._listener = self._listener, None
+        if server is not None:
+            server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if listener is not None:
+            listener.close()
         conns = self.connections
         for conn in conns:
             conn.drain()
@@ -118,6 +171,41 @@ class H2Engine:
             conn.abort()
         await self._tasks.close()
         await self.pool.close()
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
         if self._stopped is not None:
             self._stopped.set()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket, bound as ``loop.create_server`` would bind it."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    """The first byte the peer sent, left in the socket for whoever reads next (b"": closed)."""
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+    return sock.recv(1, socket.MSG_PEEK)
