@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
 import pytest
 
 from sparkgate.aio import TaskSupervisor
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import load_settings
 from sparkgate.connect import wire
+from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.hpack import Decoder, encode_headers
 from sparkgate.gateway.server import Gateway
 from sparkgate.gateway.sessions import Forward
+from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from sparkgate.testing.fake_provider import FakeProvider
+from tests.gateway.h2.test_connection import RawClient, request_headers
 
 SVC = "/spark.connect.SparkConnectService/"
 ROUTE = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
@@ -56,3 +65,31 @@ async def test_resolve_known_only_answers_placed_sessions_on_live_drivers(gatewa
     assert known is not None and known.driver is placed.driver and known.preamble is None
     known.driver.state = known.driver.state.DEAD
     assert router.resolve_known(wire.RequestIds(sid, "alice")) is None  # resolve reports the lost session
+
+
+async def test_a_calls_deadline_is_kept_while_its_session_waits_for_a_driver(tmp_path: Path) -> None:
+    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
+        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
+        cm = ClusterManager(FakeProvider(address=fake.address, start_delay=3.0), pool_size=0)  # a cold start
+        await cm.start()
+        async with Gateway(settings, cm) as gateway:
+            c = await RawClient.connect(gateway.port)
+            sid = str(uuid.uuid4())
+            message = request(sid)
+            headers = request_headers() + encode_headers([("grpc-timeout", "500m")])
+            t0 = time.monotonic()
+            c.writer.write(
+                f.frame(f.HEADERS, f.END_HEADERS, 1, headers)
+                + f.frame(f.DATA, f.END_STREAM, 1, b"\x00" + len(message).to_bytes(4, "big") + message)
+            )
+            flags, _, block = await c.until(f.HEADERS)
+            trailers = dict(Decoder().decode(block))
+            assert flags & f.END_STREAM and trailers["grpc-status"] == "4", trailers  # DEADLINE_EXCEEDED
+            assert time.monotonic() - t0 < 2.5  # at the deadline, not when the driver is ready
+            c.close()
+            # The session was placed all the same: its next call goes to the driver.
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
+                await ch.unary_unary(SVC + "Config")(message, metadata=ROUTE, timeout=10)
+            assert [call.session_id for call in fake.calls_of("Config")][-1:] == [sid]
+        await cm.close()

@@ -121,6 +121,22 @@ def malformed(headers: list[Header]) -> str | None:
     return None
 
 
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def grpc_timeout(metadata: tuple[Header, ...]) -> float | None:
+    """The call's deadline in seconds from its ``grpc-timeout`` header (gRPC over HTTP/2: up to 8
+    digits and a unit), or None if it has none or it is not valid."""
+    for key, value in metadata:
+        if key == "grpc-timeout":
+            unit = _TIMEOUT_UNITS.get(value[-1:])
+            digits = value[:-1]
+            if unit is None or not digits.isdigit() or len(digits) > 8:
+                return None
+            return int(digits) * unit
+    return None
+
+
 class RequestHead(NamedTuple):
     """What a request's header block says, as the relay needs it (the same for every call of a kind)."""
 

@@ -36,7 +36,15 @@ from sparkgate.connect.service import ALL_METHODS, SERVICE_PATH
 from sparkgate.connect.status import grpc_error
 from sparkgate.errors import SparkgateError, Unavailable
 from sparkgate.gateway.affinity import Route
-from sparkgate.gateway.h2.downstream import INTERNAL, INVALID_ARGUMENT, UNAVAILABLE, ClientStream, PostAction
+from sparkgate.gateway.h2.downstream import (
+    DEADLINE_EXCEEDED,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    UNAVAILABLE,
+    ClientStream,
+    PostAction,
+    grpc_timeout,
+)
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import Header
 from sparkgate.gateway.h2.upstream import DriverConnection, DriverPool, grpc_status, request_block
@@ -88,20 +96,44 @@ class H2Relay:
                 if decision.preamble is None and conn is not None:
                     self._forward(stream, conn, decision, ids)
                     return
-                self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Ready(decision)))
+                self._route_later(stream, self._route(stream, ids, _Ready(decision)))
                 return
         except Exception as exc:
             self._failed(stream, exc)
             return
-        self._tasks.spawn(f"route:{method}", self._route(stream, ids, _Resume(resolving, waiting_on)))
+        self._route_later(stream, self._route(stream, ids, _Resume(resolving, waiting_on)))
+
+    def _route_later(self, stream: ClientStream, routing: Coroutine[Any, Any, None]) -> None:
+        """Routing that must wait (a driver's start, say) runs in a task; a call with a deadline
+        (``grpc-timeout``) is answered DEADLINE_EXCEEDED when it passes, whatever the wait. The
+        placing itself goes on: the session's next call finds it done."""
+        task = self._tasks.spawn(f"route:{stream.method}", routing)
+        timeout = grpc_timeout(stream.metadata)
+        if timeout is None:
+            return
+        left = max(0.0, timeout - (time.monotonic() - stream.started))
+        handle = asyncio.get_running_loop().call_later(left, self._deadline_passed, stream, task)
+        task.add_done_callback(lambda _t: handle.cancel())
+
+    @staticmethod
+    def _deadline_passed(stream: ClientStream, task: asyncio.Task[None]) -> None:
+        if not task.done() and not stream.sent_end and not stream.closed:
+            stream.fail(
+                DEADLINE_EXCEEDED,
+                f"{stream.method}: the call's deadline (grpc-timeout) passed while the gateway was still "
+                "placing its session on a driver",
+            )
 
     async def _route(self, stream: ClientStream, ids: wire.RequestIds, resolving: Awaitable[Forward | Answer]) -> None:
         stream.keep_held()
         try:
             decision = await resolving
             if isinstance(decision, Answer):
-                stream.answer(decision.response)
+                if not (stream.sent_end or stream.closed):
+                    stream.answer(decision.response)
                 return
+            # Even for a call answered meanwhile (its deadline passed), the session's preamble goes
+            # to its driver: the session is placed, and its next calls go there.
             while True:
                 try:
                     conn = await self._connect(stream, decision)
@@ -111,7 +143,7 @@ class H2Relay:
                     if stream.closed or not decision.can_fail_over:
                         raise
                     decision = await self.router.failover(decision, exc.message)
-            if conn is None or stream.closed:
+            if conn is None or stream.closed or stream.sent_end:
                 return  # the driver refused the preamble (answered), or the client cancelled meanwhile
             self._forward(stream, conn, decision, ids)
         except Exception as exc:
