@@ -187,8 +187,8 @@ async def test_a_client_that_sends_but_never_reads_is_cut_off(
         cut_off = False
         for _ in range(400):  # up to ~40 MB of frames, each asking for an answer
             try:
-                await asyncio.wait_for(loop.sock_sendall(sock, chunk), 2)
-            except (ConnectionError, TimeoutError):
+                await asyncio.wait_for(loop.sock_sendall(sock, chunk), 5)
+            except ConnectionError:  # reset: the gateway closed the connection (not merely stopped reading)
                 cut_off = True
                 break
         sock.close()
@@ -203,10 +203,12 @@ async def test_a_client_that_sends_but_never_reads_is_cut_off(
         ([f.frame(f.DATA, 0, 1, b"")] * 3, ErrorCode.ENHANCE_YOUR_CALM),
         # Empty CONTINUATIONs of an open header block.
         ([f.frame(f.CONTINUATION, 0, 3, b"")] * 3, ErrorCode.ENHANCE_YOUR_CALM),
+        # Padded DATA with nothing but padding.
+        ([f.frame(f.DATA, f.PADDED, 1, b"\x02\x00\x00")] * 3, ErrorCode.ENHANCE_YOUR_CALM),
         # PRIORITY churn: more than 100 per stream opened.
         ([f.frame(f.PRIORITY, 0, 5, b"\x00\x00\x00\x00\x10")] * 300, ErrorCode.ENHANCE_YOUR_CALM),
     ],
-    ids=["empty-data", "empty-continuation", "priority"],
+    ids=["empty-data", "empty-continuation", "padding-only-data", "priority"],
 )
 async def test_floods_of_empty_and_pointless_frames_get_goaway(
     backend_and_gateway: tuple[FakeSparkConnectServer, Gateway], frames: list[bytes], code: ErrorCode
@@ -244,6 +246,35 @@ async def test_a_long_frame_is_refused_before_it_is_buffered(
         c.writer.write(f.frame_header(length, type_, f.END_HEADERS if type_ == f.HEADERS else 0, 1) + b"\x00" * 100)
         assert (await goaway(c))[1] == code  # at once: the rest of the frame never came
         c.close()
+
+
+async def test_padded_data_longer_than_a_control_frame_is_data_as_usual() -> None:
+    router = StubRouter()
+    conn = ClientConnection(router)  # type: ignore[arg-type]
+    conn.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    data = b"\x00" + (20_000).to_bytes(4, "big") + b"m" * 20_000  # one 20 kB message
+    padded = bytes([255]) + data + b"\x00" * 255
+    conn.data_received(f.frame(f.HEADERS, f.END_HEADERS, 1, request_headers()))
+    conn.data_received(f.frame(f.DATA, f.PADDED | f.END_STREAM, 1, padded))
+    assert conn.transport is not None  # no FRAME_SIZE_ERROR: DATA may be as long as the frame size we allow
+    assert [s.id for s in router.routed] == [1]
+
+
+def test_frames_queued_for_a_client_that_does_not_read_are_bounded() -> None:
+    asyncio.run(_queued_frames())
+
+
+async def _queued_frames() -> None:
+    conn = ClientConnection(StubRouter(), Http2Limits(max_queued_control_frames=10))  # type: ignore[arg-type]
+    transport = MemoryTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    conn.data_received(b"".join(f.frame(f.PING, 0, 0, b"12345678") for _ in range(50)))  # read: fine
+    assert conn.transport is transport
+    conn.pause_writing()  # the client stopped reading: its socket buffer is full
+    conn.data_received(b"".join(f.frame(f.PING, 0, 0, b"12345678") for _ in range(11)))
+    assert conn.transport is None and transport.closed  # cut off, at once (it would not read a GOAWAY)
 
 
 async def test_a_header_list_over_the_limit_is_refused_before_decoding() -> None:

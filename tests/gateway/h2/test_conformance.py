@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.downstream import grpc_timeout
 from sparkgate.gateway.h2.frames import ErrorCode
-from sparkgate.gateway.h2.hpack import encode_headers
+from sparkgate.gateway.h2.hpack import Decoder, encode_headers
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient
@@ -49,7 +50,7 @@ MALFORMED = {
     "upper-case name": _with((99, ("X-Doordash-User", "eve"))),
     "CR LF in a value": _with((99, ("x-doordash-user", "eve\r\nx-evil: 1"))),
     "NUL in a value": _with((99, ("x-doordash-user", "eve\0"))),
-    "space around a value": _with((99, ("x-doordash-user", " eve"))),
+    "Latin-1 name": _with((99, ("x-us\u00e9r", "eve"))),
     "content-length not a number": _with((99, ("content-length", "ten"))),
 }
 
@@ -73,6 +74,34 @@ async def test_a_malformed_request_is_reset_and_never_relayed(
     assert fake.calls_of("Config") == []
 
 
+async def test_a_name_of_utf8_bytes_is_reset_too(gateway: Gateway) -> None:
+    name = "x-us\u0119r".encode()  # decodes to a character above U+00FF
+    block = encode_headers(GOOD) + b"\x00" + bytes([len(name)]) + name + b"\x03eve"
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, block))
+    _, sid, payload = await c.until(f.RST_STREAM)
+    assert sid == 1 and int.from_bytes(payload, "big") == ErrorCode.PROTOCOL_ERROR
+    c.close()
+
+
+async def test_white_space_around_a_value_is_answered_with_its_field_named(gateway: Gateway) -> None:
+    c = await RawClient.connect(gateway.port)
+    fields = _with((99, ("x-doordash-user", "eve ")))
+    c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, encode_headers(fields)))
+    flags, sid, block = await c.until(f.HEADERS)
+    trailers = dict(Decoder().decode(block))
+    assert sid == 1 and flags & f.END_STREAM and trailers["grpc-status"] == "3", trailers  # INVALID_ARGUMENT
+    assert "x-doordash-user" in trailers["grpc-message"]
+    c.close()
+
+
+def test_a_grpc_timeout_that_is_not_one_is_ignored() -> None:
+    assert grpc_timeout((("grpc-timeout", "250m"),)) == 0.25
+    assert grpc_timeout((("grpc-timeout", "2S"),)) == 2.0
+    for bad in ("\u00b2S", "1x", "123456789S", "S", ""):
+        assert grpc_timeout((("grpc-timeout", bad),)) is None, bad
+
+
 async def test_a_get_request_is_told_grpc_calls_are_posts(gateway: Gateway) -> None:
     c = await RawClient.connect(gateway.port)
     c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, encode_headers(_with((0, (":method", "GET"))))))
@@ -94,6 +123,7 @@ async def test_a_get_request_is_told_grpc_calls_are_posts(gateway: Gateway) -> N
         (f.frame(f.PRIORITY, 0, 0, b"\x00\x00\x00\x01\x10"), ErrorCode.PROTOCOL_ERROR),  # §6.3: stream 0
         (f.frame(f.PRIORITY, 0, 1, b"\x00\x00\x01"), ErrorCode.FRAME_SIZE_ERROR),  # §6.3: 5 bytes
         (f.frame(f.PUSH_PROMISE, f.END_HEADERS, 1, b"\x00\x00\x00\x02"), ErrorCode.PROTOCOL_ERROR),  # §8.4
+        (f.settings_frame([(f.SETTINGS_INITIAL_WINDOW_SIZE, 65_535)] * 33), ErrorCode.ENHANCE_YOUR_CALM),
     ],
     ids=[
         "bad-hpack",
@@ -106,6 +136,7 @@ async def test_a_get_request_is_told_grpc_calls_are_posts(gateway: Gateway) -> N
         "priority-on-stream-0",
         "priority-wrong-length",
         "push-from-client",
+        "settings-33-entries",
     ],
 )
 async def test_frame_errors_get_the_code_the_rfc_names(gateway: Gateway, frame: bytes, code: ErrorCode) -> None:

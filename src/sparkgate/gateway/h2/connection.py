@@ -56,6 +56,8 @@ MAX_CONTROL_FRAME = f.DEFAULT_MAX_FRAME
 #: sends after our GOAWAY: closing with unread data would reset the connection, and the peer would
 #: lose the GOAWAY that says why (nginx's lingering close).
 LINGER_SECONDS = 2.0
+#: Entries one SETTINGS frame may carry (nghttp2's default); more → ENHANCE_YOUR_CALM.
+MAX_SETTINGS_ENTRIES = 32
 #: A header block the driver may send (its error trailers can carry long messages and details).
 DRIVER_HEADER_BLOCK = 1024 * 1024
 
@@ -230,11 +232,23 @@ class Connection(asyncio.BufferedProtocol):
         self._out.append(f.goaway_frame(last_stream_id, code, message.encode()[:256]))
         self._flush_out()
         transport, self.transport = self.transport, None  # nothing more is handled or written
-        if transport is None:
+        if transport is not None:
+            self._close_lingering(transport)
+
+    #: Whether a closing connection keeps reading for LINGER_SECONDS (clients' do; a driver's
+    #: connection is closed at once, its calls fail over as soon as it is gone).
+    lingers = False
+
+    def _close_lingering(self, transport: asyncio.Transport) -> None:
+        """Close after our last frames, so the peer gets them: half-close, then drop what it still
+        sends for :data:`LINGER_SECONDS` (closing with unread input would reset the connection)."""
+        if self.paused or not self.lingers:
+            (transport.abort if self.paused else transport.close)()
             return
-        if self.paused:
-            transport.abort()
-            return
+        self._backlog = None
+        if self._lowat_socket is not None and self._lowat != 1:
+            self._set_lowat(1)
+        transport.resume_reading()  # reading may have been paused for a deferred read
         if transport.can_write_eof():
             transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, transport.close)
@@ -377,6 +391,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _check_length(self, type_: int, length: int) -> None:
         """Refuse a long frame other than DATA before any of it is buffered."""
+        if type_ == f.DATA:  # padded DATA takes the buffered path; windows bound it
+            return
         if type_ in (f.HEADERS, f.CONTINUATION):
             if length > self.max_header_block:
                 raise H2Error(
@@ -473,6 +489,10 @@ class Connection(asyncio.BufferedProtocol):
         elif type_ == f.DATA:  # padded (unpadded DATA never gets here)
             self._credit_connection(len(payload))
             body = f.strip_padding(flags, payload)
+            if body or flags & f.END_STREAM:
+                self._empty_run = 0
+            else:
+                self._empty_frame("DATA")
             stream = self.streams.get(sid)
             if stream is not None and not stream.recv_end:
                 stream.recv_window -= len(payload)
@@ -562,18 +582,15 @@ class Connection(asyncio.BufferedProtocol):
             if payload:
                 raise H2Error(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
-        grew = False
-        for key, value in f.parse_settings(payload):
+        settings = f.parse_settings(payload)
+        if len(settings) > MAX_SETTINGS_ENTRIES:
+            raise H2Error(ErrorCode.ENHANCE_YOUR_CALM, f"SETTINGS frame with {len(settings)} entries")
+        window = self.peer_initial_window
+        for key, value in settings:
             if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
                     raise H2Error(ErrorCode.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
-                delta = value - self.peer_initial_window
-                if not delta:
-                    continue  # a repeated setting walks no streams
-                self.peer_initial_window = value
-                grew = grew or delta > 0
-                for stream in self.streams.values():
-                    stream.send_window += delta
+                window = value
             elif key == f.SETTINGS_MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME <= value <= f.MAX_FRAME_LIMIT:
                     raise H2Error(ErrorCode.PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value} out of range")
@@ -582,8 +599,15 @@ class Connection(asyncio.BufferedProtocol):
                 self.peer_max_streams = value
             elif key == f.SETTINGS_ENABLE_PUSH and value > 1:
                 raise H2Error(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
+        # Only the frame's last initial window counts: the streams are walked once per frame, and
+        # not at all when it did not change.
+        delta = window - self.peer_initial_window
+        if delta:
+            self.peer_initial_window = window
+            for stream in self.streams.values():
+                stream.send_window += delta
         self.send_frame(f.frame(f.SETTINGS, f.ACK, 0))
-        if grew and self.blocked:
+        if delta > 0 and self.blocked:
             self._unblock()  # streams waiting for window may go on
 
     # -- hooks -----------------------------------------------------------------------------------

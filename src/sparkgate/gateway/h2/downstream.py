@@ -103,7 +103,7 @@ def malformed(headers: list[Header]) -> str | None:
                 return f"pseudo-header {name} is empty"
         else:
             regular = True
-            if not _BAD_NAME.isdisjoint(name):
+            if not name.isascii() or not _BAD_NAME.isdisjoint(name):
                 return f"field name {name!r} has upper-case, control or non-ASCII characters"
             if name in CONNECTION_HEADERS:
                 return f"connection-specific field {name}"
@@ -113,11 +113,18 @@ def malformed(headers: list[Header]) -> str | None:
                 return f"content-length {value!r} is not a number"
         if "\0" in value or "\r" in value or "\n" in value:
             return f"field {name} has NUL, CR or LF in its value"
-        if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
-            return f"field {name} has white space around its value"
     missing = sorted({":method", ":scheme", ":path"} - seen)
     if missing:
         return f"pseudo-header{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"
+    return None
+
+
+def spaced(headers: list[Header]) -> str | None:
+    """A field whose value starts or ends with white space (RFC 9113 §8.2.1 forbids it): a client's
+    mistake, often a value pasted into a connection string, answered with a message."""
+    for name, value in headers:
+        if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
+            return name
     return None
 
 
@@ -131,7 +138,7 @@ def grpc_timeout(metadata: tuple[Header, ...]) -> float | None:
         if key == "grpc-timeout":
             unit = _TIMEOUT_UNITS.get(value[-1:])
             digits = value[:-1]
-            if unit is None or not digits.isdigit() or len(digits) > 8:
+            if unit is None or not (digits.isascii() and digits.isdigit()) or len(digits) > 8:
                 return None
             return int(digits) * unit
     return None
@@ -169,7 +176,10 @@ def request_head(headers: list[Header], router: Router) -> RequestHead:
     why = malformed(headers)
     if why is not None:
         return RequestHead(path, method, (), (), None, why)
-    if http_method != "POST":
+    field = spaced(headers)
+    if field is not None:
+        problem = INVALID_ARGUMENT, f"request field {field} has white space around its value; remove it"
+    elif http_method != "POST":
         problem = UNIMPLEMENTED, f"HTTP method {http_method}: gRPC calls are POST requests"
     elif not content_type.startswith("application/grpc"):
         problem = UNKNOWN, f"content-type {content_type!r} is not gRPC; sparkgate speaks gRPC (Spark Connect)"
@@ -436,6 +446,8 @@ class ClientStream(Stream):
 class ClientConnection(Connection):
     """A client's connection, held to ``gateway.http2`` (:class:`~sparkgate.config.Http2Limits`)."""
 
+    lingers = True
+
     def __init__(
         self, router: Router, limits: Http2Limits | None = None, registry: set[ClientConnection] | None = None
     ) -> None:
@@ -576,8 +588,10 @@ class ClientConnection(Connection):
         if end:
             stream.recv_end = True
         if self.tls_required is not None:
+            # Answered, then GOAWAY: a cleartext client of a TLS port gets no further than this.
             stream.path, stream.method = head.path, head.method
             stream.fail(FAILED_PRECONDITION, self.tls_required)
+            self.drain()
             return
         stream.start(head, end)
         if self._opened >= limits.max_streams_per_connection:
@@ -648,6 +662,8 @@ class ClientConnection(Connection):
             self.loop.call_soon(self._close_transport)
 
     def _close_transport(self) -> None:
-        if self.transport is not None:
-            self._flush_out()
-            self.transport.close()
+        if self.transport is None:
+            return
+        self._flush_out()
+        transport, self.transport = self.transport, None
+        self._close_lingering(transport)  # what the client sent before it saw our GOAWAY is dropped, not reset

@@ -56,6 +56,7 @@ class H2Engine:
         #: With TLS: the listening socket, and the task accepting on it (see :meth:`_accept_loop`).
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
+        self._handshakes = 0
         self._stopped: asyncio.Event | None = None
         self.port = 0
         #: The read buffers of the loop thread the engine serves on (set by :meth:`start`), for metrics.
@@ -113,12 +114,16 @@ class H2Engine:
                 log.warning("accepting a client connection failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            if len(self._connections) + self._handshakes >= self.max_connections:
+                sock.close()  # connections still in their handshake count too
+                continue
             self._tasks.spawn("tls-handshake", self._serve_tls(sock))
 
     async def _serve_tls(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.settings.http2.handshake_timeout_seconds
         sock.setblocking(False)
+        self._handshakes += 1
         try:
             first = await asyncio.wait_for(_peek(loop, sock), timeout)
             # A TLS connection starts with a handshake record (0x16); anything else, cleartext.
@@ -132,6 +137,11 @@ class H2Engine:
         except (OSError, ssl_module.SSLError, TimeoutError) as exc:
             log.info("client connection closed before it was served: %s", exc or type(exc).__name__)
             sock.close()
+        except BaseException:  # cancelled (the engine stops): the socket is ours to close
+            sock.close()
+            raise
+        finally:
+            self._handshakes -= 1
 
     async def _check_timeouts(self) -> None:
         now = time.monotonic()

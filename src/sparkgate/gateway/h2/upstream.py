@@ -21,7 +21,7 @@ from typing import Protocol
 
 from sparkgate.errors import Unavailable
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection, Stream
+from sparkgate.gateway.h2.connection import DRIVER_HEADER_BLOCK, MAX_FRAME, STREAM_WINDOW, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Decoder, Header, HpackError, encode_header
 
@@ -103,7 +103,7 @@ class DriverConnection(Connection):
         super().__init__()
         self.address = address
         self.pool = pool
-        self.decoder = Decoder(max_table_size=0)
+        self.decoder = Decoder(max_table_size=0, max_header_list_size=DRIVER_HEADER_BLOCK)
         self.next_stream_id = 1
         #: Set once the driver sent GOAWAY: no new streams; closes when the last one ends.
         self.draining = False
