@@ -131,6 +131,34 @@ async def test_rapid_reset_of_relayed_calls_is_cut_off_at_the_same_budget(
     assert attacker_calls <= limits.premature_reset_min_streams + 200  # one write past the check
 
 
+async def test_rapid_reset_diluted_with_calls_the_gateway_answers_itself_is_still_caught(tmp_path: Path) -> None:
+    async with serve(tmp_path, http2={"premature_reset_min_streams": 100}) as (fake, gateway):
+        c = await RawClient.connect(gateway.port)
+        block, nope, message = request_headers(), request_headers(SVC + "Nope"), first_message(str(uuid.uuid4()))
+        ends = f.END_HEADERS | f.END_STREAM
+        # The session is placed first: from then on its calls go to the driver as they arrive.
+        c.writer.write(f.frame(f.HEADERS, f.END_HEADERS, 1, block) + f.frame(f.DATA, f.END_STREAM, 1, message))
+        await c.until(f.HEADERS)
+        sid = 3
+        with contextlib.suppress(ConnectionError):
+            for _ in range(30):  # 10 relayed-and-reset calls and 20 answered ones per write
+                frames = b""
+                for _ in range(10):
+                    frames += f.frame(f.HEADERS, f.END_HEADERS, sid, block) + f.frame(
+                        f.DATA, f.END_STREAM, sid, message
+                    )
+                    frames += f.rst_stream_frame(sid, ErrorCode.CANCEL)
+                    frames += f.frame(f.HEADERS, ends, sid + 2, nope) + f.frame(f.HEADERS, ends, sid + 4, nope)
+                    sid += 6
+                c.writer.write(frames)
+                await c.writer.drain()
+                await asyncio.sleep(0.01)  # the gateway reads as it goes
+        _, code = await goaway(c)
+        assert code == ErrorCode.ENHANCE_YOUR_CALM  # a third of all streams, but every relayed one, was reset
+        c.close()
+        assert len(fake.calls_of("Config")) < 200
+
+
 async def test_streams_beyond_the_limits_are_refused_and_a_connection_is_renewed_after_its_lifetime(
     gateway: Gateway,
 ) -> None:

@@ -339,6 +339,9 @@ class ClientStream(Stream):
         """Connect to the driver's stream: held bytes first, then straight through."""
         self.partner = driver_stream
         driver_stream.partner = self
+        conn = self.conn
+        if isinstance(conn, ClientConnection):
+            conn.relayed += 1
         held, self.held = self.held, []
         if not held and self.recv_end:
             driver_stream.send_data(b"", True)
@@ -479,6 +482,9 @@ class ClientConnection(Connection):
         self._opened_this_read = 0
         self._premature_resets = 0
         self._priority_frames = 0
+        #: Streams relayed to a driver, and those of them reset by the client soon after opening.
+        self.relayed = 0
+        self._relayed_resets = 0
         #: Request heads by header block, for the decoder's table version ``_heads_version``.
         self._heads: dict[bytes, RequestHead] = {}
         self._heads_version = -1
@@ -526,14 +532,15 @@ class ClientConnection(Connection):
                 self.drain()  # GOAWAY NO_ERROR; the client reconnects when it next calls
             return
         late = now - limits.first_message_timeout_seconds
-        for stream in list(self.streams.values()):
-            if isinstance(stream, ClientStream) and stream.partner is None and not stream.routing:
-                if stream.started < late and not stream.sent_end:
-                    stream.fail(
-                        DEADLINE_EXCEEDED,
-                        f"{stream.method}: the request's first message did not arrive within "
-                        f"{limits.first_message_timeout_seconds:g}s",
-                    )
+        for stream in list(self.streams.values()):  # in the order they were opened: oldest first
+            if not isinstance(stream, ClientStream) or stream.started >= late:
+                break  # the rest are younger
+            if stream.partner is None and not stream.routing and not stream.sent_end:
+                stream.fail(
+                    DEADLINE_EXCEEDED,
+                    f"{stream.method}: the request's first message did not arrive within "
+                    f"{limits.first_message_timeout_seconds:g}s",
+                )
 
     def data_received(self, data: bytes | memoryview) -> None:
         self._opened_this_read = 0
@@ -605,12 +612,21 @@ class ClientConnection(Connection):
         if stream.sent_end or time.monotonic() - stream.started >= limits.premature_reset_seconds:
             return
         self._premature_resets += 1
-        if self._opened >= limits.premature_reset_min_streams and self._premature_resets * 2 >= self._opened:
-            raise H2Error(
-                ErrorCode.ENHANCE_YOUR_CALM,
-                f"{self._premature_resets} of {self._opened} streams reset by the client within "
-                f"{limits.premature_reset_seconds:g}s of opening",
-            )
+        if stream.partner is not None:
+            self._relayed_resets += 1
+        least = limits.premature_reset_min_streams
+        # Among all streams, and among those relayed to a driver, so that streams the gateway
+        # answers itself (cheap to send) cannot dilute resets that cost a driver work.
+        for resets, opened, which in (
+            (self._premature_resets, self._opened, "streams"),
+            (self._relayed_resets, self.relayed, "relayed streams"),
+        ):
+            if opened >= least and resets * 2 >= opened:
+                raise H2Error(
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                    f"{resets} of {opened} {which} reset by the client within "
+                    f"{limits.premature_reset_seconds:g}s of opening",
+                )
 
     def priority_received(self) -> None:
         self._priority_frames += 1
