@@ -157,6 +157,12 @@ class Http2Limits(_Section):
     #: Frames handled per read before the connection yields the event loop to other connections
     #: (the rest of the read waits its turn; nothing is dropped).
     frames_per_turn: int = Field(default=1000, ge=1)
+    #: Bytes of calls' first messages the gateway holds while it routes them (it needs a call's
+    #: whole first message to route it), per connection and for all connections together. A call
+    #: whose announced message does not fit gets RESOURCE_EXHAUSTED at once, before it is sent, so
+    #: windows are only credited for what the gateway can hold.
+    max_held_bytes_per_connection: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    max_held_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     #: Seconds a new connection has to send the HTTP/2 preface (a client sends it at once).
     handshake_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Seconds a request's header block, or any other frame, may take to arrive whole; then GOAWAY.

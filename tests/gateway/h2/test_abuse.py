@@ -397,3 +397,58 @@ async def test_connections_beyond_the_cap_are_refused_clearly(tight_gateway: Gat
         assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE, timeout=5)
     for c in held:
         c.close()
+
+
+# -- memory held for first messages ----------------------------------------------------------------
+
+
+def _announce(sid: int, n: int) -> bytes:
+    """A call on stream ``sid`` whose first message says it is ``n`` bytes long (only its prefix sent)."""
+    return f.frame(f.HEADERS, f.END_HEADERS, sid, request_headers()) + f.frame(
+        f.DATA, 0, sid, b"\x00" + n.to_bytes(4, "big")
+    )
+
+
+async def test_first_messages_are_held_only_within_their_budgets() -> None:
+    mib = 1024 * 1024
+    limits = Http2Limits(max_held_bytes_per_connection=4 * mib, max_held_bytes_total=5 * mib)
+    shared = [0]
+    conns = []
+    for _ in range(2):
+        router = StubRouter()
+        router.max_message_bytes = 64 * mib
+        conn = ClientConnection(router, limits, None, shared)  # type: ignore[arg-type]
+        transport = MemoryTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(f.PREFACE)
+        conns.append((conn, transport))
+    (a, a_out), (b, b_out) = conns
+
+    def answered(out: MemoryTransport, sid: int) -> dict[str, str]:
+        """The last header block written on stream ``sid``, decoded."""
+        data, pos, found = b"".join(bytes(p) for p in out.written), 0, {}
+        while pos + 9 <= len(data):
+            length, type_, _, stream_id = f.parse_frame_header(data[pos : pos + 9])
+            if type_ == f.HEADERS and stream_id == sid:
+                found = dict(Decoder().decode(data[pos + 9 : pos + 9 + length]))
+            pos += 9 + length
+        return found
+
+    a.data_received(_announce(1, 2 * mib))  # fits
+    a.data_received(_announce(3, 3 * mib))  # the connection's 4 MiB would be passed
+    await asyncio.sleep(0)
+    refused = answered(a_out, 3)
+    assert refused["grpc-status"] == "8" and "max_held_bytes_per_connection" in refused["grpc-message"]
+    assert a.held_reserved == 2 * mib and shared == [2 * mib]
+    b.data_received(_announce(1, 2 * mib))  # fits its connection and, with a's 2 MiB, the 5 MiB in all
+    b.data_received(_announce(3, 2 * mib))  # b's connection has room, the gateway has not
+    await asyncio.sleep(0)
+    assert "max_held_bytes_total" in answered(b_out, 3)["grpc-message"]
+    # A call that ends (here: the client resets it) gives its room back.
+    a.data_received(f.rst_stream_frame(1, ErrorCode.CANCEL))
+    assert a.held_reserved == 0 and shared == [2 * mib]
+    b.data_received(_announce(5, 2 * mib))
+    assert b.held_reserved == 4 * mib and shared == [4 * mib]
+    a.connection_lost(None)
+    b.connection_lost(None)
+    assert shared == [0]

@@ -31,6 +31,8 @@ from sparkgate.security.tls import peer_subject_from_ssl
 log = logging.getLogger(__name__)
 
 _MESSAGE_PREFIX = 5
+#: First messages up to this size are held without reserving room (nearly every call's is small).
+_HOLD_FREELY = 64 * 1024
 #: Request heads kept per connection, and the largest header block kept (bytes).
 _HEAD_CACHE_MAX = 64
 _HEAD_CACHE_MAX_LEN = 2048
@@ -200,6 +202,7 @@ class ClientStream(Stream):
         "method",
         "path",
         "reason",
+        "reserved",
         "reset_after_end",
         "response_started",
         "retry",
@@ -229,6 +232,8 @@ class ClientStream(Stream):
         self.collected: bytearray | None = None
         self.reset_after_end: int | None = None
         #: For telemetry: when the request began, the session's route once placed, the final status.
+        #: Bytes of the held-message budget this stream reserved (:meth:`ClientConnection.reserve`).
+        self.reserved = 0
         self.started = time.monotonic()
         self.route: Route | None = None
         self.status: int | None = None
@@ -297,6 +302,12 @@ class ClientStream(Stream):
                     f"limit of {limit} bytes (gateway.max_message_bytes)",
                 )
                 return
+            conn = self.conn
+            if self.message_len > _HOLD_FREELY and isinstance(conn, ClientConnection):
+                full = conn.reserve(self, self.message_len)
+                if full is not None:
+                    self.fail(RESOURCE_EXHAUSTED, f"{self.method}: {full}; retry when calls in flight are done")
+                    return
         if (self.message_len >= 0 and self.held_len >= _MESSAGE_PREFIX + self.message_len) or end:
             self.routing = True
             self.router.route(self)
@@ -342,6 +353,8 @@ class ClientStream(Stream):
         conn = self.conn
         if isinstance(conn, ClientConnection):
             conn.relayed += 1
+            if self.reserved:
+                conn.release(self)
         held, self.held = self.held, []
         if not held and self.recv_end:
             driver_stream.send_data(b"", True)
@@ -358,6 +371,9 @@ class ClientStream(Stream):
     def connection_lost(self) -> None:
         self._cancel_partner()
         self.router.call_done(self)
+        conn = self.conn
+        if self.reserved and isinstance(conn, ClientConnection):
+            conn.release(self)
 
     def _cancel_partner(self) -> None:
         partner = self.partner
@@ -452,7 +468,11 @@ class ClientConnection(Connection):
     lingers = True
 
     def __init__(
-        self, router: Router, limits: Http2Limits | None = None, registry: set[ClientConnection] | None = None
+        self,
+        router: Router,
+        limits: Http2Limits | None = None,
+        registry: set[ClientConnection] | None = None,
+        held_total: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.router = router
@@ -482,6 +502,10 @@ class ClientConnection(Connection):
         self._opened_this_read = 0
         self._premature_resets = 0
         self._priority_frames = 0
+        #: First-message bytes reserved by this connection's streams (:meth:`reserve`), and by all
+        #: connections of the engine (shared one-element list).
+        self.held_reserved = 0
+        self.held_total = held_total if held_total is not None else [0]
         #: Streams relayed to a driver, and those of them reset by the client soon after opening.
         self.relayed = 0
         self._relayed_resets = 0
@@ -605,6 +629,29 @@ class ClientConnection(Connection):
             log.info("client connection opened %d streams: GOAWAY, new calls go on a new connection", self._opened)
             self.drain()
 
+    def reserve(self, stream: ClientStream, n: int) -> str | None:
+        """Hold room for a first message of ``n`` bytes; why not, if it does not fit."""
+        limits = self.limits
+        if self.held_reserved + n > limits.max_held_bytes_per_connection:
+            return (
+                f"this connection's calls already hold {self.held_reserved} bytes of first messages; another "
+                f"{n} would pass gateway.http2.max_held_bytes_per_connection ({limits.max_held_bytes_per_connection})"
+            )
+        if self.held_total[0] + n > limits.max_held_bytes_total:
+            return (
+                f"the gateway holds {self.held_total[0]} bytes of first messages being routed; another {n} would "
+                f"pass gateway.http2.max_held_bytes_total ({limits.max_held_bytes_total})"
+            )
+        stream.reserved = n
+        self.held_reserved += n
+        self.held_total[0] += n
+        return None
+
+    def release(self, stream: ClientStream) -> None:
+        n, stream.reserved = stream.reserved, 0
+        self.held_reserved -= n
+        self.held_total[0] -= n
+
     def reset_by_client(self, stream: ClientStream) -> None:
         """Rapid reset (CVE-2023-44487): streams reset by the client right after opening cost the
         gateway and the driver work and return nothing; a connection doing mostly that is closed."""
@@ -672,6 +719,8 @@ class ClientConnection(Connection):
     def stream_closed(self, stream: Stream | None) -> None:
         if isinstance(stream, ClientStream):
             self.router.call_done(stream)
+            if stream.reserved:
+                self.release(stream)
         if not self.streams:
             self.idle_since = time.monotonic()
         if self.draining and not self.streams and self.transport is not None:

@@ -57,13 +57,15 @@ class H2Engine:
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes = 0
+        #: First-message bytes all client connections reserved (see ClientConnection.reserve).
+        self._held_total = [0]
         self._stopped: asyncio.Event | None = None
         self.port = 0
         #: The read buffers of the loop thread the engine serves on (set by :meth:`start`), for metrics.
         self.buffers: ReadArena | None = None
 
     def _accept(self, *, cleartext_on_tls: bool = False) -> ClientConnection:
-        conn = ClientConnection(self.relay, self.settings.http2, self._connections)
+        conn = ClientConnection(self.relay, self.settings.http2, self._connections, self._held_total)
         if cleartext_on_tls:
             conn.tls_required = (
                 "this gateway speaks TLS and the client connected without it: add use_ssl=true to the "
