@@ -145,3 +145,18 @@ async def test_frame_errors_get_the_code_the_rfc_names(gateway: Gateway, frame: 
     _, _, payload = await c.until(f.GOAWAY)
     assert f.parse_goaway(payload)[1] == code
     c.close()
+
+
+@pytest.mark.parametrize(("reuse", "code"), [(1, ErrorCode.STREAM_CLOSED), (3, ErrorCode.PROTOCOL_ERROR)])
+async def test_a_lower_stream_id_is_closed_or_never_opened(gateway: Gateway, reuse: int, code: ErrorCode) -> None:
+    """§5.1: HEADERS on a stream that was closed: STREAM_CLOSED; §5.1.1: on a lower id never
+    opened (the client skipped it, so it is idle for ever): PROTOCOL_ERROR."""
+    nope = encode_headers(_with((2, (":path", SVC + "Nope"))))
+    c = await RawClient.connect(gateway.port)
+    for sid in (1, 5):  # 3 skipped
+        c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, nope))
+        await c.until(f.HEADERS)  # answered (unknown method) and closed
+    c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, reuse, nope))
+    _, _, payload = await c.until(f.GOAWAY)
+    assert f.parse_goaway(payload)[1] == code
+    c.close()

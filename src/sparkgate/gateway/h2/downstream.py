@@ -31,6 +31,8 @@ from sparkgate.security.tls import peer_subject_from_ssl
 log = logging.getLogger(__name__)
 
 _MESSAGE_PREFIX = 5
+#: Ranges of skipped stream ids kept per connection (clients do not skip ids; a bound all the same).
+_SKIPPED_KEPT = 64
 #: First messages up to this size are held without reserving room (nearly every call's is small).
 _HOLD_FREELY = 64 * 1024
 #: Request heads kept per connection, and the largest header block kept (bytes).
@@ -514,6 +516,8 @@ class ClientConnection(Connection):
         self._heads_version = -1
         self._preface_left = len(f.PREFACE)
         self._last_stream_id = 0
+        #: Ranges of stream ids the client skipped (never opened), the last _SKIPPED_KEPT of them.
+        self._skipped: list[tuple[int, int]] = []
         #: Set after we sent GOAWAY (graceful stop): no new streams, close when the last one ends.
         self.draining = False
         #: Subject (CN) of the client certificate verified in the TLS handshake (mTLS), if any.
@@ -523,10 +527,10 @@ class ClientConnection(Connection):
         super().connection_made(transport)
         self.peer = peer_subject_from_ssl(transport.get_extra_info("ssl_object"))
         self.open_settings()
+        if self.registry is not None:
+            self.registry.add(self)  # refused ones too: they hold a socket while they linger
         if self.refuse is not None:
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, self.refuse)
-        elif self.registry is not None:
-            self.registry.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.registry is not None:
@@ -600,7 +604,12 @@ class ClientConnection(Connection):
         if sid % 2 == 0:
             raise H2Error(ErrorCode.PROTOCOL_ERROR, f"client opened even-numbered stream {sid}")
         if sid <= self._last_stream_id:
+            if any(lo < sid < hi for lo, hi in self._skipped):
+                raise H2Error(ErrorCode.PROTOCOL_ERROR, f"stream {sid} is lower than streams already opened")
             raise H2Error(ErrorCode.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+        if sid > self._last_stream_id + 2:  # ids skipped: idle for ever (RFC 9113 §5.1.1)
+            self._skipped.append((self._last_stream_id, sid))
+            del self._skipped[:-_SKIPPED_KEPT]
         self._last_stream_id = sid
         limits = self.limits
         self._opened += 1
