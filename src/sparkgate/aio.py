@@ -67,6 +67,22 @@ class TaskSupervisor:
                 await t
 
 
+async def wait_readable(fd: int) -> None:
+    """Wait until ``fd`` is readable (a pidfd whose process exited, a socket with data), on the loop."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 class Child:
     """A child process started with :func:`spawn`, awaited without a thread or a SIGCHLD handler."""
 
@@ -83,19 +99,10 @@ class Child:
         code = self.popen.poll()
         if code is not None:
             return code
-        loop = asyncio.get_running_loop()
         fd = os.pidfd_open(self.pid)
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(fd, readable)
         try:
-            await exited
+            await wait_readable(fd)
         finally:
-            loop.remove_reader(fd)
             os.close(fd)
         return self.popen.wait()
 

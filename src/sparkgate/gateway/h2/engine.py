@@ -15,7 +15,7 @@ import ssl as ssl_module
 import time
 from ssl import SSLContext
 
-from sparkgate.aio import TaskSupervisor
+from sparkgate.aio import TaskSupervisor, wait_readable
 from sparkgate.config import GatewaySettings
 from sparkgate.gateway.h2.buffers import ReadArena, arena
 from sparkgate.gateway.h2.downstream import ClientConnection
@@ -127,7 +127,7 @@ class H2Engine:
         sock.setblocking(False)
         self._handshakes += 1
         try:
-            first = await asyncio.wait_for(_peek(loop, sock), timeout)
+            first = await asyncio.wait_for(_peek(sock), timeout)
             # A TLS connection starts with a handshake record (0x16); anything else, cleartext.
             cleartext = bool(first) and first != b"\x16"
             await loop.connect_accepted_socket(
@@ -206,18 +206,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+async def _peek(sock: socket.socket) -> bytes:
     """The first byte the peer sent, left in the socket for whoever reads next (b"": closed)."""
-    ready: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-
-    def readable() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
+    await wait_readable(sock.fileno())
     return sock.recv(1, socket.MSG_PEEK)
