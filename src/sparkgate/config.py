@@ -160,9 +160,18 @@ class Http2Limits(_Section):
     #: Bytes of calls' first messages the gateway holds while it routes them (it needs a call's
     #: whole first message to route it), per connection and for all connections together. A call
     #: whose announced message does not fit gets RESOURCE_EXHAUSTED at once, before it is sent, so
-    #: windows are only credited for what the gateway can hold.
-    max_held_bytes_per_connection: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    #: windows are only credited for what the gateway can hold. Per connection: 128 MiB, the
+    #: largest message Spark Connect's clients send.
+    max_held_bytes_per_connection: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
     max_held_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    #: Bytes of flow-control window the gateway grants for one connection's calls, both directions
+    #: together (the client's uploads, its drivers' responses), and for all connections: what a
+    #: client that stops reading can make the gateway hold. Each call starts with the HTTP/2 default
+    #: window (64 KiB) and grows to 16 MiB while the budget has room; past it, calls go on at the
+    #: pace of the window they have. Envoy ``per_connection_buffer_limit_bytes`` bounds the same
+    #: thing (1 MiB by default, for a proxy that does not relay 4 MiB Arrow batches).
+    relay_window_bytes_per_connection: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    relay_window_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     #: Seconds a new connection has to send the HTTP/2 preface (a client sends it at once).
     handshake_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Seconds a request's header block, or any other frame, may take to arrive whole; then GOAWAY.

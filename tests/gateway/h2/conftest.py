@@ -17,18 +17,27 @@ from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 
 @contextlib.asynccontextmanager
+async def gateway_to(address: str, state_dir: Path, **gateway: Any) -> AsyncIterator[Gateway]:
+    """A gateway (h2 engine, ``gateway`` settings overridden) in front of the driver at ``address``."""
+    gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2", **gateway}
+    settings = load_settings(None, {}, gateway=gw, state_dir=state_dir)
+    cm = ClusterManager(StaticProvider([address]), pool_size=0)
+    await cm.start()
+    try:
+        async with Gateway(settings, cm) as g:
+            yield g
+    finally:
+        await cm.close()
+
+
+@contextlib.asynccontextmanager
 async def serve(state_dir: Path, **gateway: Any) -> AsyncIterator[tuple[FakeSparkConnectServer, Gateway]]:
     """The fake backend and a gateway (h2 engine, ``gateway`` settings overridden) in front of it."""
-    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2", **gateway}
-        settings = load_settings(None, {}, gateway=gw, state_dir=state_dir)
-        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
-        await cm.start()
-        try:
-            async with Gateway(settings, cm) as g:
-                yield fake, g
-        finally:
-            await cm.close()
+    async with (
+        FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake,
+        gateway_to(fake.address, state_dir, **gateway) as g,
+    ):
+        yield fake, g
 
 
 @pytest.fixture

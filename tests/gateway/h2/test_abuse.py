@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc.aio
 import pytest
@@ -20,13 +22,14 @@ import pytest
 from sparkgate.config import Http2Limits
 from sparkgate.connect import wire
 from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.budget import SharedBudgets
 from sparkgate.gateway.h2.downstream import ClientConnection
 from sparkgate.gateway.h2.frames import ErrorCode
-from sparkgate.gateway.h2.hpack import Decoder
+from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Decoder, encode_headers
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.h2_doubles import MemoryTransport, StubRouter
-from tests.gateway.h2.conftest import serve
+from tests.gateway.h2.conftest import gateway_to, serve
 from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient, request_headers
 
 
@@ -77,6 +80,14 @@ async def goaway(c: RawClient, timeout: float = 10) -> tuple[int, ErrorCode]:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * 4096
+
+
+def check_memory(before: int, peak: int, after: int) -> None:
+    """An attack raised the gateway's RSS by at most 200 MiB, and it came back within 50 MiB."""
+    mib = 1024 * 1024
+    print(f"RSS before {before / mib:.0f} MiB, peak {peak / mib:.0f} MiB, after {after / mib:.0f} MiB")
+    assert peak - before < 200 * mib
+    assert after - before < 50 * mib
 
 
 def first_message(session_id: str) -> bytes:
@@ -344,7 +355,6 @@ TIGHT = {
     "request_headers_timeout_seconds": 0.5,
     "first_message_timeout_seconds": 0.5,
     "idle_timeout_seconds": 1.5,
-    "max_connections": 3,
 }
 
 
@@ -380,23 +390,39 @@ async def test_what_waits_too_long_is_ended(tight_gateway: Gateway) -> None:
     c.close()
 
 
-async def test_connections_beyond_the_cap_are_refused_clearly(tight_gateway: Gateway) -> None:
-    port = tight_gateway.port
-    held = [await RawClient.connect(port) for _ in range(TIGHT["max_connections"])]
-    for c in held:
-        await c.until(f.SETTINGS)
-    extra = await RawClient.connect(port)
-    _, _, payload = await extra.until(f.GOAWAY)
-    _, code, debug = f.parse_goaway(payload)
-    assert code == ErrorCode.ENHANCE_YOUR_CALM and b"max_connections" in debug
-    extra.close()
-    held.pop().close()
-    await asyncio.sleep(0.1)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:  # room again
+async def test_at_the_cap_an_idle_connection_makes_room_and_a_busy_one_does_not(tmp_path: Path) -> None:
+    async with serve(tmp_path, http2={"max_connections": 3}) as (_, gateway):
+        port = gateway.port
         request = wire.encode_string(1, str(uuid.uuid4())) + wire.encode_string(2, wire.encode_string(1, "bob"))
-        assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE, timeout=5)
-    for c in held:
-        c.close()
+        # Three idle connections (as many as a client pool may leave open): the newest client is
+        # served all the same, and the connection idle the longest is closed gracefully for it.
+        idle = [await RawClient.connect(port) for _ in range(3)]
+        for c in idle:
+            await c.until(f.SETTINGS)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE, timeout=5)
+        _, code = await goaway(idle[0])
+        assert code == ErrorCode.NO_ERROR
+        for c in idle:
+            c.close()
+        await asyncio.sleep(0.1)
+        # Three connections with a call in flight each: a fourth is refused, saying why.
+        busy = [await RawClient.connect(port) for _ in range(3)]
+        for c in busy:
+            c.writer.write(_announce(1, 100))  # a first message that never completes
+            await c.until(f.SETTINGS)
+        await asyncio.sleep(0.1)
+        extra = await RawClient.connect(port)
+        _, _, payload = await extra.until(f.GOAWAY)
+        _, code, debug = f.parse_goaway(payload)
+        assert code == ErrorCode.ENHANCE_YOUR_CALM and b"max_connections" in debug
+        extra.close()
+        busy.pop().close()
+        await asyncio.sleep(0.1)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:  # room again
+            assert await ch.unary_unary(SVC + "Config")(request, metadata=ROUTE, timeout=5)
+        for c in busy:
+            c.close()
 
 
 # -- memory held for first messages ----------------------------------------------------------------
@@ -412,7 +438,7 @@ def _announce(sid: int, n: int) -> bytes:
 async def test_first_messages_are_held_only_within_their_budgets() -> None:
     mib = 1024 * 1024
     limits = Http2Limits(max_held_bytes_per_connection=4 * mib, max_held_bytes_total=5 * mib)
-    shared = [0]
+    shared = SharedBudgets(limits)
     conns = []
     for _ in range(2):
         router = StubRouter()
@@ -439,16 +465,119 @@ async def test_first_messages_are_held_only_within_their_budgets() -> None:
     await asyncio.sleep(0)
     refused = answered(a_out, 3)
     assert refused["grpc-status"] == "8" and "max_held_bytes_per_connection" in refused["grpc-message"]
-    assert a.held_reserved == 2 * mib and shared == [2 * mib]
+    assert a.held_reserved == 2 * mib and shared.held.used == 2 * mib
     b.data_received(_announce(1, 2 * mib))  # fits its connection and, with a's 2 MiB, the 5 MiB in all
     b.data_received(_announce(3, 2 * mib))  # b's connection has room, the gateway has not
     await asyncio.sleep(0)
     assert "max_held_bytes_total" in answered(b_out, 3)["grpc-message"]
     # A call that ends (here: the client resets it) gives its room back.
     a.data_received(f.rst_stream_frame(1, ErrorCode.CANCEL))
-    assert a.held_reserved == 0 and shared == [2 * mib]
+    assert a.held_reserved == 0 and shared.held.used == 2 * mib
     b.data_received(_announce(5, 2 * mib))
-    assert b.held_reserved == 4 * mib and shared == [4 * mib]
+    assert b.held_reserved == 4 * mib and shared.held.used == 4 * mib
     a.connection_lost(None)
     b.connection_lost(None)
-    assert shared == [0]
+    assert shared.held.used == 0
+
+
+# -- clients that do not read what they asked for ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def separate_backend(state_dir: Path, **gateway: Any) -> AsyncIterator[Gateway]:
+    """A gateway in front of a fake backend in its own process, so this process's RSS is the gateway's."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sparkgate.testing.fake_backend", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        async with gateway_to(line.split()[1], state_dir, **gateway) as g:
+            yield g
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def _execute_plan(sid: int, session_id: str, chunks: int, chunk_bytes: int) -> bytes:
+    md = [
+        (":path", SVC + "ExecutePlan"),
+        (":authority", "gw"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        *ROUTE,
+        ("x-fake-chunks", str(chunks)),
+        ("x-fake-chunk-bytes", str(chunk_bytes)),
+    ]
+    return f.frame(f.HEADERS, f.END_HEADERS, sid, REQUEST_PREFIX + encode_headers(md)) + f.frame(
+        f.DATA, f.END_STREAM, sid, first_message(session_id)
+    )
+
+
+@pytest.mark.parametrize("how", ["zero-window", "never-reads"])
+async def test_a_client_that_does_not_read_its_results_holds_little_memory(tmp_path: Path, how: str) -> None:
+    """60 ExecutePlan calls of 32 MiB each, whose results the client never takes: flow control,
+    not the gateway's memory, holds them back."""
+    mib = 1024 * 1024
+    async with separate_backend(tmp_path) as gateway:
+        before = rss_bytes()
+        async with Bystander(gateway.port):
+            if how == "zero-window":
+                c = await RawClient.connect(gateway.port)
+                c.writer.write(f.settings_frame([(f.SETTINGS_INITIAL_WINDOW_SIZE, 0)]))
+                write = c.writer.write
+            else:
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+                sock.connect(("127.0.0.1", gateway.port))
+                sock.sendall(f.PREFACE + f.settings_frame([]))
+                write = sock.sendall
+            session = str(uuid.uuid4())
+            write(b"".join(_execute_plan(sid, session, 8, 4 * mib) for sid in range(1, 121, 2)))
+            peak = before
+            for _ in range(30):  # 3 s: what the driver could send has long arrived
+                await asyncio.sleep(0.1)
+                peak = max(peak, rss_bytes())
+            if how == "zero-window":
+                c.close()
+            else:
+                sock.close()
+        await asyncio.sleep(1.5)  # (read buffers left over are let go once a second)
+        check_memory(before, peak, rss_bytes())
+
+
+async def test_a_first_message_larger_than_a_connection_may_hold_is_refused_before_it_is_sent(
+    gateway: Gateway,
+) -> None:
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(_announce(1, 200 * 1024 * 1024))
+    while True:
+        flags, sid, block = await c.until(f.HEADERS)
+        if sid == 1 and flags & f.END_STREAM:
+            break
+    trailers = dict(Decoder().decode(block))
+    assert trailers["grpc-status"] == "8" and "max_held_bytes_per_connection" in trailers["grpc-message"]
+    c.close()
+
+
+async def test_a_large_first_message_sent_slowly_is_held_once_and_let_go(tmp_path: Path) -> None:
+    """120 MiB announced and sent in pieces (under the 128 MiB a connection may hold), then the
+    client gives up: the gateway held it once, and holds nothing after."""
+    mib = 1024 * 1024
+    async with separate_backend(tmp_path) as gateway:
+        before = rss_bytes()
+        async with Bystander(gateway.port):
+            c = await RawClient.connect(gateway.port)
+            c.writer.write(_announce(1, 120 * mib))
+            piece = f.frame(f.DATA, 0, 1, bytes(4 * mib))
+            peak = before
+            for _ in range(25):  # 100 MiB, at a few MiB per loop turn
+                c.writer.write(piece)
+                await c.writer.drain()
+                await asyncio.sleep(0.02)
+                peak = max(peak, rss_bytes())
+            c.writer.write(f.rst_stream_frame(1, ErrorCode.CANCEL))
+            await c.writer.drain()
+            c.close()
+        await asyncio.sleep(1.5)  # (read buffers left over are let go once a second)
+        check_memory(before, peak, rss_bytes())

@@ -3,8 +3,11 @@ error the RFC names, and nothing malformed reaches a driver."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from sparkgate.connect import wire
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.downstream import grpc_timeout
 from sparkgate.gateway.h2.frames import ErrorCode
@@ -159,4 +162,41 @@ async def test_a_lower_stream_id_is_closed_or_never_opened(gateway: Gateway, reu
     c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, reuse, nope))
     _, _, payload = await c.until(f.GOAWAY)
     assert f.parse_goaway(payload)[1] == code
+    c.close()
+
+
+def _config_message() -> bytes:
+    msg = wire.encode_string(1, str(uuid.uuid4())) + wire.encode_string(2, wire.encode_string(1, "bob"))
+    return b"\x00" + len(msg).to_bytes(4, "big") + msg
+
+
+@pytest.mark.parametrize("difference", [-1, 1, None], ids=["less", "more", "no-data"])
+async def test_data_that_does_not_add_up_to_content_length_is_malformed(
+    backend_and_gateway: tuple[FakeSparkConnectServer, Gateway], difference: int | None
+) -> None:
+    fake, gateway = backend_and_gateway
+    message = _config_message()
+    claimed = len(message) + (difference or 0)
+    block = encode_headers(_with((99, ("content-length", str(claimed)))))
+    c = await RawClient.connect(gateway.port)
+    if difference is None:
+        c.writer.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, block))
+    else:
+        c.writer.write(f.frame(f.HEADERS, f.END_HEADERS, 1, block) + f.frame(f.DATA, f.END_STREAM, 1, message))
+    _, sid, payload = await c.until(f.RST_STREAM)
+    assert sid == 1 and int.from_bytes(payload, "big") == ErrorCode.PROTOCOL_ERROR
+    c.close()
+    assert fake.calls_of("Config") == []
+
+
+async def test_a_request_whose_content_length_is_right_is_relayed(gateway: Gateway) -> None:
+    message = _config_message()
+    block = encode_headers(_with((99, ("content-length", str(len(message))))))
+    c = await RawClient.connect(gateway.port)
+    c.writer.write(f.frame(f.HEADERS, f.END_HEADERS, 1, block) + f.frame(f.DATA, f.END_STREAM, 1, message))
+    while True:
+        flags, _, block = await c.until(f.HEADERS)
+        if flags & f.END_STREAM:
+            break
+    assert dict(Decoder().decode(block))["grpc-status"] == "0"
     c.close()

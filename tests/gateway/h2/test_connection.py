@@ -22,11 +22,12 @@ from sparkgate.config import load_settings
 from sparkgate.connect import wire
 from sparkgate.gateway.h2 import buffers
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import RECV_LOWAT, Connection, Stream, _lowat_socket
+from sparkgate.gateway.h2.connection import RECV_LOWAT, STREAM_WINDOW, Connection, Stream, _lowat_socket
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, encode_headers
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from tests.gateway.h2.test_budget import Peer
 
 SVC = "/spark.connect.SparkConnectService/"
 ROUTE = (("x-doordash-team", "fe"), ("x-doordash-environment", "prod"))
@@ -160,7 +161,8 @@ class Sink(Connection):
         super().__init__()
         self.received = bytearray()
         self.ended = asyncio.Event()
-        self.streams[1] = Collect(self, 1)
+        self.streams[1] = stream = Collect(self, 1)
+        stream.recv_window = stream.window = STREAM_WINDOW  # as if it had grown (see test_budget)
 
     def lowat(self) -> int:
         return int(self.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))  # type: ignore[union-attr]
@@ -249,3 +251,26 @@ def test_no_lowat_under_tls_or_on_other_sockets() -> None:
         assert _lowat_socket(Transport(socket=tcp, ssl_object=object())) is None  # type: ignore[arg-type]
         assert _lowat_socket(Transport(socket=unix)) is None  # type: ignore[arg-type]
         assert _lowat_socket(Transport()) is None  # type: ignore[arg-type]
+
+
+async def test_streams_waiting_for_a_scarce_connection_window_take_turns() -> None:
+    """A connection's window shared by many streams (a driver's, shared by many clients): each
+    window update goes to the stream that waited longest, not to the same one every time."""
+    conn = Peer()
+    conn.send_window = 0
+    streams = [conn.open(sid, None) for sid in (1, 3, 5)]
+    for s in streams:
+        s.send_window = 1 << 20
+        s.send_data(b"x" * 300, False)
+    conn._flush_out()
+    conn.transport_.written.clear()
+    for _ in range(6):
+        conn.data_received(f.window_update_frame(0, 100))
+    conn._flush_out()
+    data, pos, order = b"".join(bytes(p) for p in conn.transport_.written), 0, []
+    while pos + 9 <= len(data):
+        length, type_, _, sid = f.parse_frame_header(data[pos : pos + 9])
+        if type_ == f.DATA:
+            order.append(sid)
+        pos += 9 + length
+    assert order == [1, 3, 5, 1, 3, 5]

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import Connection, Stream
+from sparkgate.gateway.h2.connection import STREAM_WINDOW, Connection, Stream
 from sparkgate.testing.h2_doubles import MemoryTransport
 
 
@@ -16,6 +16,7 @@ class Recording(Stream):
     def __init__(self, conn: Connection, sid: int, events: list[tuple[Any, ...]]) -> None:
         super().__init__(conn, sid)
         self.events = events
+        self.recv_window = self.window = STREAM_WINDOW  # room for every frame the test sends
 
     def received_headers(self, block: bytes, end: bool) -> None:
         self.events.append(("headers", self.id, block, end))

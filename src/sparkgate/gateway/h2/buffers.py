@@ -13,10 +13,15 @@ the slab's reference count up, so that count says when it is free: no bookkeepin
 path, and a view kept anywhere, for however long, keeps its bytes intact. A slab nobody holds is
 read into again from its start (it stays in cache); one still held is set aside and reused
 once it is free, or dropped (and freed when its last view goes) if too many are held.
+
+Slabs are anonymous memory maps of their own, so one that is dropped goes back to the operating
+system at once: a burst (a client that stopped reading, say) leaves no memory behind in the
+allocator's heap. Slabs set aside and free again are kept only up to :data:`KEEP_FREE` (:meth:`ReadArena.shed`).
 """
 
 from __future__ import annotations
 
+import mmap
 import sys
 import threading
 
@@ -29,9 +34,15 @@ MIN_READ = 64 * 1024
 #: Slabs kept for reuse while views of them are still alive; more are left to the allocator
 #: (at most 36 MiB per event-loop thread).
 MAX_RETIRED = 8
+#: Slabs set aside that are free again, kept for reuse once the connections are quiet.
+KEEP_FREE = 2
 
 
-def _unshared(slab: bytearray) -> bool:
+def _new_slab() -> mmap.mmap:
+    return mmap.mmap(-1, SLAB_BYTES)
+
+
+def _unshared(slab: mmap.mmap) -> bool:
     """No view of ``slab`` is alive: its only reference is the arena's (as attribute or list item)."""
     return sys.getrefcount(slab) <= 3  # the arena's, this function's argument, getrefcount's argument
 
@@ -42,10 +53,10 @@ class ReadArena:
     __slots__ = ("_loan", "_off", "_retired", "_slab", "loans", "slabs_made")
 
     def __init__(self) -> None:
-        self._slab = bytearray(SLAB_BYTES)
+        self._slab = _new_slab()
         self._off = 0
         self._loan: memoryview | None = None
-        self._retired: list[bytearray] = []
+        self._retired: list[mmap.mmap] = []
         #: Counters (tests, and the relay bench's diagnostics): reads offered, slabs allocated.
         self.loans = 0
         self.slabs_made = 1
@@ -83,8 +94,21 @@ class ReadArena:
             return
         if len(retired) > MAX_RETIRED:
             del retired[0]
-        self._slab = bytearray(SLAB_BYTES)
+        self._slab = _new_slab()
         self.slabs_made += 1
+
+    def shed(self) -> None:
+        """Keep at most KEEP_FREE of the set-aside slabs that are free (and every held one); called
+        now and then (the engine's once-a-second sweep), not on the read path, where dropping a
+        slab only to map a fresh one moments later would cost page faults."""
+        retired, free, i = self._retired, 0, 0
+        while i < len(retired):
+            if _unshared(retired[i]):  # (no local name for it: that would count as a reference)
+                free += 1
+                if free > KEEP_FREE:
+                    del retired[i]
+                    continue
+            i += 1
 
     @property
     def kept_bytes(self) -> int:

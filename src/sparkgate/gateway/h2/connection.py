@@ -72,7 +72,8 @@ class Connection(asyncio.BufferedProtocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
-        self.blocked: set[Stream] = set()
+        #: Streams waiting for window or socket room, in the order they are to be served.
+        self.blocked: dict[Stream, None] = {}
         self.peer_initial_window = f.DEFAULT_WINDOW
         self.peer_max_frame = f.DEFAULT_MAX_FRAME
         self.peer_max_streams = 2**31 - 1
@@ -182,10 +183,19 @@ class Connection(asyncio.BufferedProtocol):
         self._unblock()
 
     def _unblock(self) -> None:
-        blocked, self.blocked = self.blocked, set()
+        blocked, self.blocked = self.blocked, {}
+        served = []
         for stream in blocked:
             if not stream.closed:
+                window = stream.send_window
                 stream.flush()
+                if stream.send_window != window and stream in self.blocked:
+                    served.append(stream)
+        # Those that sent something and wait again go behind those that could not: when the
+        # connection's window is scarce (a driver's, shared by many clients), streams take turns.
+        for stream in served:
+            del self.blocked[stream]
+            self.blocked[stream] = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -206,7 +216,9 @@ class Connection(asyncio.BufferedProtocol):
         self.streams.clear()
         self.blocked.clear()
         for stream in streams:
+            stream.queue.clear()  # (what waited for this peer would pin read buffers until collected)
             try:
+                stream.release()
                 stream.connection_lost()
             except Exception:
                 log.exception("cleaning up stream %d after a lost connection", stream.id)
@@ -215,7 +227,10 @@ class Connection(asyncio.BufferedProtocol):
     def close_stream(self, stream: Stream) -> None:
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
-            self.blocked.discard(stream)
+            self.blocked.pop(stream, None)
+            stream.queue.clear()
+            if stream.taken:
+                stream.release()
             self.stream_closed(stream)
 
     def stream_closed(self, stream: Stream | None) -> None:
@@ -438,8 +453,7 @@ class Connection(asyncio.BufferedProtocol):
             if stream.recv_end:
                 stream.reset(ErrorCode.STREAM_CLOSED)
                 return None
-            stream.recv_window -= length
-            if stream.recv_window < 0:
+            if not stream.spend(length):
                 stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
                 return None
             if not length:
@@ -495,7 +509,9 @@ class Connection(asyncio.BufferedProtocol):
                 self._empty_frame("DATA")
             stream = self.streams.get(sid)
             if stream is not None and not stream.recv_end:
-                stream.recv_window -= len(payload)
+                if not stream.spend(len(payload)):
+                    stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
+                    return
                 stream.grant(len(payload) - len(body))
                 end = bool(flags & f.END_STREAM)
                 if end:
@@ -572,7 +588,7 @@ class Connection(asyncio.BufferedProtocol):
             stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
             return
         if stream in self.blocked:
-            self.blocked.discard(stream)
+            del self.blocked[stream]
             stream.flush()
 
     def _settings(self, flags: int, sid: int, payload: memoryview) -> None:

@@ -22,7 +22,8 @@ from typing import NamedTuple, Protocol
 from sparkgate.config import Http2Limits
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import MAX_CONTROL_FRAME, MAX_FRAME, STREAM_WINDOW, Connection, Stream
+from sparkgate.gateway.h2.budget import INITIAL_WINDOW, SharedBudgets, WindowBudget
+from sparkgate.gateway.h2.connection import MAX_CONTROL_FRAME, MAX_FRAME, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
 from sparkgate.gateway.h2.upstream import DriverStream, grpc_status
@@ -161,10 +162,13 @@ class RequestHead(NamedTuple):
     problem: tuple[int, str] | None
     #: Why the request is malformed, if it is: it is reset with PROTOCOL_ERROR, never relayed.
     malformed: str | None = None
+    #: The request's ``content-length`` (-1: none): its DATA must add up to exactly that (§8.1.1).
+    content_length: int = -1
 
 
 def request_head(headers: list[Header], router: Router) -> RequestHead:
     path = content_type = http_method = ""
+    content_length = -1
     md: list[Header] = []
     for k, v in headers:
         if k == ":path":
@@ -175,6 +179,10 @@ def request_head(headers: list[Header], router: Router) -> RequestHead:
             md.append((k, v))
             if k == "content-type":
                 content_type = v
+            elif k == "content-length" and v.isdigit():
+                if content_length >= 0 and int(v) != content_length:
+                    return RequestHead(path, "", (), (), None, "two different content-length fields")
+                content_length = int(v)
     method = path.rpartition("/")[2]
     problem: tuple[int, str] | None = None
     why = malformed(headers)
@@ -190,13 +198,14 @@ def request_head(headers: list[Header], router: Router) -> RequestHead:
     elif not router.known_path(path):
         problem = UNIMPLEMENTED, f"unknown method {path}"
     upstream = tuple((k, v) for k, v in md if k not in DROP_HEADERS)
-    return RequestHead(path, method, tuple(md), upstream, problem)
+    return RequestHead(path, method, tuple(md), upstream, problem, None, content_length)
 
 
 class ClientStream(Stream):
     __slots__ = (
         "after",
         "collected",
+        "content_left",
         "held",
         "held_len",
         "message_len",
@@ -226,6 +235,8 @@ class ClientStream(Stream):
         self.held: list[memoryview | bytes] = []
         self.held_len = 0
         self.message_len = -1
+        #: Bytes of DATA the request's content-length still promises (-1: it has none).
+        self.content_left = -1
         self.routing = False
         self.response_started = False
         #: Set by the relay when trailers must wait for a post-action (ReleaseSession, CloneSession).
@@ -243,6 +254,8 @@ class ClientStream(Stream):
         #: Set by the relay on a new session's first call: ``retry(why)`` sends the request to
         #: another driver if this one fails before answering (False: it may not, fail as usual).
         self.retry: Callable[[str], bool] | None = None
+        if isinstance(conn, ClientConnection):
+            self.budget = conn.budget
 
     @property
     def router(self) -> Router:
@@ -254,9 +267,11 @@ class ClientStream(Stream):
     def start(self, head: RequestHead, end: bool) -> None:
         self.path, self.method = head.path, head.method
         self.metadata, self.upstream_metadata = head.metadata, head.upstream_metadata
+        self.content_left = head.content_length
         if head.malformed is not None:
-            log.info("stream %s: malformed request (%s): reset", self.id, head.malformed)
-            self.reset(ErrorCode.PROTOCOL_ERROR)
+            self.reset_malformed(head.malformed)
+        elif end and head.content_length > 0:
+            self.reset_malformed(f"content-length is {head.content_length} and the request has no DATA")
         elif head.problem is not None:
             self.fail(*head.problem)
         elif end:
@@ -267,7 +282,19 @@ class ClientStream(Stream):
         if end:
             self.received_data(b"", True)
 
+    def reset_malformed(self, why: str) -> None:
+        """A malformed request (RFC 9113 §8.1.1): reset with PROTOCOL_ERROR, its driver's call cancelled."""
+        log.info("stream %s: malformed request (%s): reset", self.id, why)
+        self.reset(ErrorCode.PROTOCOL_ERROR)
+        self._cancel_partner()
+
     def received_data(self, payload: memoryview | bytes, end: bool) -> None:
+        if self.content_left >= 0:
+            left = self.content_left = self.content_left - len(payload)
+            if left < 0 or (end and left):
+                more = "more" if left < 0 else "less"
+                self.reset_malformed(f"its DATA does not add up to its content-length ({more})")
+                return
         partner = self.partner
         if partner is not None:
             partner.send_data(payload, end)
@@ -283,7 +310,7 @@ class ClientStream(Stream):
             return  # more messages of a client stream: flow control holds them until attached
         self.precredited += n
         self.credit += n
-        if self.credit >= STREAM_WINDOW // 4:
+        if self.credit >= self.window >> 2:
             self.grant(self.credit)
             self.credit = 0
         if self.message_len < 0 and self.held_len >= _MESSAGE_PREFIX:
@@ -310,6 +337,7 @@ class ClientStream(Stream):
                 if full is not None:
                     self.fail(RESOURCE_EXHAUSTED, f"{self.method}: {full}; retry when calls in flight are done")
                     return
+                self.grow()  # a large message is coming: a window to match, if the budget has room
         if (self.message_len >= 0 and self.held_len >= _MESSAGE_PREFIX + self.message_len) or end:
             self.routing = True
             self.router.route(self)
@@ -352,6 +380,7 @@ class ClientStream(Stream):
         """Connect to the driver's stream: held bytes first, then straight through."""
         self.partner = driver_stream
         driver_stream.partner = self
+        driver_stream.budget = self.budget  # the driver's response takes from this client's budget
         conn = self.conn
         if isinstance(conn, ClientConnection):
             conn.relayed += 1
@@ -474,7 +503,7 @@ class ClientConnection(Connection):
         router: Router,
         limits: Http2Limits | None = None,
         registry: set[ClientConnection] | None = None,
-        held_total: list[int] | None = None,
+        budgets: SharedBudgets | None = None,
     ) -> None:
         super().__init__()
         self.router = router
@@ -488,7 +517,7 @@ class ClientConnection(Connection):
         self.limits = limits = limits or Http2Limits()
         self.local_settings = [
             (f.SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
-            (f.SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+            (f.SETTINGS_INITIAL_WINDOW_SIZE, INITIAL_WINDOW),
             (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
             (f.SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes),
         ]
@@ -504,10 +533,11 @@ class ClientConnection(Connection):
         self._opened_this_read = 0
         self._premature_resets = 0
         self._priority_frames = 0
-        #: First-message bytes reserved by this connection's streams (:meth:`reserve`), and by all
-        #: connections of the engine (shared one-element list).
+        #: First-message bytes reserved by this connection's streams (:meth:`reserve`); what all
+        #: connections of the engine share; stream windows this connection's calls may take.
         self.held_reserved = 0
-        self.held_total = held_total if held_total is not None else [0]
+        self.budgets = budgets = budgets or SharedBudgets(limits)
+        self.budget = WindowBudget(limits.relay_window_bytes_per_connection, budgets.windows)
         #: Streams relayed to a driver, and those of them reset by the client soon after opening.
         self.relayed = 0
         self._relayed_resets = 0
@@ -646,20 +676,21 @@ class ClientConnection(Connection):
                 f"this connection's calls already hold {self.held_reserved} bytes of first messages; another "
                 f"{n} would pass gateway.http2.max_held_bytes_per_connection ({limits.max_held_bytes_per_connection})"
             )
-        if self.held_total[0] + n > limits.max_held_bytes_total:
+        held = self.budgets.held
+        if n > held.free:
             return (
-                f"the gateway holds {self.held_total[0]} bytes of first messages being routed; another {n} would "
-                f"pass gateway.http2.max_held_bytes_total ({limits.max_held_bytes_total})"
+                f"the gateway holds {held.used} bytes of first messages being routed; another {n} would "
+                f"pass gateway.http2.max_held_bytes_total ({held.limit})"
             )
         stream.reserved = n
         self.held_reserved += n
-        self.held_total[0] += n
+        held.used += n
         return None
 
     def release(self, stream: ClientStream) -> None:
         n, stream.reserved = stream.reserved, 0
         self.held_reserved -= n
-        self.held_total[0] -= n
+        self.budgets.held.used -= n
 
     def reset_by_client(self, stream: ClientStream) -> None:
         """Rapid reset (CVE-2023-44487): streams reset by the client right after opening cost the
@@ -725,9 +756,23 @@ class ClientConnection(Connection):
         self.send_frame(f.goaway_frame(self._last_stream_id, ErrorCode.NO_ERROR))
         self.stream_closed(None)
 
+    def reclaim(self) -> None:
+        """Close this idle connection to make room for another: GOAWAY NO_ERROR, then closed at
+        once (not lingering: it holds a file descriptor another client needs)."""
+        if self.transport is None:
+            return
+        self.draining = True
+        self._out.append(f.goaway_frame(self._last_stream_id, ErrorCode.NO_ERROR, b"idle connection reclaimed"))
+        self._flush_out()
+        transport, self.transport = self.transport, None
+        transport.close()
+        if self.registry is not None:
+            self.registry.discard(self)  # counted no more: its socket closes as soon as GOAWAY is out
+
     def stream_closed(self, stream: Stream | None) -> None:
         if isinstance(stream, ClientStream):
             self.router.call_done(stream)
+            stream.held = []  # (views of read buffers: they would stay pinned while the stream lives)
             if stream.reserved:
                 self.release(stream)
         if not self.streams:

@@ -17,6 +17,7 @@ from ssl import SSLContext
 
 from sparkgate.aio import TaskSupervisor, wait_readable
 from sparkgate.config import GatewaySettings
+from sparkgate.gateway.h2.budget import SharedBudgets
 from sparkgate.gateway.h2.buffers import ReadArena, arena
 from sparkgate.gateway.h2.downstream import ClientConnection
 from sparkgate.gateway.h2.relay import H2Relay
@@ -57,26 +58,36 @@ class H2Engine:
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes = 0
-        #: First-message bytes all client connections reserved (see ClientConnection.reserve).
-        self._held_total = [0]
+        #: What all client connections share: held first messages, stream windows.
+        self.budgets = SharedBudgets(settings.http2)
         self._stopped: asyncio.Event | None = None
         self.port = 0
         #: The read buffers of the loop thread the engine serves on (set by :meth:`start`), for metrics.
         self.buffers: ReadArena | None = None
 
     def _accept(self, *, cleartext_on_tls: bool = False) -> ClientConnection:
-        conn = ClientConnection(self.relay, self.settings.http2, self._connections, self._held_total)
+        conn = ClientConnection(self.relay, self.settings.http2, self._connections, self.budgets)
         if cleartext_on_tls:
             conn.tls_required = (
                 "this gateway speaks TLS and the client connected without it: add use_ssl=true to the "
                 f"connection string (sc://HOST:{self.port}/;use_ssl=true)"
             )
-        if len(self._connections) >= self.max_connections:
+        if len(self._connections) >= self.max_connections and not self._reclaim_idle():
             conn.refuse = (
-                f"the gateway has {len(self._connections)} client connections, its limit "
-                "(gateway.http2.max_connections); retry later"
+                f"the gateway has {len(self._connections)} client connections with calls in flight, its "
+                "limit (gateway.http2.max_connections); retry later"
             )
         return conn
+
+    def _reclaim_idle(self) -> bool:
+        """At the connection cap, make room by closing the connection idle the longest (no call in
+        it: GOAWAY NO_ERROR, its client reconnects when it next calls), as nginx reuses idle
+        keep-alive connections when it runs out. False if every connection has a call in flight."""
+        idle = [c for c in self._connections if not c.streams and c.transport is not None and c.refuse is None]
+        if not idle:
+            return False
+        min(idle, key=lambda c: c.idle_since).reclaim()
+        return True
 
     @property
     def connections(self) -> list[ClientConnection]:
@@ -102,7 +113,7 @@ class H2Engine:
             self._listener = _listen(self.settings.host, self.settings.port)
             self.port = self._listener.getsockname()[1]
             self._accepting = self._tasks.spawn("accept", self._accept_loop(self._listener))
-        self._tasks.every("connection-timeouts", 1.0, self._check_timeouts)
+        self._tasks.every("connection-sweep", 1.0, self._check_timeouts)
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         """Accept TLS connections ourselves, to look at each one's first byte before its handshake:
@@ -116,7 +127,7 @@ class H2Engine:
                 log.warning("accepting a client connection failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._connections) + self._handshakes >= self.max_connections:
+            if len(self._connections) + self._handshakes >= self.max_connections and not self._reclaim_idle():
                 sock.close()  # connections still in their handshake count too
                 continue
             self._tasks.spawn("tls-handshake", self._serve_tls(sock))
@@ -152,6 +163,8 @@ class H2Engine:
                 conn.check_timeouts(now)
             except Exception:
                 log.exception("checking a client connection's timeouts")
+        if self.buffers is not None:
+            self.buffers.shed()  # read buffers a burst left behind go back to the system
 
     async def wait(self) -> None:
         if self._stopped is not None:

@@ -4,7 +4,8 @@ Sending queues HEADERS and DATA in order and writes DATA only within the peer's 
 connection windows (and while the socket's write buffer is below its high-water mark). Bytes
 received on a stream are credited back to their sender only once the partner wrote them on
 (:meth:`Stream.consumed`), so a slow reader on one side slows the writer on the other, and the
-gateway holds at most one stream window per direction of each relayed call.
+gateway holds at most one stream window per direction of each relayed call. How large that window
+grows is up to the client connection's budget (:mod:`.budget`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from sparkgate.gateway.h2 import frames as f
+from sparkgate.gateway.h2.budget import INITIAL_WINDOW
 
 if TYPE_CHECKING:
+    from sparkgate.gateway.h2.budget import WindowBudget
     from sparkgate.gateway.h2.connection import Connection
 
-#: Receive window we advertise per stream: bytes a peer may send ahead of what we wrote on.
-#: 16 MiB keeps a 4 MiB Arrow batch pipeline full on loopback without per-frame WINDOW_UPDATEs.
+#: Receive window a stream that uses its window grows to, budget permitting: bytes a peer may send
+#: ahead of what we wrote on. 16 MiB keeps a 4 MiB Arrow batch pipeline full on loopback without
+#: per-frame WINDOW_UPDATEs.
 STREAM_WINDOW = 16 * 1024 * 1024
 #: Largest frame we accept (and ask the driver for): fewer, larger DATA frames cost less CPU.
 MAX_FRAME = f.MAX_FRAME_LIMIT
@@ -37,6 +41,7 @@ class Stream:
     """One stream on one connection; ``partner`` is the stream it is relayed to and from."""
 
     __slots__ = (
+        "budget",
         "conn",
         "credit",
         "id",
@@ -47,13 +52,22 @@ class Stream:
         "recv_window",
         "send_window",
         "sent_end",
+        "taken",
+        "waiting",
+        "window",
     )
 
     def __init__(self, conn: Connection, stream_id: int) -> None:
         self.conn = conn
         self.id = stream_id
         self.send_window = conn.peer_initial_window
-        self.recv_window = STREAM_WINDOW
+        self.recv_window = INITIAL_WINDOW
+        #: The receive window granted in all (``recv_window`` is what is left of it now).
+        self.window = INITIAL_WINDOW
+        #: Where the window grows from (None: it stays at INITIAL_WINDOW), and what it took there.
+        self.budget: WindowBudget | None = None
+        self.taken = 0
+        self.waiting = False
         self.queue: deque[tuple[int, Any, bool]] = deque()
         self.partner: Stream | None = None
         self.credit = 0
@@ -158,7 +172,7 @@ class Stream:
         the view lives (:mod:`.buffers`): a few bytes waiting for a slow reader would hold a whole
         read buffer. Pieces under :data:`COPY_WHEN_BLOCKED` are copied out when the stream blocks.
         """
-        self.conn.blocked.add(self)
+        self.conn.blocked[self] = None
         q = self.queue
         for i, (kind, payload, end) in enumerate(q):
             if kind == _DATA_KIND and type(payload) is memoryview and len(payload) < COPY_WHEN_BLOCKED:
@@ -176,9 +190,50 @@ class Stream:
             self.precredited -= k
             n -= k
         self.credit += n
-        if self.credit >= STREAM_WINDOW // 4:
+        if self.credit >= self.window >> 2:
             self.grant(self.credit)
             self.credit = 0
+
+    # -- the window's size ---------------------------------------------------------------------
+
+    def spend(self, n: int) -> bool:
+        """``n`` bytes of DATA arrived (False: more than the window allowed). A stream with half
+        its window in flight grows it, if its budget has room."""
+        left = self.recv_window = self.recv_window - n
+        if left < 0:
+            return False
+        if left < self.window >> 1 and self.budget is not None:
+            self.grow()
+        return True
+
+    def grow(self) -> None:
+        """Take what the budget gives, up to STREAM_WINDOW in all, and grant it to the sender; if
+        that is less than wanted, wait for room (:meth:`~.budget.WindowBudget.give`)."""
+        budget = self.budget
+        want = STREAM_WINDOW - self.window
+        if budget is None or want <= 0 or self.recv_end or self.closed:
+            return
+        n = budget.take(want)
+        if n:
+            self.window += n
+            self.taken += n
+            self.grant(n)
+        if n < want and not self.waiting:
+            self.waiting = True
+            budget.waiting.append(self)
+
+    def release(self) -> None:
+        """The stream left its connection: what its window took goes back to the budget. If its
+        partner is still sending what arrived here on, the partner holds it until it ends."""
+        taken, self.taken = self.taken, 0
+        budget = self.budget
+        if budget is None or not taken:
+            return
+        partner = self.partner
+        if partner is not None and partner.budget is budget and partner.queue and not partner.closed:
+            partner.taken += taken
+            return
+        budget.give(taken)
 
     def grant(self, n: int) -> None:
         if n > 0 and not self.recv_end and not self.closed:

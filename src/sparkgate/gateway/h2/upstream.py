@@ -21,7 +21,8 @@ from typing import Protocol
 
 from sparkgate.errors import Unavailable
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.connection import DRIVER_HEADER_BLOCK, MAX_FRAME, STREAM_WINDOW, Connection, Stream
+from sparkgate.gateway.h2.budget import INITIAL_WINDOW
+from sparkgate.gateway.h2.connection import DRIVER_HEADER_BLOCK, MAX_FRAME, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode
 from sparkgate.gateway.h2.hpack import REQUEST_PREFIX, Decoder, Header, HpackError, encode_header
 
@@ -95,7 +96,7 @@ class DriverConnection(Connection):
     local_settings = [
         (f.SETTINGS_HEADER_TABLE_SIZE, 0),
         (f.SETTINGS_ENABLE_PUSH, 0),
-        (f.SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+        (f.SETTINGS_INITIAL_WINDOW_SIZE, INITIAL_WINDOW),
         (f.SETTINGS_MAX_FRAME_SIZE, MAX_FRAME),
     ]
 
