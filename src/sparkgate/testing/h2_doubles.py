@@ -39,7 +39,9 @@ class MemoryTransport:
     def __init__(self) -> None:
         self.written: list[Any] = []
         self.reading = True
-        self.closed = False
+        self.closed = self.aborted = False
+        #: Bytes the transport would still be holding for the peer (set by tests).
+        self.buffered = 0
 
     def is_closing(self) -> bool:
         return self.closed
@@ -60,7 +62,10 @@ class MemoryTransport:
         self.closed = True
 
     def abort(self) -> None:
-        self.closed = True
+        self.closed = self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def pause_reading(self) -> None:
         self.reading = False

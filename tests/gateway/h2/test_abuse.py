@@ -34,17 +34,20 @@ from tests.gateway.h2.test_connection import ROUTE, SVC, RawClient, request_head
 
 
 class Bystander:
-    """A legitimate client calling Config over and over while an attack runs."""
+    """A legitimate client calling Config over and over while an attack runs: it must see no error,
+    be served at once after it, and the gateway's RSS (this process's) may rise by 200 MiB at most."""
 
     def __init__(self, port: int) -> None:
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.request = wire.encode_string(1, str(uuid.uuid4())) + wire.encode_string(2, wire.encode_string(1, "bob"))
         self.calls = 0
         self.errors: list[str] = []
+        self.before = self.peak = 0
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Bystander:
         await self.call()  # placed on its driver before the attack starts
+        self.before = self.peak = rss_bytes()
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -58,6 +61,7 @@ class Bystander:
     async def _run(self) -> None:
         while True:
             await self.call()
+            self.peak = max(self.peak, rss_bytes())
             await asyncio.sleep(0.01)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -68,6 +72,7 @@ class Bystander:
         await self.call()  # served at once after the attack, too
         await self.channel.close()
         assert not self.errors, self.errors[:5]
+        assert self.peak - self.before < 200 * 1024 * 1024, f"RSS rose by {(self.peak - self.before) >> 20} MiB"
 
 
 async def goaway(c: RawClient, timeout: float = 10) -> tuple[int, ErrorCode]:

@@ -80,7 +80,7 @@ async def test_when_the_budget_is_spent_streams_keep_their_window_and_grow_once_
     assert list(budget.waiting) == [c] and budget.free == 0
 
 
-async def test_the_gateway_wide_budget_bounds_every_connection() -> None:
+async def test_the_gateway_wide_budget_bounds_every_connection_and_comes_back_to_any_of_them() -> None:
     shared = ByteBudget(8 * MIB)
     one, two = Peer(), Peer()
     first = one.open(1, WindowBudget(64 * MIB, shared))
@@ -88,7 +88,34 @@ async def test_the_gateway_wide_budget_bounds_every_connection() -> None:
     one.data_received(data(1, INITIAL_WINDOW))
     two.data_received(data(1, INITIAL_WINDOW))
     assert first.window == INITIAL_WINDOW + 8 * MIB and second.window == INITIAL_WINDOW
-    assert shared.used == 8 * MIB
+    assert shared.used == 8 * MIB and list(shared.waiting) == [first, second]
+    one.close_stream(first)  # the other connection's stream grows into what came back
+    assert second.window == INITIAL_WINDOW + 8 * MIB and shared.used == 8 * MIB
+    assert list(shared.waiting) == [second] and first.waiting is None  # it would still take more
+
+
+async def test_a_stream_whose_sender_is_done_takes_nothing_and_waits_for_nothing() -> None:
+    conn = Peer()
+    budget = WindowBudget(64 * MIB, ByteBudget(1024 * MIB))
+    whole, grown = conn.open(1, budget), conn.open(3, budget)
+    # An upload in one frame that ends the stream: no window is wanted after it.
+    conn.data_received(f.frame(f.DATA, f.END_STREAM, 1, bytes(INITIAL_WINDOW - 1)))
+    assert whole.window == INITIAL_WINDOW and budget.used == 0
+    # One that grew, then ended: what it took comes back at once (nothing of it waits to be sent).
+    conn.data_received(data(3, INITIAL_WINDOW - 1))
+    assert budget.used == STREAM_WINDOW - INITIAL_WINDOW
+    conn.data_received(f.frame(f.DATA, f.END_STREAM, 3, b"x"))
+    assert budget.used == 0 and grown.taken == 0
+
+
+async def test_a_stream_that_ends_while_waiting_for_room_leaves_the_queue() -> None:
+    conn = Peer()
+    budget = WindowBudget(1 * MIB, ByteBudget(1024 * MIB))
+    a, b = conn.open(1, budget), conn.open(3, budget)
+    conn.data_received(data(1, INITIAL_WINDOW - 1) + data(3, INITIAL_WINDOW - 1))
+    assert list(budget.waiting) == [a, b]
+    conn.close_stream(b)
+    assert list(budget.waiting) == [a] and b.waiting is None
 
 
 async def test_bytes_still_on_their_way_stay_counted_until_the_partner_has_sent_them() -> None:

@@ -55,6 +55,8 @@ MALFORMED = {
     "NUL in a value": _with((99, ("x-doordash-user", "eve\0"))),
     "Latin-1 name": _with((99, ("x-us\u00e9r", "eve"))),
     "content-length not a number": _with((99, ("content-length", "ten"))),
+    "content-length negative": _with((99, ("content-length", "-1"))),
+    "content-length of non-ASCII digits": _with((99, ("content-length", "\u00b2"))),
 }
 
 

@@ -55,3 +55,29 @@ async def test_a_block_with_problems_is_answered_the_same_way_every_time() -> No
         stream = conn.streams.get(sid)
         assert stream is None or stream.sent_end  # answered at once: UNIMPLEMENTED
     assert conn._heads  # kept: the reading includes the answer
+
+
+async def test_a_connection_lost_in_the_middle_of_a_message_lets_go_of_its_read_buffers() -> None:
+    conn = ClientConnection(Router())  # type: ignore[arg-type]
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    conn.data_received(headers_frame(1, encode_header("x-doordash-team", "fe")))
+    stream = conn.streams[1]
+    assert isinstance(stream, ClientStream)
+    piece = b"\x00" + (100_000).to_bytes(4, "big") + bytes(1000)
+    conn.data_received(f.frame_header(50_000, f.DATA, 0, 1) + piece)  # most of the frame still to come
+    assert stream.held  # views of the buffer the bytes were read into
+    conn.connection_lost(None)
+    assert stream.held == [] and conn._data_stream is None
+
+
+async def test_an_idle_connection_reclaimed_is_closed_at_once_and_cut_off_if_it_does_not_read() -> None:
+    for buffered in (0, 4096):
+        conn = ClientConnection(Router())  # type: ignore[arg-type]
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(f.PREFACE)
+        transport.buffered = buffered
+        conn.reclaim()
+        assert transport.closed and transport.aborted == bool(buffered)
+        assert b"idle connection reclaimed" in b"".join(bytes(p) for p in transport.written)

@@ -32,11 +32,13 @@ INITIAL_WINDOW = f.DEFAULT_WINDOW
 class ByteBudget:
     """Bytes shared by many users, up to ``limit``."""
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("limit", "used", "waiting")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        #: Streams that wanted more than this budget had left, served first-come when bytes come back.
+        self.waiting: deque[Stream] = deque()
 
     @property
     def free(self) -> int:
@@ -46,13 +48,11 @@ class ByteBudget:
 class WindowBudget(ByteBudget):
     """Window bytes one client connection's streams may take, within the gateway's ``shared`` budget."""
 
-    __slots__ = ("shared", "waiting")
+    __slots__ = ("shared",)
 
     def __init__(self, limit: int, shared: ByteBudget) -> None:
         super().__init__(limit)
         self.shared = shared
-        #: Streams that wanted more than they got, served first-come when bytes are given back.
-        self.waiting: deque[Stream] = deque()
 
     def take(self, want: int) -> int:
         """Up to ``want`` bytes: as many as this connection and the gateway have left."""
@@ -63,15 +63,27 @@ class WindowBudget(ByteBudget):
         self.shared.used += n
         return n
 
+    def short_of(self) -> ByteBudget:
+        """The budget that stopped a stream growing: this connection's, or the gateway's."""
+        return self if self.free <= 0 else self.shared
+
     def give(self, n: int) -> None:
-        """``n`` bytes back (a stream ended); streams waiting for room grow into them."""
+        """``n`` bytes back (a stream ended): streams of this connection waiting for room grow into
+        them, then those of any connection that waited for the gateway's budget."""
         self.used -= n
-        self.shared.used -= n
+        shared = self.shared
+        shared.used -= n
         waiting = self.waiting
-        while waiting and self.free > 0 and self.shared.free > 0:
-            stream = waiting.popleft()
-            stream.waiting = False
-            stream.grow()
+        while waiting and self.free > 0 and shared.free > 0:
+            _serve(waiting.popleft())
+        waiting = shared.waiting
+        while waiting and shared.free > 0:
+            _serve(waiting.popleft())  # (one whose own connection has no room waits there instead)
+
+
+def _serve(stream: Stream) -> None:
+    stream.waiting = None
+    stream.grow()
 
 
 class SharedBudgets:

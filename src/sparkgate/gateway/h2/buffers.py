@@ -39,7 +39,8 @@ KEEP_FREE = 2
 
 
 def _new_slab() -> mmap.mmap:
-    return mmap.mmap(-1, SLAB_BYTES)
+    # Private: shared anonymous memory would count as shared memory, and skip huge pages.
+    return mmap.mmap(-1, SLAB_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 def _unshared(slab: mmap.mmap) -> bool:

@@ -212,6 +212,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.closing = True
+        self._data_stream = None
         streams = list(self.streams.values())
         self.streams.clear()
         self.blocked.clear()
@@ -229,7 +230,7 @@ class Connection(asyncio.BufferedProtocol):
             del self.streams[stream.id]
             self.blocked.pop(stream, None)
             stream.queue.clear()
-            if stream.taken:
+            if stream.taken or stream.waiting is not None:
                 stream.release()
             self.stream_closed(stream)
 
@@ -453,7 +454,7 @@ class Connection(asyncio.BufferedProtocol):
             if stream.recv_end:
                 stream.reset(ErrorCode.STREAM_CLOSED)
                 return None
-            if not stream.spend(length):
+            if not stream.spend(length, flags & 1):
                 stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
                 return None
             if not length:
@@ -509,7 +510,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._empty_frame("DATA")
             stream = self.streams.get(sid)
             if stream is not None and not stream.recv_end:
-                if not stream.spend(len(payload)):
+                if not stream.spend(len(payload), flags & f.END_STREAM):
                     stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
                     return
                 stream.grant(len(payload) - len(body))

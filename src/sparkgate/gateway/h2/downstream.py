@@ -114,7 +114,7 @@ def malformed(headers: list[Header]) -> str | None:
                 return f"connection-specific field {name}"
             if name == "te" and value != "trailers":
                 return f"te: {value!r} (only 'trailers' is allowed)"
-            if name == "content-length" and not value.isdigit():
+            if name == "content-length" and not (value.isascii() and value.isdigit()):
                 return f"content-length {value!r} is not a number"
         if "\0" in value or "\r" in value or "\n" in value:
             return f"field {name} has NUL, CR or LF in its value"
@@ -179,7 +179,7 @@ def request_head(headers: list[Header], router: Router) -> RequestHead:
             md.append((k, v))
             if k == "content-type":
                 content_type = v
-            elif k == "content-length" and v.isdigit():
+            elif k == "content-length" and v.isascii() and v.isdigit():
                 if content_length >= 0 and int(v) != content_length:
                     return RequestHead(path, "", (), (), None, "two different content-length fields")
                 content_length = int(v)
@@ -400,6 +400,7 @@ class ClientStream(Stream):
             conn.reset_by_client(self)
 
     def connection_lost(self) -> None:
+        self.held = []  # (views of read buffers)
         self._cancel_partner()
         self.router.call_done(self)
         conn = self.conn
@@ -765,9 +766,12 @@ class ClientConnection(Connection):
         self._out.append(f.goaway_frame(self._last_stream_id, ErrorCode.NO_ERROR, b"idle connection reclaimed"))
         self._flush_out()
         transport, self.transport = self.transport, None
-        transport.close()
-        if self.registry is not None:
-            self.registry.discard(self)  # counted no more: its socket closes as soon as GOAWAY is out
+        # Counted until its socket is closed (connection_lost): at once, unless what we wrote is
+        # still waiting for a peer that does not read, which is then cut off.
+        if self.paused or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def stream_closed(self, stream: Stream | None) -> None:
         if isinstance(stream, ClientStream):

@@ -10,6 +10,7 @@ grows is up to the client connection's budget (:mod:`.budget`).
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,8 @@ class Stream:
         #: Where the window grows from (None: it stays at INITIAL_WINDOW), and what it took there.
         self.budget: WindowBudget | None = None
         self.taken = 0
-        self.waiting = False
+        #: The queue this stream waits in for room to grow (None: it does not wait).
+        self.waiting: deque[Stream] | None = None
         self.queue: deque[tuple[int, Any, bool]] = deque()
         self.partner: Stream | None = None
         self.credit = 0
@@ -96,6 +98,8 @@ class Stream:
 
     def _mark_received_end(self) -> None:
         self.recv_end = True
+        if self.taken or self.waiting is not None:
+            self.release()
         if self.sent_end:
             self.conn.close_stream(self)
 
@@ -196,13 +200,13 @@ class Stream:
 
     # -- the window's size ---------------------------------------------------------------------
 
-    def spend(self, n: int) -> bool:
+    def spend(self, n: int, end: int) -> bool:
         """``n`` bytes of DATA arrived (False: more than the window allowed). A stream with half
-        its window in flight grows it, if its budget has room."""
+        its window in flight grows it, if its budget has room and the sender is not done."""
         left = self.recv_window = self.recv_window - n
         if left < 0:
             return False
-        if left < self.window >> 1 and self.budget is not None:
+        if left < self.window >> 1 and self.budget is not None and not end:
             self.grow()
         return True
 
@@ -218,13 +222,18 @@ class Stream:
             self.window += n
             self.taken += n
             self.grant(n)
-        if n < want and not self.waiting:
-            self.waiting = True
-            budget.waiting.append(self)
+        if n < want and self.waiting is None:
+            self.waiting = budget.short_of().waiting
+            self.waiting.append(self)
 
     def release(self) -> None:
-        """The stream left its connection: what its window took goes back to the budget. If its
-        partner is still sending what arrived here on, the partner holds it until it ends."""
+        """The stream needs no more window (its sender is done, or it left its connection): what
+        its window took goes back to the budget. If its partner is still sending on what arrived
+        here, the partner holds the bytes until it ends."""
+        if self.waiting is not None:
+            with contextlib.suppress(ValueError):
+                self.waiting.remove(self)
+            self.waiting = None
         taken, self.taken = self.taken, 0
         budget = self.budget
         if budget is None or not taken:
