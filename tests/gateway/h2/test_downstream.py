@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sparkgate.connect.service import SERVICE_PATH
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.downstream import ClientConnection, ClientStream
@@ -81,3 +83,20 @@ async def test_an_idle_connection_reclaimed_is_closed_at_once_and_cut_off_if_it_
         conn.reclaim()
         assert transport.closed and transport.aborted == bool(buffered)
         assert b"idle connection reclaimed" in b"".join(bytes(p) for p in transport.written)
+
+
+async def test_a_connection_whose_client_is_already_gone_closes_without_an_error() -> None:
+    class Gone(Transport):
+        def can_write_eof(self) -> bool:
+            return True
+
+        def write_eof(self) -> None:
+            raise OSError(107, "Transport endpoint is not connected")
+
+    conn = ClientConnection(Router())  # type: ignore[arg-type]
+    transport = Gone()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(f.PREFACE)
+    conn.drain()  # GOAWAY; with no call open, the connection closes on the next loop turn
+    await asyncio.sleep(0)
+    assert transport.aborted

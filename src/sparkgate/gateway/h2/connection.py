@@ -266,7 +266,11 @@ class Connection(asyncio.BufferedProtocol):
             self._set_lowat(1)
         transport.resume_reading()  # reading may have been paused for a deferred read
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is gone already: nothing to linger for
+                transport.abort()
+                return
         self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def abort(self) -> None:
