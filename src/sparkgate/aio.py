@@ -110,9 +110,9 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             self.popen.kill()
 
-    async def communicate(self) -> tuple[bytes, bytes]:
-        """Read stdout/stderr (if piped) to the end and wait; reading happens in a thread."""
-        out, err = await asyncio.to_thread(self.popen.communicate)
+    async def communicate(self, stdin: bytes | None = None) -> tuple[bytes, bytes]:
+        """Send ``stdin`` (if piped), read stdout/stderr (if piped) to the end and wait; in a thread."""
+        out, err = await asyncio.to_thread(self.popen.communicate, stdin)
         return out or b"", err or b""
 
 

@@ -323,9 +323,10 @@ class LocalProviderSettings(_Section):
     spark_conf: SparkConf = {}
     #: Most local drivers at once (each costs ~1.5 GB of RAM).
     max_drivers: int = Field(default=6, gt=0)
-    #: Drivers require a pre-shared ``spark.connect.authenticate.token`` that only the gateway holds
-    #: (kept in ``{state_dir}/driver-token``, mode 0600): nothing on this machine reaches a driver
-    #: except through the gateway, even on loopback.
+    #: Each driver requires its own pre-shared ``spark.connect.authenticate.token``, which only the
+    #: gateway holds (``{state_dir}/driver-tokens/<id>``, mode 0600): nothing on this machine
+    #: reaches a driver except through the gateway, even on loopback, and a token read on one
+    #: driver opens no other.
     require_token: bool = True
 
     @model_validator(mode="before")

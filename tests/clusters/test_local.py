@@ -9,7 +9,7 @@ import pytest
 
 from sparkgate.clusters import catalog
 from sparkgate.clusters.base import Driver, DriverSpec
-from sparkgate.clusters.local import LocalProvider, spark_version_of, version_matches
+from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token, spark_version_of, version_matches
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
 from sparkgate.errors import ConfigError, DriverStartError
 
@@ -191,3 +191,26 @@ async def test_a_drivers_fingerprint_covers_the_local_settings_and_is_recorded(t
     (tmp_path / "drivers" / "local-1").mkdir(parents=True)
     base._write_record(Driver(id="local-1", address="127.0.0.1:1", provider="local", fingerprint="f1"))
     assert json.loads((tmp_path / "drivers" / "local-1" / "driver.json").read_text())["fingerprint"] == "f1"
+
+
+async def test_each_driver_gets_its_own_token_in_its_properties_only_until_it_is_up(tmp_path: Path) -> None:
+    provider = LocalProvider(LocalProviderSettings(), tmp_path)
+    tokens = [provider.tokens.new(f"local-{i}") for i in range(2)]
+    assert tokens[0] != tokens[1] and all(len(t) >= 40 for t in tokens)
+    kept = tmp_path / "driver-tokens"
+    assert kept.stat().st_mode & 0o777 == 0o700 and (kept / "local-0").stat().st_mode & 0o777 == 0o600
+    spec = DriverSpec(profile="default")
+    cmd = provider._command("local-0", 1, 2, spec, {}, workdir=tmp_path, token=tokens[0])
+    assert not any(tokens[0] in word for word in cmd)  # not on the command line
+    assert _conf(cmd)[TOKEN_CONF] == tokens[0]
+    scrub_token(tmp_path / "spark.properties")  # once the driver is up
+    assert TOKEN_CONF not in _conf(cmd) and _conf(cmd)["spark.sparkgate.driver.id"] == "local-0"
+    # A restarted gateway finds each driver's own token; a stopped driver's is gone.
+    assert LocalProvider(LocalProviderSettings(), tmp_path).tokens.get("local-1") == tokens[1]
+    provider.tokens.forget("local-1")
+    assert provider.tokens.get("local-1") is None
+
+
+def test_drivers_started_with_the_shared_token_of_earlier_versions_are_still_reached(tmp_path: Path) -> None:
+    (tmp_path / "driver-token").write_text("shared\n")
+    assert LocalProvider(LocalProviderSettings(), tmp_path).tokens.get("local-old") == "shared"

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
+import grpc.aio
 import pyarrow as pa
 import pytest
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql.connect.proto import base_pb2 as pb
 from pyspark.sql.connect.proto import base_pb2_grpc, relations_pb2
 from pyspark.sql.connect.session import SparkSession
+
+from sparkgate.connect.probe import run_sql
 
 from .conftest import NS_API, NS_NOTEBOOK, NS_T1, GatewayHarness
 
@@ -158,3 +162,38 @@ def assert_gateway_serves(gateway: GatewayHarness, connect: Connect) -> None:
     """After a refused request, a well-formed session still works."""
     spark = connect(gateway.url(*NS_T1))
     assert spark.sql("SELECT 7 * 6 AS v").first().v == 42
+
+
+def test_a_token_read_on_one_team_s_driver_opens_no_other(gateway: GatewayHarness, connect: Connect) -> None:
+    """A session may run any JVM code on its driver: what it can read there is that driver's own
+    token at most, which the driver of another team refuses."""
+    api = connect(gateway.url(*NS_API))
+    notebook = connect(gateway.url(*NS_NOTEBOOK))
+    assert notebook.range(1).count() == 1
+    row = api.sql(
+        "SELECT java_method('java.lang.System', 'getenv', 'SPARK_CONNECT_AUTHENTICATE_TOKEN') AS env, "
+        "java_method('java.lang.System', 'getProperty', 'spark.connect.authenticate.token') AS prop"
+    ).first()
+    assert row is not None and row.env in (None, "null")  # not in the driver's environment
+    stolen = row.prop  # its own token, which the driver has in its configuration
+
+    a, b = gateway.route(api.client._session_id), gateway.route(notebook.client._session_id)
+    assert a is not None and b is not None and a.driver_id != b.driver_id
+    drivers = {d.id: d for d in gateway._call(lambda: list(gateway.clusters.drivers()))}  # type: ignore[union-attr]
+    own, other = drivers[a.driver_id], drivers[b.driver_id]
+    assert stolen == own.token and own.token != other.token
+    # Nor in the driver's files: its properties file no longer holds it once the driver is up.
+    assert "authenticate.token" not in (Path(own.log_path or "").parent / "spark.properties").read_text()
+
+    async def call(address: str, token: str | None) -> grpc.StatusCode:
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        async with grpc.aio.insecure_channel(address) as channel:
+            try:
+                await run_sql(channel, "SELECT 1", timeout=30, metadata=metadata)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
+
+    assert gateway.run(call(other.address, stolen)) is grpc.StatusCode.UNAUTHENTICATED
+    assert gateway.run(call(other.address, None)) is grpc.StatusCode.UNAUTHENTICATED
+    assert gateway.run(call(other.address, other.token)) is grpc.StatusCode.OK  # (its own token does work)

@@ -77,20 +77,61 @@ def version_matches(wanted: str, actual: str) -> bool:
     return a[: len(w)] == w
 
 
-def load_or_create_token(path: Path) -> str:
-    """The drivers' pre-shared token: read from ``path``, or made and written there (mode 0600)."""
+#: The Spark conf that holds a driver's token (Spark Connect's pre-shared bearer token).
+TOKEN_CONF = "spark.connect.authenticate.token"
+
+
+class DriverTokens:
+    """Each driver's own ``spark.connect.authenticate.token``, kept by the gateway.
+
+    A token is made when its driver starts and written to ``{state_dir}/driver-tokens/<id>`` (mode
+    0600, in a 0700 directory) so that a restarted gateway can still reach the drivers it adopts;
+    it is removed when the driver stops. The driver gets it in its ``spark.properties`` (never on
+    a command line, never in an environment, which other processes of the user can read), and the
+    token is scrubbed from that file once the driver is up. A token read on one driver (a session
+    may run any JVM code there) opens that driver only.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self._dir = state_dir / "driver-tokens"
+        #: Drivers started before tokens were per driver all shared this one.
+        self._shared = state_dir / "driver-token"
+
+    def new(self, driver_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self._dir, 0o700)
+        fd = os.open(self._dir / driver_id, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+    def get(self, driver_id: str) -> str | None:
+        for path in (self._dir / driver_id, self._shared):
+            try:
+                token = path.read_text().strip()
+            except OSError:
+                continue
+            if token:
+                return token
+        return None
+
+    def forget(self, driver_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir / driver_id).unlink()
+
+
+def scrub_token(properties: Path) -> None:
+    """Remove the driver's token from its properties file (the driver has read it by now)."""
     try:
-        token = path.read_text().strip()
-        if token:
-            return token
+        lines = properties.read_text(encoding="utf-8").splitlines(keepends=True)
     except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
+        return
+    kept = [line for line in lines if not line.startswith(TOKEN_CONF + "=")]
+    if len(kept) != len(lines):
+        fd = os.open(properties, os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(kept))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -186,9 +227,8 @@ class LocalProvider:
         #: Spark conf mounting each catalog drivers were started with (by ``mount_key``).
         self._catalog_conf: dict[str, dict[str, str]] = {}
         self._catalog_lock = asyncio.Lock()
-        #: What every driver requires as ``authorization: Bearer`` (``local.require_token``); the
-        #: same across gateway restarts, so adopted drivers stay reachable.
-        self.token = load_or_create_token(self._state_dir / "driver-token") if settings.require_token else None
+        #: What each driver requires as ``authorization: Bearer`` (``local.require_token``), its own.
+        self.tokens = DriverTokens(self._state_dir)
         self._max_message_bytes = max_message_bytes
         self._procs: dict[str, Child] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -243,7 +283,15 @@ class LocalProvider:
     # -- starting -----------------------------------------------------------------------------
 
     def _command(
-        self, driver_id: str, port: int, ui_port: int, spec: DriverSpec, catalog_conf: dict[str, str], *, workdir: Path
+        self,
+        driver_id: str,
+        port: int,
+        ui_port: int,
+        spec: DriverSpec,
+        catalog_conf: dict[str, str],
+        *,
+        workdir: Path,
+        token: str | None = None,
     ) -> list[str]:
         """The driver's ``spark-submit`` command line.
 
@@ -279,6 +327,8 @@ class LocalProvider:
                     configured[k] = f"{configured[k]},{v}"
                 else:
                     configured[k] = v
+        if token:
+            configured[TOKEN_CONF] = token  # scrubbed from the file once the driver is up
         properties = workdir / "spark.properties"
         write_properties(properties, configured)
         cmd = [
@@ -306,18 +356,17 @@ class LocalProvider:
         log_path = workdir / "driver.log"
         catalog_conf = await self._mount(spec.catalog)
 
-        def prepare() -> list[str]:  # file system work, off the event loop
+        def prepare() -> tuple[list[str], str | None]:  # file system work, off the event loop
             workdir.mkdir(parents=True, exist_ok=True)
-            return self._command(driver_id, port, ui_port, spec, catalog_conf, workdir=workdir)
+            token = self.tokens.new(driver_id) if self._settings.require_token else None
+            return self._command(driver_id, port, ui_port, spec, catalog_conf, workdir=workdir, token=token), token
 
-        cmd = await asyncio.to_thread(prepare)
+        cmd, token = await asyncio.to_thread(prepare)
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
         env.pop("PYSPARK_PYTHON", None)
-        # Spark reads the token from the environment (not the command line, which `ps` shows).
+        # Never in the environment: other processes of this user can read it (/proc/PID/environ).
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
-        if self.token:
-            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
         logf = await asyncio.to_thread(open, log_path, "ab")
         with logf:
             proc = await spawn(
@@ -341,7 +390,7 @@ class LocalProvider:
             ui_url=f"http://{self._settings.bind_host}:{ui_port}",
             log_path=str(log_path),
             pid=proc.pid,
-            token=self.token,
+            token=token,
             fingerprint=self.fingerprint(spec),
         )
         self._write_record(driver)
@@ -352,6 +401,7 @@ class LocalProvider:
             await self.stop_driver(driver)
             raise
         driver.state = DriverState.READY
+        await asyncio.to_thread(scrub_token, workdir / "spark.properties")
         self._write_record(driver)
         log.info("driver %s ready in %.1fs", driver_id, time.time() - driver.started_at)
         watcher = asyncio.create_task(self._watch(driver_id, proc), name=f"watch:{driver_id}")
@@ -401,22 +451,25 @@ class LocalProvider:
         env = dict(os.environ)
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
         url = f"sc://{driver.address}"
-        if self.token:
-            # pyspark sends a token over plaintext only to the literal host "localhost".
-            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.token
+        args = [url]
+        if driver.token:
+            # pyspark sends a token over plaintext only to the literal host "localhost"; the token
+            # goes through stdin, not the environment or the command line.
             url = f"sc://localhost:{driver.address.rpartition(':')[2]}"
+            args = [url, "--token-from-stdin"]
         proc = await spawn(
             sys.executable,
             "-m",
             "sparkgate.clusters.warmup",
-            url,
+            *args,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        secret = (driver.token + "\n").encode() if driver.token else b""
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout=max(5.0, deadline - time.monotonic()))
+            _, err = await asyncio.wait_for(proc.communicate(secret), timeout=max(5.0, deadline - time.monotonic()))
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -443,6 +496,7 @@ class LocalProvider:
         record = self._dir / driver.id / "driver.json"
         with contextlib.suppress(FileNotFoundError):
             record.unlink()
+        self.tokens.forget(driver.id)
         log.info("stopped driver %s", driver.id)
         # Keep the log for post-mortems; remove Spark's scratch files.
         for junk in ("metastore_db", "spark-warehouse"):
@@ -485,7 +539,7 @@ class LocalProvider:
                     ui_url=data.get("ui_url"),
                     log_path=data.get("log_path"),
                     pid=pid,
-                    token=self.token,
+                    token=self.tokens.get(data["id"]) if self._settings.require_token else None,
                     fingerprint=data.get("fingerprint", ""),
                 )
             )

@@ -1,15 +1,17 @@
 """Warm a fresh Spark Connect driver the way real clients will use it.
 
-Run as ``python -m sparkgate.clusters.warmup sc://127.0.0.1:PORT`` by the local provider once a
-driver answers. A raw ``SELECT`` is not enough: a user's first session on a fresh driver still took
-~0.5 s more than on a used one, because pyspark's paths — ``spark.sql`` as a SQL *command*, limits,
-schema analysis, Arrow conversion, local relations — had never been JIT-compiled. A pyspark client
-in a child process exercises exactly those paths (and keeps pyspark's threads and finalizers out
-of the gateway process).
+Run as ``python -m sparkgate.clusters.warmup sc://127.0.0.1:PORT [--token-from-stdin]`` by the
+local provider once a driver answers (the driver's token, if it has one, comes on stdin). A raw
+``SELECT`` is not enough: a user's first session on a fresh driver still took ~0.5 s more than on
+a used one, because pyspark's paths — ``spark.sql`` as a SQL *command*, limits, schema analysis,
+Arrow conversion, local relations — had never been JIT-compiled. A pyspark client in a child
+process exercises exactly those paths (and keeps pyspark's threads and finalizers out of the
+gateway process).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -47,9 +49,13 @@ def _warm(SparkSession: Any, url: str, rounds: int, scratch: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].startswith("sc://"):
-        print("usage: python -m sparkgate.clusters.warmup sc://HOST:PORT", file=sys.stderr)
+    token_from_stdin = args[1:] == ["--token-from-stdin"]
+    if not (len(args) == 1 or token_from_stdin) or not args[0].startswith("sc://"):
+        print("usage: python -m sparkgate.clusters.warmup sc://HOST:PORT [--token-from-stdin]", file=sys.stderr)
         return 2
+    if token_from_stdin:
+        # Set here, after the process started: /proc/PID/environ shows only what it started with.
+        os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = sys.stdin.readline().strip()
     warm(args[0])
     return 0
 
