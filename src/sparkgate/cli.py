@@ -168,7 +168,13 @@ async def _run_runner(settings: Settings) -> int:
         catalog_root=settings.state_path(r.catalog_dir),
         spark_home=Path(settings.local.spark_home) if settings.local.spark_home else None,
     )
-    runner = Runner(r, JobStore(database_url(r.database_url, settings.state_dir)), backend, list(settings.environments))
+    runner = Runner(
+        r,
+        JobStore(database_url(r.database_url, settings.state_dir)),
+        backend,
+        list(settings.environments),
+        data_roots={name: env.data_roots for name, env in settings.environments.items()},
+    )
     await runner.start()
     try:
         async with build_guard(settings) as guard, RunnerServer(runner, r.host, r.port, guard=guard) as server:

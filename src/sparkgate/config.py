@@ -603,6 +603,10 @@ class EnvironmentSettings(_Section):
     #: The catalog its sessions and jobs see. Mounted when a driver's JVM starts, so every
     #: environment sharing a profile (``profile``, ``team_profiles``) must name the same catalog.
     catalog: CatalogSettings = CatalogSettings()
+    #: Absolute paths and URIs batch jobs may read and write in this environment (e.g.
+    #: ``/data/lake``, ``s3a://lake/teams``). A manifest's relative paths go under the job's output
+    #: directory and may not leave it; any other location is refused at Submit, naming the field.
+    data_roots: list[str] = []
 
     def profiles(self) -> list[tuple[str, str]]:
         """``(setting, profile)`` for every profile this environment's sessions may use."""

@@ -161,7 +161,9 @@ class Platform:
             ui_lookup=self._ui_for_session,
         )
         store = JobStore(database_url(r.database_url, s.state_dir))
-        self.runner = Runner(r, store, backend, list(s.environments))
+        self.runner = Runner(
+            r, store, backend, list(s.environments), data_roots={n: e.data_roots for n, e in s.environments.items()}
+        )
         await self.runner.start()
         self.runner_server = RunnerServer(self.runner, r.host, r.port, guard=self.gateway.guard)
         await self.runner_server.start()

@@ -19,6 +19,7 @@ import pytest
 
 from sparkgate.clusters.local import pid_alive
 from sparkgate.config import RunnerSettings
+from sparkgate.errors import BadRequest
 from sparkgate.gateway.server import Gateway
 from sparkgate.runner.backends.local import LocalBackend
 from sparkgate.runner.jobs import Job
@@ -80,7 +81,11 @@ class RunnerRig:
             gateway_url=f"sc://127.0.0.1:{self.gateway.port}",
             catalog_root=self.catalog,
         )
-        runner = Runner(RunnerSettings(port=0, max_running=2), JobStore(self.db_url), backend, ENVS)
+        # /tmp is a data root of "test" only: there absolute paths under it pass Submit, and the
+        # sandbox's own check in the job is what stops them.
+        runner = Runner(
+            RunnerSettings(port=0, max_running=2), JobStore(self.db_url), backend, ENVS, data_roots={"test": ["/tmp"]}
+        )
         self.harness.run(runner.start())
         self.runner = runner
         return runner
@@ -158,7 +163,9 @@ def test_a_sql_error_fails_with_sparks_message(rig: RunnerRig) -> None:
 
 def test_sandbox_refuses_writes_outside_scratch(rig: RunnerRig) -> None:
     outside = manifest("SELECT * FROM orders", sinks="{from: result, path: /tmp/escape, mode: overwrite}")
-    job = rig.wait(rig.submit(outside, sandbox="true"))
+    with pytest.raises(BadRequest, match=r"spec\.coreEtl\.sinks\[0\]\.path: /tmp/escape is outside the data roots"):
+        rig.submit(outside)  # refused at Submit, sandbox or not
+    job = rig.wait(rig.submit(outside, env="test", sandbox="true"))
     assert job.state == "FAILED" and "sandbox" in job.error and "outside the job's scratch output" in job.error
     table = manifest("SELECT * FROM orders", sinks="{from: result, table: default.stolen}")
     job = rig.wait(rig.submit(table, sandbox="true"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sparkgate.errors import BadRequest
-from sparkgate.runner.manifest import json_schema, parse_manifest
+from sparkgate.runner.manifest import Manifest, json_schema, parse_manifest, path_problems
 
 SAMPLES = Path(__file__).parents[2] / "src" / "sparkgate" / "runner" / "samples"
 
@@ -85,3 +85,46 @@ def test_the_published_schema_file_is_current() -> None:
     assert json.loads(published.read_text()) == json_schema(), (
         "run: sparkgate manifest-schema > schemas/sparkjob.schema.json"
     )
+
+
+def _with_sink(path: str, options: str = "") -> Manifest:
+    sink = f"{{from: daily, path: '{path}'{options}}}"
+    return parse_manifest(
+        GOOD.replace("{from: daily, path: out, format: parquet, mode: overwrite, partitionBy: [ds]}", sink)
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "roots", "problem"),
+    [
+        ("out/daily", [], None),
+        ("a/../b", [], None),
+        ("../x", [], "../x leaves the job's output directory"),
+        ("a/../../x", [], "leaves the job's output directory"),
+        ("/etc/x", [], "outside the data roots of environment prod (environments.prod.data_roots: none are set)"),
+        ("/data/lake/fe/x", ["/data/lake"], None),
+        ("file:///data/lake/fe", ["/data/lake"], None),
+        ("/data/lake/../etc", ["/data/lake"], "outside the data roots"),
+        ("/data/lakehouse", ["/data/lake"], "outside the data roots"),
+        ("s3a://lake/teams/fe/x", ["s3a://lake/teams"], None),
+        ("S3A://lake/teams/fe/x", ["s3a://lake/teams/"], None),
+        ("s3a://other/teams/fe", ["s3a://lake/teams"], "outside the data roots"),
+        ("s3a://lake/teams/../secrets", ["s3a://lake/teams"], "outside the data roots"),
+    ],
+)
+def test_paths_stay_in_the_job_s_output_directory_or_the_environment_s_data_roots(
+    path: str, roots: list[str], problem: str | None
+) -> None:
+    problems = path_problems(_with_sink(path), "prod", roots)
+    sink = [p for p in problems if p.path.startswith("spec.coreEtl.sinks")]
+    if problem is None:
+        assert sink == []
+    else:
+        assert len(sink) == 1 and sink[0].path == "spec.coreEtl.sinks[0].path" and problem in sink[0].message
+
+
+def test_spark_s_path_option_is_refused_and_sources_are_checked_too() -> None:
+    manifest = _with_sink("out", ", options: {PATH: /etc}")
+    text = GOOD.replace("path: data/stores.csv", "path: /etc/passwd")
+    assert [p.path for p in path_problems(manifest, "local")] == ["spec.coreEtl.sinks[0].options.path"]
+    assert [p.path for p in path_problems(parse_manifest(text), "local")] == ["spec.coreEtl.sources[1].path"]

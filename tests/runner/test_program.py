@@ -21,11 +21,26 @@ def plan(text: str, scratch: Path, **kw: object) -> Plan:
 
 def test_sandbox_sinks_stay_in_scratch(tmp_path: Path) -> None:
     p = plan(GOOD, tmp_path)
-    assert p.sink_paths == [(tmp_path / "out").resolve()]
+    assert p.sink_paths == [str((tmp_path / "out").resolve())]
     for sink in ("{from: daily, path: /etc/x}", "{from: daily, path: ../../x}", "{from: daily, table: db.t}"):
         text = GOOD.replace("{from: daily, path: out, format: parquet, mode: overwrite, partitionBy: [ds]}", sink)
-        with pytest.raises(PermissionDenied, match=r"sandbox: spec\.coreEtl\.sinks\[0\]"):
+        with pytest.raises(PermissionDenied, match=r"spec\.coreEtl\.sinks\[0\]"):
             plan(text, tmp_path)
+
+
+def test_relative_paths_stay_in_the_job_s_output_directory_sandbox_or_not(tmp_path: Path) -> None:
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "link").symlink_to("/etc")
+    for sink in ("{from: daily, path: ../x}", "{from: daily, path: link/x}"):
+        text = GOOD.replace("{from: daily, path: out, format: parquet, mode: overwrite, partitionBy: [ds]}", sink)
+        with pytest.raises(PermissionDenied, match="leaves the job's output directory"):
+            Plan(
+                parse_manifest(text).with_parameters(),
+                tmp_path / "scratch",
+                sandbox=False,
+                sample_limit=None,
+                catalog_root=None,
+            )
 
 
 def test_sandbox_refuses_jvm_calls(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import grpc.aio
 import pytest
 
 from sparkgate.config import RunnerSettings
+from sparkgate.errors import BadRequest
 from sparkgate.runner.backends.base import Outcome
 from sparkgate.runner.jobs import FAILED
 from sparkgate.runner.proto import spark_runner_pb2 as pb
@@ -162,3 +163,23 @@ async def test_a_restarted_runner_loses_nothing(db_url: str) -> None:
         await second.finish(keeps)
         await wait_state(stub, keeps, "COMPLETED")
         await wait_state(stub, queued, "RUNNING")
+
+
+async def test_paths_outside_the_job_s_output_and_the_data_roots_are_refused_at_submit(db_url: str) -> None:
+    fake = FakeExecution()
+    runner = Runner(RunnerSettings(port=0), JobStore(db_url), fake, ENVS, data_roots={"prod": ["/data/lake"]})
+    await runner.start()
+    try:
+        sink = "{from: daily, path: out, format: parquet, mode: overwrite, partitionBy: [ds]}"
+        for path, environment in (("../../etc/x", "local"), ("/etc/x", "local"), ("/etc/x", "prod")):
+            with pytest.raises(BadRequest, match=r"spec\.coreEtl\.sinks\[0\]\.path: "):
+                await runner.submit(
+                    GOOD.replace(sink, f"{{from: daily, path: '{path}'}}"), environment=environment, user="a@x"
+                )
+        # ${param} in a path is resolved before the check.
+        text = GOOD.replace(sink, "{from: daily, path: '/data/lake/${ds}'}")
+        assert (await runner.submit(text, environment="prod", user="a@x")).state == "PENDING"
+        with pytest.raises(BadRequest, match="outside the data roots"):
+            await runner.submit(text, environment="prod", user="a@x", options={"param.ds": "../../etc"})
+    finally:
+        await runner.close()

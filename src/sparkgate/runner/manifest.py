@@ -26,7 +26,9 @@ Example (``sparkgate/runner/samples/``)::
 
 from __future__ import annotations
 
+import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -308,6 +310,67 @@ def parse_manifest(text: str) -> Manifest:
             raise ManifestError(problems, prefix="manifest is ")
         raise ManifestError(problems)
     return manifest
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _split(location: str) -> tuple[str, str]:
+    """``(scheme://authority, path)`` of a URI, or ``("", path)`` of a file path (``file:`` too)."""
+    m = _SCHEME.match(location)
+    if m is None:
+        return "", location
+    if m.group(0).lower() == "file:":  # file:/x, file:///x
+        return "", "/" + location[m.end() :].lstrip("/")
+    rest = location[m.end() :]
+    if rest.startswith("//"):
+        authority, _, path = rest[2:].partition("/")
+        return f"{m.group(0).lower()}//{authority}", "/" + path
+    return m.group(0).lower(), rest
+
+
+def _under(location: str, root: str) -> bool:
+    """``location`` (absolute path or URI) is ``root`` or inside it, ``..`` resolved."""
+    (base, path), (root_base, root_path) = _split(location), _split(root)
+    if base != root_base:
+        return False
+    path, root_path = posixpath.normpath(path or "/"), posixpath.normpath(root_path or "/")
+    return path == root_path or path.startswith(root_path.rstrip("/") + "/")
+
+
+def is_absolute(location: str) -> bool:
+    return location.startswith("/") or _SCHEME.match(location) is not None
+
+
+def path_problems(manifest: Manifest, environment: str, roots: Sequence[str] = ()) -> list[Problem]:
+    """Where the job's sources and sinks point outside what it may use: a relative path must stay
+    under the job's output directory (no ``..`` out of it); an absolute path or URI must be under
+    one of the environment's ``data_roots``. Spark's ``path`` option is refused too (it would
+    name a path behind the manifest's back)."""
+    etl = manifest.spec.core_etl
+    problems = []
+    places = [(f"spec.coreEtl.sources[{i}]", s.path, s.options) for i, s in enumerate(etl.sources)]
+    places += [(f"spec.coreEtl.sinks[{i}]", k.path, k.options) for i, k in enumerate(etl.sinks)]
+    for where, path, options in places:
+        if any(key.lower() == "path" for key in options):
+            problems.append(Problem(f"{where}.options.path", "give the location as path, not as an option"))
+        if path is None:
+            continue
+        if not is_absolute(path):
+            normal = posixpath.normpath(path)
+            if normal == ".." or normal.startswith("../"):
+                problems.append(Problem(f"{where}.path", f"{path} leaves the job's output directory"))
+        elif not any(_under(path, root) for root in roots):
+            allowed = ", ".join(roots) if roots else "none are set"
+            problems.append(
+                Problem(
+                    f"{where}.path",
+                    f"{path} is outside the data roots of environment {environment} "
+                    f"(environments.{environment}.data_roots: {allowed}); a relative path goes under the "
+                    "job's output directory",
+                )
+            )
+    return problems
 
 
 def json_schema() -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkgate.errors import BadRequest, PermissionDenied
-from sparkgate.runner.manifest import Manifest, Sink, parse_manifest
+from sparkgate.runner.manifest import Manifest, Sink, is_absolute, parse_manifest
 
 PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
@@ -69,7 +69,7 @@ class Plan:
                     raise PermissionDenied(f"sandbox: spec.coreEtl.transforms[{i}].sql calls into the JVM")
         self.sink_paths = [self._sink_path(i, s) for i, s in enumerate(etl.sinks)]
 
-    def _sink_path(self, i: int, sink: Sink) -> Path | None:
+    def _sink_path(self, i: int, sink: Sink) -> Path | str | None:
         where = f"spec.coreEtl.sinks[{i}]"
         if sink.table is not None:
             if self.sandbox:
@@ -79,13 +79,22 @@ class Plan:
                 )
             return self.table_path(sink.table)
         assert sink.path is not None
-        path = Path(sink.path)
-        resolved = (path if path.is_absolute() else self.scratch / path).resolve()
-        if self.sandbox and not resolved.is_relative_to(self.scratch):
+        if self.sandbox and is_absolute(sink.path):
             raise PermissionDenied(
                 f"sandbox: {where} writes {sink.path}, outside the job's scratch output ({self.scratch})"
             )
-        return resolved
+        return self.location(f"{where}.path", sink.path)
+
+    def location(self, where: str, path: str) -> str:
+        """Where a manifest's path points: a relative one under the job's output directory (never
+        out of it, through ``..`` or a link); an absolute one or a URI as it is (Submit checked it
+        against the environment's data roots)."""
+        if is_absolute(path):
+            return path
+        resolved = (self.scratch / path).resolve()
+        if not resolved.is_relative_to(self.scratch):
+            raise PermissionDenied(f"{where}: {path} leaves the job's output directory")
+        return str(resolved)
 
     def table_path(self, table: str) -> Path | None:
         """Where a table of the local sample catalog lives (None: use Spark's own catalog)."""
@@ -104,7 +113,7 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
         except Exception as exc:  # static conf on a running session: say so, keep going
             log(f"spark conf {key} not set at runtime ({type(exc).__name__}); it applies when the driver starts")
     last = None
-    for src in etl.sources:
+    for i, src in enumerate(etl.sources):
         if src.table is not None:
             local = plan.table_path(src.table)
             if local is not None and local.exists():
@@ -114,8 +123,9 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
                 log(f"source {src.name}: table {src.table}")
                 df = spark.table(src.table)
         elif src.path is not None:
-            log(f"source {src.name}: {src.format or 'parquet'} at {src.path}")
-            df = spark.read.format(src.format or "parquet").options(**src.options).load(src.path)
+            path = plan.location(f"spec.coreEtl.sources[{i}].path", src.path)
+            log(f"source {src.name}: {src.format or 'parquet'} at {path}")
+            df = spark.read.format(src.format or "parquet").options(**src.options).load(path)
         else:
             log(f"source {src.name}: SQL")
             df = spark.sql(f"SELECT * FROM ({src.sql}) AS source")
@@ -128,14 +138,14 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
         spark.sql(f"SELECT * FROM ({t.sql}) AS transform").createOrReplaceTempView(t.name)
         last = t.name
     output_path = ""
-    for sink, path in zip(etl.sinks, plan.sink_paths, strict=True):
+    for sink, target in zip(etl.sinks, plan.sink_paths, strict=True):
         writer = spark.table(sink.from_).write.format(sink.format).mode(sink.mode).options(**sink.options)
         if sink.partition_by:
             writer = writer.partitionBy(*sink.partition_by)
-        if path is not None:
-            log(f"sink {sink.from_} -> {path} ({sink.format}, {sink.mode})")
-            writer.save(str(path))
-            output_path = output_path or str(path)
+        if target is not None:
+            log(f"sink {sink.from_} -> {target} ({sink.format}, {sink.mode})")
+            writer.save(str(target))
+            output_path = output_path or str(target)
         else:
             log(f"sink {sink.from_} -> table {sink.table} ({sink.mode})")
             writer.saveAsTable(sink.table)

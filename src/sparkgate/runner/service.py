@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from sparkgate.config import RunnerSettings
 from sparkgate.errors import BadRequest
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
-from sparkgate.runner.manifest import Manifest, parse_manifest
+from sparkgate.runner.manifest import Manifest, ManifestError, parse_manifest, path_problems
 from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
 
@@ -56,11 +56,15 @@ class Runner:
         store: JobStore,
         backend: ExecutionBackend,
         environments: list[str],
+        *,
+        data_roots: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
         self.environments = environments
+        #: Absolute locations jobs may use, by environment (``environments.<env>.data_roots``).
+        self.data_roots = dict(data_roots or {})
         self._tasks = TaskSupervisor("runner")
         self._wake = asyncio.Event()
         self._running: set[str] = set()
@@ -122,7 +126,7 @@ class Runner:
         manifest = parse_manifest(manifest_text)
         opts = self._options(dict(options or {}))
         params = {k.removeprefix("param."): v for k, v in opts.items() if k.startswith("param.")}
-        manifest.with_parameters(params)  # every ${param} must resolve now, not in the job
+        resolved = manifest.with_parameters(params)  # every ${param} must resolve now, not in the job
         meta = manifest.metadata
         if team and team != meta.team:
             raise BadRequest(f"team {team!r} does not match the manifest's metadata.team {meta.team!r}")
@@ -130,6 +134,9 @@ class Runner:
             raise BadRequest(f"job_name {job_name!r} does not match the manifest's metadata.name {meta.name!r}")
         if environment not in self.environments:
             raise BadRequest(f"unknown environment {environment!r}; known: {', '.join(sorted(self.environments))}")
+        problems = path_problems(resolved, environment, self.data_roots.get(environment, ()))
+        if problems:
+            raise ManifestError(problems)
         if authorize is not None:
             authorize(meta.team, environment)
         user = user or "anonymous"
