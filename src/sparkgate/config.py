@@ -569,6 +569,16 @@ class RunnerSettings(_Section):
     sandbox_sample_limit: int = Field(default=10_000, ge=1)
     #: Jobs running at once on this machine; more wait as PENDING.
     max_running: int = Field(default=2, ge=1)
+    #: Largest manifest Submit accepts, in bytes (nginx ``client_max_body_size``: 1 MiB); larger is
+    #: refused before it is parsed.
+    max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Jobs one user may have waiting (PENDING), and all users together; one more is refused with
+    #: RESOURCE_EXHAUSTED (HTTP 429 in the Playground) until some have started.
+    max_pending_jobs_per_user: int = Field(default=50, ge=1)
+    max_pending_jobs: int = Field(default=1000, ge=1)
+    #: Submits one user may make per minute (a token bucket: bursts up to this, then one every
+    #: 60/N seconds); one more is refused with RESOURCE_EXHAUSTED and when to retry.
+    submits_per_minute_per_user: int = Field(default=60, ge=1)
     #: Driver log lines returned by Check(include_logs).
     log_tail_lines: int = Field(default=200, ge=1)
     #: Directory of the local sample catalog (relative to ``state_dir``); ``samples.*`` tables.
@@ -586,6 +596,9 @@ class PlaygroundSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     #: The Spark Runner to talk to when run on its own (``sparkgate playground``).
     runner_target: str = "127.0.0.1:50051"
+    #: Largest request body in bytes (a manifest in JSON, escaped); larger gets 413 before it is
+    #: read whole. Twice the runner's largest manifest.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
 
 class EnvironmentSettings(_Section):

@@ -43,6 +43,12 @@ class BadRequest(SparkgateError):
     http_status = 400
 
 
+class PayloadTooLarge(BadRequest):
+    """A request larger than a configured limit (HTTP 413)."""
+
+    http_status = 413
+
+
 class Unauthenticated(SparkgateError):
     grpc_status = grpc.StatusCode.UNAUTHENTICATED
     http_status = 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,19 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with playground(tmp_path) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def playground(tmp_path: Path, **runner_settings: Any) -> AsyncIterator[Rig]:
     fake = FakeExecution(scratch_root=tmp_path / "scratch")
-    runner = Runner(RunnerSettings(port=0), JobStore(f"sqlite:///{tmp_path / 'runner.db'}"), fake, ["local", "prod"])
+    runner = Runner(
+        RunnerSettings(port=0, **runner_settings),
+        JobStore(f"sqlite:///{tmp_path / 'runner.db'}"),
+        fake,
+        ["local", "prod"],
+    )
     await runner.start()
     settings = load_settings(None, {}, state_dir=tmp_path, audit={"enabled": False})
     try:

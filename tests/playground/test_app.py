@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
 from sparkgate.config import load_settings
 from sparkgate.playground.app import create_app
-from tests.playground.conftest import RESULT, Rig
+from tests.playground.conftest import RESULT, Rig, playground
 from tests.runner.test_manifest import GOOD
 
 API = "/api/v1/playground"
@@ -134,3 +135,40 @@ async def test_with_auth_on_the_token_is_the_user(tmp_path: Path) -> None:
         assert (await c.get(f"{API}/whoami", headers={"authorization": "Bearer nope"})).status_code == 401
         who = await c.get(f"{API}/whoami", headers={"authorization": "Bearer t-carol", "x-user-email": "mallory@x"})
         assert who.json() == {"user": "carol@example.com", "auth": "static"}
+
+
+async def test_what_a_broken_or_hostile_client_sends_gets_a_4xx_in_json(rig: Rig) -> None:
+    """Too large (said or not), not UTF-8, not JSON, bad header bytes: each a JSON error, never a 500."""
+    huge = "x" * (2 * 1024 * 1024 + 1)
+    r = await rig.client.post(f"{API}/run", json={"manifest": huge}, headers=ALICE)
+    assert r.status_code == 413 and "playground.max_body_bytes" in r.json()["error"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"manifest": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}'
+
+    r = await rig.client.post(f"{API}/run", content=chunks(), headers={**ALICE, "content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["problems"] == []
+    big_manifest = GOOD + "#" * (1024 * 1024)
+    r = await rig.client.post(f"{API}/validate", json={"manifest": big_manifest}, headers=ALICE)
+    assert r.status_code == 413 and "runner.max_manifest_bytes" in r.json()["error"]
+    for body in (b'{"manifest": "\xff\xfe"}', b"not json", b'["a list"]'):
+        r = await rig.client.post(f"{API}/run", content=body, headers={**ALICE, "content-type": "application/json"})
+        assert r.status_code == 400 and "error" in r.json(), body
+    r = await rig.client.post(f"{API}/run", json={"manifest": GOOD}, headers={"x-user-email": "eve\x01@example.com"})
+    assert r.status_code == 400 and "X-User-Email" in r.json()["error"]
+    r = await rig.client.get(f"{API}/no/such/endpoint", headers=ALICE)
+    assert r.status_code == 404 and r.json() == {"error": "Not Found", "problems": []}
+    assert not rig.fake.started
+
+
+async def test_a_user_past_the_submit_rate_gets_429_and_when_to_retry(tmp_path: Path) -> None:
+    async with playground(tmp_path, submits_per_minute_per_user=2) as rig:
+        for _ in range(2):
+            await rig.run()
+        r = await rig.client.post(f"{API}/run", json={"manifest": GOOD}, headers=ALICE)
+        assert r.status_code == 429 and "runner.submits_per_minute_per_user" in r.json()["error"]
+        assert 1 <= int(r.headers["retry-after"]) <= 30
+        await rig.run(user="bob@example.com")  # others are not held back

@@ -183,3 +183,25 @@ async def test_paths_outside_the_job_s_output_and_the_data_roots_are_refused_at_
             await runner.submit(text, environment="prod", user="a@x", options={"param.ds": "../../etc"})
     finally:
         await runner.close()
+
+
+async def test_submits_past_the_limits_are_refused_saying_which(db_url: str) -> None:
+    fake = FakeExecution()  # jobs run until finished: with one slot, the rest wait as PENDING
+    limits = {"max_running": 1, "max_pending_jobs_per_user": 2, "max_pending_jobs": 3, "max_manifest_bytes": 4096}
+    async with serve(db_url, fake, **limits) as (_, stub):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.Submit(submit(manifest=GOOD + "#" * 5000))
+        assert e.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "runner.max_manifest_bytes (4096)" in (e.value.details() or "")
+        first = await stub.Submit(submit())
+        await wait_state(stub, first.job_id, "RUNNING")
+        for _ in range(2):
+            await stub.Submit(submit())
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.Submit(submit())
+        assert e.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "runner.max_pending_jobs_per_user: 2" in (e.value.details() or "")
+        await stub.Submit(submit(user="b@x"))  # another user still may, up to the total
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.Submit(submit(user="c@x"))
+        assert "runner.max_pending_jobs: 3" in (e.value.details() or "")

@@ -78,3 +78,20 @@ def grpc_error(err: SparkgateError) -> tuple[grpc.StatusCode, str, tuple[tuple[s
         )
         return code, err.message, ((STATUS_DETAILS_KEY, _status_details(code, err.message, retry)),)
     return code, err.message, ()
+
+
+def retry_after(trailing_metadata: object) -> float | None:
+    """The ``RetryInfo`` delay in an error's trailing metadata, in seconds, if it has one."""
+    for key, value in trailing_metadata or ():  # type: ignore[attr-defined]
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        st = status_pb2.Status()
+        try:
+            st.ParseFromString(value)
+        except Exception:  # not a Status: no delay to read
+            return None
+        for detail in st.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None

@@ -18,22 +18,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sparkgate.config import Settings
-from sparkgate.errors import Conflict, PermissionDenied, SparkgateError, Unauthenticated
+from sparkgate.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    PermissionDenied,
+    SparkgateError,
+    Unauthenticated,
+)
 from sparkgate.playground.runner_client import RunnerClient
 from sparkgate.runner.manifest import ManifestError, Problem, check_manifest
 from sparkgate.security.guard import Guard, build_guard
@@ -166,6 +176,7 @@ async def current_user(
     x_user_email: Annotated[str | None, Header(description="who you are, when auth is off (dev)")] = None,
 ) -> Caller:
     guard: Guard = request.app.state.guard
+    x_user_email = header_text(x_user_email, "X-User-Email")
     if not guard.enabled:
         return Caller((x_user_email or DEV_USER).strip()[:255] or DEV_USER)
     if not authorization:
@@ -175,6 +186,57 @@ async def current_user(
 
 
 User = Annotated[Caller, Depends(current_user)]
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes (playground.max_body_bytes)")
+
+
+class BodyLimit:
+    """Requests whose body is larger than ``limit`` bytes get 413 before it is read whole: at once
+    when they say so in Content-Length, or as soon as more than that has arrived."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            too_large = declared.isdigit()
+            error = BodyTooLarge(self.limit).detail if too_large else "Content-Length is not a number"
+            response = JSONResponse({"error": error, "problems": []}, status_code=413 if too_large else 400)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)  # (FastAPI passes HTTPExceptions on as they are)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def header_text(value: str | None, name: str) -> str | None:
+    """A header's value as text: its bytes must be UTF-8 without control characters."""
+    if value is None:
+        return None
+    try:
+        text = value.encode("latin-1").decode("utf-8")  # (the server decoded the bytes as Latin-1)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise BadRequest(f"header {name} is not valid UTF-8 text") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise BadRequest(f"header {name} has control characters")
+    return text
 
 
 def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = None) -> FastAPI:
@@ -212,12 +274,23 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
     app.state.runner = client
     app.state.guard = the_guard
 
+    app.add_middleware(BodyLimit, limit=settings.playground.max_body_bytes)
+
     @app.exception_handler(SparkgateError)
     async def sparkgate_error(request: Request, exc: SparkgateError) -> JSONResponse:
-        body: dict[str, Any] = {"error": exc.message}
+        body: dict[str, Any] = {"error": exc.message, "problems": []}
         if isinstance(exc, ManifestError):
             body["problems"] = [p.model_dump() for p in _problems(exc.problems)]
-        return JSONResponse(body, status_code=exc.http_status)
+        headers = {}
+        wait = getattr(exc, "retry_after_seconds", None)
+        if wait:
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Not found, method not allowed, a body that could not be read: the same JSON as the rest.
+        return JSONResponse({"error": str(exc.detail), "problems": []}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -235,8 +308,14 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     api = "/api/v1/playground"
 
+    def check_size(manifest: str) -> None:
+        size, limit = len(manifest.encode("utf-8", "surrogatepass")), settings.runner.max_manifest_bytes
+        if size > limit:
+            raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
+
     async def run(req: RunRequest, user: User) -> RunResponse:
-        manifest, problems = check_manifest(req.manifest)
+        check_size(req.manifest)
+        manifest, problems = await asyncio.to_thread(check_manifest, req.manifest)
         if manifest is None:
             raise ManifestError(problems)
         options = dict(req.options)
@@ -305,7 +384,8 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     @app.post(f"{api}/validate", response_model=Validation, summary="Check a manifest without running it")
     async def validate(req: RunRequest, user: User) -> Validation:
-        manifest, problems = check_manifest(req.manifest)
+        check_size(req.manifest)
+        manifest, problems = await asyncio.to_thread(check_manifest, req.manifest)
         if req.environment not in environments:
             problems.append(Problem("environment", f"must be one of {', '.join(environments)}"))
         if manifest is None or problems:

@@ -7,7 +7,16 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sparkgate.errors import BadRequest, Conflict, NotFound, PermissionDenied, SparkgateError, Unavailable
+from sparkgate.connect.status import retry_after
+from sparkgate.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SparkgateError,
+    Unavailable,
+)
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
 
@@ -44,6 +53,9 @@ class RunnerClient:
                 raise Unavailable(
                     f"the Spark Runner at {self.target} is not reachable ({code.name}); try again"
                 ) from err
+            if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                wait = retry_after(err.trailing_metadata())
+                raise ResourceExhausted(err.details() or code.name, retry_after_seconds=wait) from err
             raise _ERRORS.get(code, SparkgateError)(err.details() or code.name) from err
 
     async def submit(self, metadata: Metadata = (), **fields: Any) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from sparkgate.connect.status import grpc_error
 from sparkgate.errors import PermissionDenied, SparkgateError, Unauthenticated
 from sparkgate.runner.jobs import Job
 from sparkgate.runner.proto import spark_runner_pb2 as pb
@@ -74,7 +75,8 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
         self.guard = guard
 
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: SparkgateError) -> None:
-        await context.abort(exc.grpc_status, exc.message)
+        code, message, trailers = grpc_error(exc)  # (a RetryInfo, when the error says when to retry)
+        await context.abort(code, message, trailers)
 
     async def _caller(
         self, context: grpc.aio.ServicerContext[Any, Any], claimed: str, method: str

@@ -19,7 +19,7 @@ from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.config import RunnerSettings
-from sparkgate.errors import BadRequest
+from sparkgate.errors import BadRequest, PayloadTooLarge, ResourceExhausted
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
 from sparkgate.runner.manifest import Manifest, ManifestError, parse_manifest, path_problems
@@ -69,6 +69,8 @@ class Runner:
         self._wake = asyncio.Event()
         self._running: set[str] = set()
         self._deadlines: dict[str, float] = {}
+        #: Submit rate per user: (tokens left, when counted), see _take_submit.
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
@@ -123,10 +125,15 @@ class Runner:
         """Validate and start a job; ``authorize(team, environment)`` raises if the caller may not."""
         if not manifest_text.strip():
             raise BadRequest("manifest is empty")
-        manifest = parse_manifest(manifest_text)
+        size, limit = len(manifest_text.encode("utf-8", "surrogatepass")), self.settings.max_manifest_bytes
+        if size > limit:
+            raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
+        user = user or "anonymous"
+        self._take_submit(user)
         opts = self._options(dict(options or {}))
         params = {k.removeprefix("param."): v for k, v in opts.items() if k.startswith("param.")}
-        resolved = manifest.with_parameters(params)  # every ${param} must resolve now, not in the job
+        # Parsing and checking a manifest can take a while (YAML of up to a MiB): not on the loop.
+        manifest, resolved = await asyncio.to_thread(_parse_with, manifest_text, params)
         meta = manifest.metadata
         if team and team != meta.team:
             raise BadRequest(f"team {team!r} does not match the manifest's metadata.team {meta.team!r}")
@@ -139,7 +146,7 @@ class Runner:
             raise ManifestError(problems)
         if authorize is not None:
             authorize(meta.team, environment)
-        user = user or "anonymous"
+        await asyncio.to_thread(self._check_queue, user)
         job = Job(
             id=job_id(meta.team, meta.name),
             name=meta.name,
@@ -155,6 +162,41 @@ class Runner:
         log.info("job %s submitted by %s (team %s, %s)", job.id, user, job.team, environment)
         self._wake.set()
         return job
+
+    def _take_submit(self, user: str) -> None:
+        """The user's submit rate: a bucket of ``submits_per_minute_per_user`` refilled evenly."""
+        per_minute = self.settings.submits_per_minute_per_user
+        now = time.monotonic()
+        tokens, then = self._buckets.get(user, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - then) * per_minute / 60.0)
+        if tokens < 1.0:
+            wait = (1.0 - tokens) * 60.0 / per_minute
+            raise ResourceExhausted(
+                f"{user} submitted more than {per_minute} jobs in a minute "
+                f"(runner.submits_per_minute_per_user); retry in {wait:.1f}s",
+                retry_after_seconds=wait,
+            )
+        self._buckets[user] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:  # forget users whose bucket is full again
+            full = [u for u, (t, at) in self._buckets.items() if t + (now - at) * per_minute / 60.0 >= per_minute]
+            for u in full:
+                del self._buckets[u]
+
+    def _check_queue(self, user: str) -> None:
+        s = self.settings
+        mine = self.store.count_jobs(state=PENDING, user=user)
+        if mine >= s.max_pending_jobs_per_user:
+            raise ResourceExhausted(
+                f"{user} has {mine} jobs waiting to start (runner.max_pending_jobs_per_user: "
+                f"{s.max_pending_jobs_per_user}); retry when some have started, or cancel some",
+                retry_after_seconds=30.0,
+            )
+        total = self.store.count_jobs(state=PENDING)
+        if total >= s.max_pending_jobs:
+            raise ResourceExhausted(
+                f"{total} jobs are waiting to start (runner.max_pending_jobs: {s.max_pending_jobs}); retry later",
+                retry_after_seconds=30.0,
+            )
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -295,3 +337,9 @@ class Runner:
 
 
 __all__ = ["OPTIONS", "JobView", "Manifest", "Runner"]
+
+
+def _parse_with(text: str, params: dict[str, str]) -> tuple[Manifest, Manifest]:
+    """The manifest, and the manifest with its ``${param}``s resolved (each must resolve now)."""
+    manifest = parse_manifest(text)
+    return manifest, manifest.with_parameters(params)

@@ -152,6 +152,14 @@ class JobStore:
         with self.engine.connect() as conn:
             return [_from_row(r) for r in conn.execute(q)]
 
+    def count_jobs(self, *, state: str, user: str = "") -> int:
+        """Jobs in ``state`` (of ``user``, if given)."""
+        q = sa.select(sa.func.count()).select_from(jobs_table).where(jobs_table.c.state == state)
+        if user:
+            q = q.where(jobs_table.c.user_name == user)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def active(self) -> list[Job]:
         q = jobs_table.select().where(jobs_table.c.state.in_(sorted(ACTIVE)))
         with self.engine.connect() as conn:
