@@ -90,6 +90,15 @@ class RunnerRig:
         self.runner = runner
         return runner
 
+    def session_placed(self, job_id: str) -> bool:
+        """The job's Spark session still has a route to a driver on the gateway."""
+        sid = self.check(job_id).job.handle.get("session_id")
+
+        def placed() -> bool:
+            return any(r.session_id == sid for r in self.gateway.store.all())
+
+        return bool(sid) and self.harness._call(placed)
+
     def stop_runner(self) -> None:
         if self.runner is not None:
             self.harness.run(self.runner.close())
@@ -181,8 +190,10 @@ def test_cancel_mid_run_leaves_no_process(rig: RunnerRig) -> None:
     rig.harness.wait_for(lambda: rig.check(jid).job.state == "RUNNING" and bool(rig.check(jid).job.handle), 60)
     pid = rig.check(jid).job.handle["pid"]
     assert pid_alive(pid)
+    rig.harness.wait_for(lambda: rig.session_placed(jid), 60, what="the job's session to reach a driver")
     job = rig.harness.run(rig.runner.cancel(jid))  # type: ignore[union-attr]
     assert job.state == "CANCELLED" and not pid_alive(pid)
+    assert not rig.session_placed(jid)  # interrupted and released on its driver too
     assert rig.harness.run(rig.runner.cancel(jid)).state == "CANCELLED"  # type: ignore[union-attr]
 
 
@@ -192,12 +203,14 @@ def test_a_runner_restarted_mid_job_loses_nothing(rig: RunnerRig) -> None:
     killed = rig.submit(slowish)
     rig.harness.wait_for(lambda: all(rig.check(j).job.state == "RUNNING" for j in (keeps, killed)), 60)
     pid = rig.check(killed).job.handle["pid"]
+    rig.harness.wait_for(lambda: rig.session_placed(killed), 60, what="the job's session to reach a driver")
     rig.stop_runner()  # the runner goes away; its jobs' processes do not
     os.killpg(pid, 9)  # one job dies while no runner watches it
     rig.harness.wait_for(lambda: not pid_alive(pid), 10)
     rig.start_runner()
     lost = rig.wait(killed)
     assert lost.state == "FAILED" and "gone when the runner restarted" in lost.error
+    assert not rig.session_placed(killed)  # its query interrupted and its session released on the driver
     done = rig.wait(keeps)
     assert done.state == "COMPLETED", done.error
     assert rig.check(keeps, include_results=True).result["preview"] == [{"n": 1500000000}]

@@ -229,7 +229,10 @@ class LocalBackend:
             self._procs.pop(job.id, None)
             if job.id in self._cancelled:
                 return
-            await on_done(self._outcome(job, code))
+            outcome = self._outcome(job, code)
+            if outcome.state == FAILED:
+                await self._end_on_spark(job)
+            await on_done(outcome)
 
         task = asyncio.create_task(watch(), name=f"job:{job.id}")
         self._watchers[job.id] = task
@@ -267,6 +270,12 @@ class LocalBackend:
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 await asyncio.wait_for(proc.wait(), 10)
+        await self._end_on_spark(job)
+
+    async def _end_on_spark(self, job: Job) -> None:
+        """A pool job that did not end by itself (cancelled, past its TTL, its process killed or
+        crashed, gone when the runner restarted): its query may still run on the driver, and its
+        session still holds a place there. Interrupt the one and release the other."""
         if job.handle.get("mode") == "pool" and job.handle.get("session_id"):
             await self._interrupt(job)
 
@@ -325,6 +334,7 @@ class LocalBackend:
         outcome = self._outcome(job, None)
         if outcome.state == FAILED:
             outcome.error = "the job's process was gone when the runner restarted (no result was written)"
+            await self._end_on_spark(job)
         return outcome
 
     def ui_url(self, job: Job) -> str:
