@@ -186,7 +186,7 @@ class Platform:
         if self.runner_server is not None:
             await self.runner_server.stop()
         if self.runner is not None:
-            await self.runner.close()
+            await self.runner.close(stop_jobs=True)  # its pool jobs would lose the gateway anyway
         if self.admin is not None:
             await self.admin.stop()
         try:

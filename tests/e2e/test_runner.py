@@ -165,6 +165,11 @@ def test_sample_manifest_completes_with_a_correct_preview(rig: RunnerRig) -> Non
     assert "[sparkgate-job" in view.logs and [e.state for e in view.history] == ["PENDING", "RUNNING", "COMPLETED"]
 
 
+def test_sql_ending_in_a_comment_or_a_semicolon_runs(rig: RunnerRig) -> None:
+    job = rig.wait(rig.submit(manifest("SELECT count(*) AS n FROM orders; -- every order")))
+    assert job.state == "COMPLETED", job.error
+
+
 def test_a_sql_error_fails_with_sparks_message(rig: RunnerRig) -> None:
     job = rig.wait(rig.submit(manifest("SELECT no_such_column FROM orders")))
     assert job.state == "FAILED" and "no_such_column" in job.error and "UNRESOLVED_COLUMN" in job.error

@@ -11,7 +11,7 @@ import pytest
 
 from sparkgate.errors import PermissionDenied
 from sparkgate.runner.manifest import parse_manifest
-from sparkgate.runner.program import Plan, main
+from sparkgate.runner.program import Plan, main, subquery
 from tests.runner.test_manifest import GOOD
 
 
@@ -106,3 +106,9 @@ def test_the_standby_program_runs_in_the_jobs_directory(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert f"refused: manifest file jobs/j1/manifest.yaml does not exist (working directory {job})" in log.read_text()
+
+
+def test_a_query_is_wrapped_on_lines_of_its_own() -> None:
+    assert subquery("SELECT 1 -- one", "v") == "SELECT * FROM (\nSELECT 1 -- one\n) AS v"
+    assert subquery("SELECT 1;  \n", "v") == "SELECT * FROM (\nSELECT 1\n) AS v"
+    assert subquery("SELECT 1; -- one", "v") == "SELECT * FROM (\nSELECT 1-- one\n) AS v"

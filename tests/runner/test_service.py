@@ -205,3 +205,18 @@ async def test_submits_past_the_limits_are_refused_saying_which(db_url: str) -> 
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.Submit(submit(user="c@x"))
         assert "runner.max_pending_jobs: 3" in (e.value.details() or "")
+
+
+async def test_a_runner_closed_with_stop_jobs_ends_what_runs_and_says_so(db_url: str) -> None:
+    fake = FakeExecution()
+    runner = Runner(RunnerSettings(port=0), JobStore(db_url), fake, ENVS)
+    await runner.start()
+    job = await runner.submit(GOOD, environment="local", user="a@x")
+    for _ in range(100):
+        if runner.store.get(job.id).state == "RUNNING":
+            break
+        await asyncio.sleep(0.02)
+    await runner.close(stop_jobs=True)
+    ended = JobStore(db_url).get(job.id)
+    assert ended.state == FAILED and "sparkgate was stopped while the job ran" in ended.error
+    assert job.id in fake.cancelled

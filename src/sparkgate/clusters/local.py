@@ -417,21 +417,23 @@ class LocalProvider:
             if self.on_exit is not None:
                 self.on_exit(driver_id, returncode)
 
+    @staticmethod
+    def _start_failed(driver: Driver, what: str) -> DriverStartError:
+        """The error for a driver that did not start. Its log (a path on this machine, and lines
+        that may show other teams' configuration) goes to the gateway's log, not to the client."""
+        log.error("driver %s %s; log %s:\n%s", driver.id, what, driver.log_path, tail(driver.log_path))
+        return DriverStartError(f"driver {driver.id} {what}; the gateway's log has the end of its log")
+
     async def _wait_ready(self, driver: Driver, proc: Child) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
         async with grpc.aio.insecure_channel(driver.address) as channel:
             while True:
                 if proc.returncode is not None:
-                    raise DriverStartError(
-                        f"driver {driver.id} exited with code {proc.returncode} while starting; "
-                        f"log {driver.log_path}:\n{tail(driver.log_path)}"
-                    )
+                    raise self._start_failed(driver, f"exited with code {proc.returncode} while starting")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise DriverStartError(
-                        f"driver {driver.id} was not ready after "
-                        f"{self._settings.startup_timeout_seconds:.0f}s; log {driver.log_path}:\n"
-                        f"{tail(driver.log_path)}"
+                    raise self._start_failed(
+                        driver, f"was not ready after {self._settings.startup_timeout_seconds:.0f}s"
                     )
                 try:
                     await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))

@@ -35,6 +35,8 @@ from sparkgate.runner.manifest import Manifest, Sink, is_absolute, parse_manifes
 
 PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
+#: A statement's closing ``;``, and a ``-- comment`` after it on the last line.
+_TRAILING_SEMICOLON = re.compile(r";[ \t]*(--[^\n]*)?$")
 _JVM_CALLS = re.compile(r"\b(reflect|java_method|try_reflect)\s*\(", re.IGNORECASE)
 
 
@@ -104,6 +106,14 @@ class Plan:
         return self.catalog_root.joinpath(*parts[-2:])
 
 
+def subquery(sql: str, alias: str) -> str:
+    """``SELECT * FROM (<sql>) AS alias``: a query runs, anything else is a syntax error. The SQL
+    is on lines of its own, so a trailing ``-- comment`` ends before the closing parenthesis; a
+    trailing ``;`` is dropped."""
+    body = _TRAILING_SEMICOLON.sub(lambda m: m.group(1) or "", sql.rstrip())
+    return f"SELECT * FROM (\n{body}\n) AS {alias}"
+
+
 def run(spark: Any, plan: Plan) -> dict[str, Any]:
     """Run the plan on ``spark`` (classic or Connect); returns (and writes) the result summary."""
     etl = plan.manifest.spec.core_etl
@@ -128,14 +138,14 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
             df = spark.read.format(src.format or "parquet").options(**src.options).load(path)
         else:
             log(f"source {src.name}: SQL")
-            df = spark.sql(f"SELECT * FROM ({src.sql}) AS source")
+            df = spark.sql(subquery(src.sql or "", "source"))
         if plan.sample_limit is not None:
             df = df.limit(plan.sample_limit)
         df.createOrReplaceTempView(src.name)
         last = src.name
     for t in etl.transforms:
         log(f"transform {t.name}")
-        spark.sql(f"SELECT * FROM ({t.sql}) AS transform").createOrReplaceTempView(t.name)
+        spark.sql(subquery(t.sql, "transform")).createOrReplaceTempView(t.name)
         last = t.name
     output_path = ""
     for sink, target in zip(etl.sinks, plan.sink_paths, strict=True):

@@ -10,6 +10,7 @@ processes re-adopted, or their outcome recorded — never silently lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -78,8 +79,16 @@ class Runner:
         self._tasks.spawn("scheduler", self._schedule_loop())
         self._tasks.every("ttl", 1.0, self._enforce_ttl)
 
-    async def close(self) -> None:
-        """Stop supervising (jobs keep running; a restarted runner re-adopts them)."""
+    async def close(self, *, stop_jobs: bool = False) -> None:
+        """Stop supervising. Jobs keep running and a restarted runner re-adopts them, unless
+        ``stop_jobs`` (``sparkgate up`` stopping: the gateway its pool jobs use goes too): then
+        running jobs are stopped and end FAILED, saying so."""
+        if stop_jobs:
+            for jid in sorted(self._running):
+                job = await asyncio.to_thread(self.store.get, jid)
+                with contextlib.suppress(Exception):
+                    await self.backend.cancel(job)
+                await self._finish(jid, FAILED, "sparkgate was stopped while the job ran; submit it again")
         await self._tasks.close()
         await self.backend.close()
         await asyncio.to_thread(self.store.close)
