@@ -11,7 +11,7 @@ import pytest
 
 from sparkgate.errors import PermissionDenied
 from sparkgate.runner.manifest import parse_manifest
-from sparkgate.runner.program import Plan, main, subquery
+from sparkgate.runner.program import Plan, main, read_error, subquery
 from tests.runner.test_manifest import GOOD
 
 
@@ -69,6 +69,8 @@ def test_refusals_exit_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text(GOOD.replace("mode: overwrite", "mode: replace"))
     assert main(["--manifest", str(bad), "--scratch", str(tmp_path)]) == 2
     assert "refused: invalid manifest: spec.coreEtl.sinks[0].mode" in capsys.readouterr().out
+    # The whole reason is kept beside the job's output, for the runner to record.
+    assert (read_error(tmp_path) or "").startswith("invalid manifest: spec.coreEtl.sinks[0].mode")
 
 
 def test_the_manifest_is_a_file_and_a_missing_one_is_named(

@@ -35,6 +35,8 @@ from sparkgate.runner.manifest import Manifest, Sink, is_absolute, parse_manifes
 
 PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
+#: Why the job failed or was refused, whole (its log may hold more than anyone reads back).
+ERROR_FILE = "error.txt"
 #: A statement's closing ``;``, and a ``-- comment`` after it on the last line.
 _TRAILING_SEMICOLON = re.compile(r";[ \t]*(--[^\n]*)?$")
 _JVM_CALLS = re.compile(r"\b(reflect|java_method|try_reflect)\s*\(", re.IGNORECASE)
@@ -178,6 +180,21 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
     return result
 
 
+def record_error(scratch: str | Path, message: str) -> None:
+    """Keep why the job failed in the scratch directory (best effort: the log has it too)."""
+    try:
+        (Path(scratch) / ERROR_FILE).write_text(message[:65536])
+    except OSError:
+        pass
+
+
+def read_error(scratch: str | Path) -> str | None:
+    try:
+        return (Path(scratch) / ERROR_FILE).read_text() or None
+    except OSError:
+        return None
+
+
 def read_result(scratch: str | Path) -> dict[str, Any] | None:
     """The summary :func:`run` left in a job's scratch directory (None: missing or unreadable)."""
     try:
@@ -258,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (BadRequest, PermissionDenied) as exc:
         log(f"refused: {exc.message}")
+        record_error(args.scratch, exc.message)
         return 2
     name = f"sparkgate-{manifest.metadata.team}-{manifest.metadata.name}"
     if args.remote:
@@ -272,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         run(spark, plan)
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
+        record_error(args.scratch, f"{type(exc).__name__}: {exc}")
         return 1
     finally:
         try:

@@ -245,6 +245,9 @@ class LocalBackend:
         return Outcome(FAILED, error=self._failure(job, code))
 
     def _failure(self, job: Job, code: int | None) -> str:
+        recorded = program.read_error(self._dir(job) / "scratch")
+        if recorded:
+            return recorded
         text = tail(self._dir(job) / "driver.log", 400)
         for line in reversed(text.splitlines()):
             if "] failed: " in line or "] refused: " in line:
