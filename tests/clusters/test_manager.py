@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
 
-from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec
+from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec, DriverState
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import CatalogSettings, PoolProfile, QuotaSettings, load_settings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
@@ -423,3 +424,22 @@ def test_fingerprints_follow_what_a_driver_runs_with() -> None:
     catalog = CatalogSettings(name="other")
     assert base.fingerprint() != DriverSpec(spark_conf={"a": "1", "b": "2"}, catalog=catalog).fingerprint()
     assert base.fingerprint("4g") != base.fingerprint("8g")
+
+
+async def test_a_driver_declared_dead_is_not_adopted_again_while_it_is_being_stopped() -> None:
+    class ListsRecords(FakeProvider):
+        """Lists what it recorded when each driver started (as the local provider's files do)."""
+
+        async def list_drivers(self) -> list[Driver]:
+            return [dataclasses.replace(d, state=DriverState.READY) for d in self.started if d not in self.stopped]
+
+    p = ListsRecords(stop_delay=0.5)
+    cm = ClusterManager(p, pool_size=0)
+    await cm.start()
+    d = await cm.acquire("fe", "prod")
+    dying = asyncio.create_task(cm._driver_died(d, "probe failed 3 times"))
+    await asyncio.sleep(0.1)  # being stopped: still listed, as READY
+    await cm.reconcile()
+    assert cm.get(d.id) is None
+    await dying
+    await cm.close()

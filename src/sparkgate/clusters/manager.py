@@ -222,7 +222,10 @@ class ClusterManager:
                 else:
                     await self._driver_died(d, f"no longer listed by the {self.provider.name} provider")
         for driver_id, d in listed.items():
-            if driver_id not in self._drivers and driver_id not in self._stopping and d.state is DriverState.READY:
+            known = driver_id in self._drivers or driver_id in self._stopping
+            # A driver declared dead is still listed (as its provider last recorded it) while its
+            # process is being stopped: it is never taken back.
+            if not known and driver_id not in self.dead and d.state is DriverState.READY:
                 self._adopt(d)
 
     # -- failures -----------------------------------------------------------------------------
