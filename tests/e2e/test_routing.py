@@ -165,8 +165,9 @@ def assert_gateway_serves(gateway: GatewayHarness, connect: Connect) -> None:
 
 
 def test_a_token_read_on_one_team_s_driver_opens_no_other(gateway: GatewayHarness, connect: Connect) -> None:
-    """A session may run any JVM code on its driver: what it can read there is that driver's own
-    token at most, which the driver of another team refuses."""
+    """A session may run any JVM code on its driver and read that driver's token: the driver of
+    another team refuses it. (Local drivers run as the gateway's OS user, so a session can still
+    read files of that user; the README says what that means for isolation on one machine.)"""
     api = connect(gateway.url(*NS_API))
     notebook = connect(gateway.url(*NS_NOTEBOOK))
     assert notebook.range(1).count() == 1

@@ -202,6 +202,15 @@ def test_cancel_mid_run_leaves_no_process(rig: RunnerRig) -> None:
     assert rig.harness.run(rig.runner.cancel(jid)).state == "CANCELLED"  # type: ignore[union-attr]
 
 
+def test_a_job_whose_program_dies_is_ended_on_its_driver_too(rig: RunnerRig) -> None:
+    slow = manifest("SELECT count(*) AS n FROM range(0, 50000000000)", name="crash")
+    jid = rig.submit(slow)
+    rig.harness.wait_for(lambda: rig.session_placed(jid), 60, what="the job's session to reach a driver")
+    os.killpg(rig.check(jid).job.handle["pid"], 9)  # the program dies; its query would go on
+    assert rig.wait(jid, timeout=60).state == "FAILED"
+    rig.harness.wait_for(lambda: not rig.session_placed(jid), 30, what="the job's session to be released")
+
+
 def test_a_runner_restarted_mid_job_loses_nothing(rig: RunnerRig) -> None:
     slowish = manifest("SELECT count(*) AS n FROM range(0, 1500000000)", name="slowish")
     keeps = rig.submit(slowish)

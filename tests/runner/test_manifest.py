@@ -128,3 +128,31 @@ def test_spark_s_path_option_is_refused_and_sources_are_checked_too() -> None:
     text = GOOD.replace("path: data/stores.csv", "path: /etc/passwd")
     assert [p.path for p in path_problems(manifest, "local")] == ["spec.coreEtl.sinks[0].options.path"]
     assert [p.path for p in path_problems(parse_manifest(text), "local")] == ["spec.coreEtl.sources[1].path"]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("{../..,z}/{../..,z}/etc/passwd", "braces and backslashes are not allowed"),
+        ("/data/lake/fe/{../..,z}/be", "braces and backslashes are not allowed"),
+        ("a\\..\\..\\x", "braces and backslashes are not allowed"),
+        ("file://data/lake/x", "a file: URI must be file:/path or file:///path"),
+        ("file:data/x", "a file: URI must be file:/path or file:///path"),
+    ],
+)
+def test_paths_that_spark_would_read_otherwise_than_they_look_are_refused(path: str, problem: str) -> None:
+    (found,) = path_problems(_with_sink(path), "prod", ["/data/lake"])
+    assert found.path == "spec.coreEtl.sinks[0].path" and problem in found.message
+
+
+def test_jobs_may_not_turn_sql_on_files_back_on() -> None:
+    text = GOOD.replace(
+        'parameters: {ds: "2024-06-01"}',
+        'parameters: {ds: "2024-06-01"}\n  sparkConf: {spark.sql.runSQLOnFiles: "true"}',
+    )
+    assert [p.path for p in path_problems(parse_manifest(text), "local")] == ["spec.sparkConf.spark.sql.runSQLOnFiles"]
+
+
+def test_yaml_nested_too_deeply_is_a_problem_not_a_crash() -> None:
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        parse_manifest("[" * 50000)

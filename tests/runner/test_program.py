@@ -114,3 +114,12 @@ def test_a_query_is_wrapped_on_lines_of_its_own() -> None:
     assert subquery("SELECT 1 -- one", "v") == "SELECT * FROM (\nSELECT 1 -- one\n) AS v"
     assert subquery("SELECT 1;  \n", "v") == "SELECT * FROM (\nSELECT 1\n) AS v"
     assert subquery("SELECT 1; -- one", "v") == "SELECT * FROM (\nSELECT 1-- one\n) AS v"
+
+
+def test_the_job_checks_its_paths_again(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "{from: daily, path: out, format: parquet, mode: overwrite, partitionBy: [ds]}",
+        "{from: daily, path: '{../..,z}/etc/x'}",
+    )
+    with pytest.raises(PermissionDenied, match="braces"):
+        Plan(parse_manifest(text).with_parameters(), tmp_path, sandbox=False, sample_limit=None, catalog_root=None)

@@ -12,7 +12,7 @@ import grpc.aio
 import pytest
 
 from sparkgate.config import RunnerSettings
-from sparkgate.errors import BadRequest
+from sparkgate.errors import BadRequest, ResourceExhausted
 from sparkgate.runner.backends.base import Outcome
 from sparkgate.runner.jobs import FAILED
 from sparkgate.runner.proto import spark_runner_pb2 as pb
@@ -220,3 +220,30 @@ async def test_a_runner_closed_with_stop_jobs_ends_what_runs_and_says_so(db_url:
     ended = JobStore(db_url).get(job.id)
     assert ended.state == FAILED and "sparkgate was stopped while the job ran" in ended.error
     assert job.id in fake.cancelled
+
+
+async def test_the_queue_s_bounds_hold_for_submits_arriving_together(db_url: str) -> None:
+    fake = FakeExecution()
+    limits = RunnerSettings(port=0, max_running=1, max_pending_jobs_per_user=2, submits_per_minute_per_user=100)
+    runner = Runner(limits, JobStore(db_url), fake, ENVS)
+    await runner.start()
+    try:
+        first = await runner.submit(GOOD, environment="local", user="a@x")
+        for _ in range(100):
+            if runner.store.get(first.id).state == "RUNNING":
+                break
+            await asyncio.sleep(0.02)
+        results = await asyncio.gather(
+            *(runner.submit(GOOD, environment="local", user="a@x") for _ in range(20)), return_exceptions=True
+        )
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        assert len(accepted) == 2 and all(isinstance(r, ResourceExhausted) for r in results if r not in accepted)
+        # Closing with stop_jobs ends the running job; none of those waiting is started meanwhile.
+        await runner.close(stop_jobs=True)
+        store = JobStore(db_url)
+        assert store.get(first.id).state == FAILED
+        assert [store.get(j.id).state for j in accepted] == ["PENDING", "PENDING"]  # type: ignore[union-attr]
+        assert fake.started == [first.id]
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.close()

@@ -367,9 +367,14 @@ class LocalProvider:
         env.pop("PYSPARK_PYTHON", None)
         # Never in the environment: other processes of this user can read it (/proc/PID/environ).
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
-        logf = await asyncio.to_thread(open, log_path, "ab")
+        try:
+            logf = await asyncio.to_thread(open, log_path, "ab")
+        except BaseException:
+            self.tokens.forget(driver_id)
+            raise
         with logf:
-            proc = await spawn(
+            proc = await self._spawn_or_forget(
+                driver_id,
                 *cmd,
                 cwd=workdir,
                 env=env,
@@ -408,6 +413,14 @@ class LocalProvider:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return driver
+
+    async def _spawn_or_forget(self, driver_id: str, *cmd: str, **popen_kwargs: Any) -> Child:
+        """Start the driver's process; if it cannot start, its token is dropped with it."""
+        try:
+            return await spawn(*cmd, **popen_kwargs)
+        except BaseException:
+            self.tokens.forget(driver_id)
+            raise
 
     async def _watch(self, driver_id: str, proc: Child) -> None:
         returncode = await proc.wait()
@@ -499,6 +512,7 @@ class LocalProvider:
         with contextlib.suppress(FileNotFoundError):
             record.unlink()
         self.tokens.forget(driver.id)
+        scrub_token(self._dir / driver.id / "spark.properties")  # (if it stopped before it was up)
         log.info("stopped driver %s", driver.id)
         # Keep the log for post-mortems; remove Spark's scratch files.
         for junk in ("metastore_db", "spark-warehouse"):

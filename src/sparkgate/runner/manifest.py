@@ -279,6 +279,8 @@ def check_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
+    except RecursionError:
+        return None, [Problem("(yaml)", "not valid YAML: nested too deeply")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -312,6 +314,8 @@ def parse_manifest(text: str) -> Manifest:
     return manifest
 
 
+#: Spark's ``SELECT * FROM parquet.`/any/path``` (on by default): off in every job's session.
+RUN_SQL_ON_FILES = "spark.sql.runSQLOnFiles"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -338,6 +342,19 @@ def _under(location: str, root: str) -> bool:
     return path == root_path or path.startswith(root_path.rstrip("/") + "/")
 
 
+def unsafe_path(location: str) -> str | None:
+    """Why Spark would read ``location`` as something other than what it looks like, if it would."""
+    if any(c in location for c in "{}\\"):
+        # Hadoop expands {a,b} (and escapes with \) before it resolves "..": {../..,x} climbs out.
+        return "braces and backslashes are not allowed in paths (Hadoop expands them before '..')"
+    m = _SCHEME.match(location)
+    if m is not None and m.group(0).lower() == "file:":
+        rest = location[m.end() :]
+        if not rest.startswith("/") or (rest.startswith("//") and not rest.startswith("///")):
+            return "a file: URI must be file:/path or file:///path"
+    return None
+
+
 def is_absolute(location: str) -> bool:
     return location.startswith("/") or _SCHEME.match(location) is not None
 
@@ -349,6 +366,11 @@ def path_problems(manifest: Manifest, environment: str, roots: Sequence[str] = (
     name a path behind the manifest's back)."""
     etl = manifest.spec.core_etl
     problems = []
+    for key in manifest.spec.spark_conf:
+        if key.lower() == RUN_SQL_ON_FILES.lower():
+            problems.append(
+                Problem(f"spec.sparkConf.{key}", "may not be set: jobs read files through their sources' paths only")
+            )
     places = [(f"spec.coreEtl.sources[{i}]", s.path, s.options) for i, s in enumerate(etl.sources)]
     places += [(f"spec.coreEtl.sinks[{i}]", k.path, k.options) for i, k in enumerate(etl.sinks)]
     for where, path, options in places:
@@ -356,7 +378,10 @@ def path_problems(manifest: Manifest, environment: str, roots: Sequence[str] = (
             problems.append(Problem(f"{where}.options.path", "give the location as path, not as an option"))
         if path is None:
             continue
-        if not is_absolute(path):
+        odd = unsafe_path(path)
+        if odd:
+            problems.append(Problem(f"{where}.path", f"{path}: {odd}"))
+        elif not is_absolute(path):
             normal = posixpath.normpath(path)
             if normal == ".." or normal.startswith("../"):
                 problems.append(Problem(f"{where}.path", f"{path} leaves the job's output directory"))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkgate.errors import BadRequest, PermissionDenied
-from sparkgate.runner.manifest import Manifest, Sink, is_absolute, parse_manifest
+from sparkgate.runner.manifest import RUN_SQL_ON_FILES, Manifest, Sink, is_absolute, parse_manifest, unsafe_path
 
 PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
@@ -93,6 +93,9 @@ class Plan:
         """Where a manifest's path points: a relative one under the job's output directory (never
         out of it, through ``..`` or a link); an absolute one or a URI as it is (Submit checked it
         against the environment's data roots)."""
+        odd = unsafe_path(path)
+        if odd:
+            raise PermissionDenied(f"{where}: {path}: {odd}")
         if is_absolute(path):
             return path
         resolved = (self.scratch / path).resolve()
@@ -124,6 +127,8 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
             spark.conf.set(key, value)
         except Exception as exc:  # static conf on a running session: say so, keep going
             log(f"spark conf {key} not set at runtime ({type(exc).__name__}); it applies when the driver starts")
+    # Files are read through the sources' paths, which are checked; never as `format`.`path` in SQL.
+    spark.conf.set(RUN_SQL_ON_FILES, "false")
     last = None
     for i, src in enumerate(etl.sources):
         if src.table is not None:
@@ -230,7 +235,9 @@ def standby() -> int:
     """Wait, with pyspark already imported, for one job's arguments on stdin; then run it.
 
     The runner keeps one such process ready, so a warm-driver job does not pay for starting
-    Python and importing pyspark (~1 s). The line read is JSON: ``{"cwd", "log", "argv"}``.
+    Python and importing pyspark (~1 s). The line read is JSON: ``{"cwd", "log", "argv"}``, and
+    ``token``: the runner's credential for the gateway, which never is in the environment (other
+    processes of the user can read that, /proc/PID/environ, and a job's own code could too).
     """
     from pyspark.sql.connect.session import SparkSession  # noqa: F401 - the point is the import
 
@@ -238,6 +245,8 @@ def standby() -> int:
     if not line.strip():
         return 0
     spec = json.loads(line)
+    if spec.get("token"):
+        os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = spec["token"]
     os.chdir(spec["cwd"])
     fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -261,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-limit", type=int, help="rows per source (sandbox sampling)")
     ap.add_argument("--catalog-root", help="directory of the local sample catalog (schema/table dirs)")
     ap.add_argument("--param", action="append", default=[], metavar="K=V", help="override spec.parameters")
+    ap.add_argument("--token-from-stdin", action="store_true", help="read the gateway credential from stdin")
     args = ap.parse_args(argv)
+    if args.token_from_stdin:
+        os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = sys.stdin.readline().strip()
     try:
         params = dict(p.split("=", 1) for p in args.param)
         text = args.manifest_yaml if args.manifest is None else read_manifest_file(args.manifest)

@@ -23,7 +23,7 @@ from sparkgate.config import RunnerSettings
 from sparkgate.errors import BadRequest, PayloadTooLarge, ResourceExhausted
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
-from sparkgate.runner.manifest import Manifest, ManifestError, parse_manifest, path_problems
+from sparkgate.runner.manifest import Manifest, ManifestError, Metadata, parse_manifest, path_problems
 from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
 
@@ -72,6 +72,7 @@ class Runner:
         self._deadlines: dict[str, float] = {}
         #: Submit rate per user: (tokens left, when counted), see _take_submit.
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._admitting = asyncio.Lock()
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
@@ -83,13 +84,13 @@ class Runner:
         """Stop supervising. Jobs keep running and a restarted runner re-adopts them, unless
         ``stop_jobs`` (``sparkgate up`` stopping: the gateway its pool jobs use goes too): then
         running jobs are stopped and end FAILED, saying so."""
+        await self._tasks.close()  # first: nothing is started or timed out from here on
         if stop_jobs:
             for jid in sorted(self._running):
                 job = await asyncio.to_thread(self.store.get, jid)
                 with contextlib.suppress(Exception):
                     await self.backend.cancel(job)
                 await self._finish(jid, FAILED, "sparkgate was stopped while the job ran; submit it again")
-        await self._tasks.close()
         await self.backend.close()
         await asyncio.to_thread(self.store.close)
 
@@ -155,7 +156,11 @@ class Runner:
             raise ManifestError(problems)
         if authorize is not None:
             authorize(meta.team, environment)
-        await asyncio.to_thread(self._check_queue, user)
+        async with self._admitting:  # the queue's bounds hold for submits arriving together
+            await asyncio.to_thread(self._check_queue, user)
+            return await self._create(manifest_text, meta, environment, user, opts)
+
+    async def _create(self, text: str, meta: Metadata, environment: str, user: str, opts: dict[str, str]) -> Job:
         job = Job(
             id=job_id(meta.team, meta.name),
             name=meta.name,
@@ -163,7 +168,7 @@ class Runner:
             environment=environment,
             user=user,
             namespace=namespace_for_job(meta.team, environment, user),
-            manifest=manifest_text,
+            manifest=text,
             options=opts,
             backend=f"{self.backend.name}-{opts['driver']}" if self.backend.name == "local" else self.backend.name,
         )

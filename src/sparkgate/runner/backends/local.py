@@ -110,11 +110,11 @@ class LocalBackend:
         return base + "/;" + ";".join(f"{k}={urllib.parse.quote(v, safe='@.')}" for k, v in params.items())
 
     def _env(self) -> dict[str, str]:
-        """The environment of job processes: the gateway credentials, nothing of ours besides."""
+        """The environment of job processes: nothing of ours. The gateway credential of pool jobs
+        goes on stdin: an environment can be read by other processes of the user (and, for a
+        job on a driver of its own, by the job's code through the JVM)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT_")}
         env["PYTHONUNBUFFERED"] = "1"
-        if self.gateway_token:
-            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.gateway_token
         if self.gateway_ca_file is not None:
             env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(self.gateway_ca_file)
         return env
@@ -160,17 +160,24 @@ class LocalBackend:
             if proc is not None:
                 return self._started(job, on_done, proc, handle, log_path, scratch, ui, mode)
             cmd = [sys.executable, "-m", "sparkgate.runner.program", *argv]
+            if self.gateway_token:
+                cmd.append("--token-from-stdin")
+        secret = self.gateway_token if mode != "own" else None
         logf = await asyncio.to_thread(open, log_path, "ab")
         with logf:
             proc = await spawn(
                 *cmd,
                 cwd=d,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if secret else subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if secret and proc.popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.popen.stdin.write((secret + "\n").encode())
+                proc.popen.stdin.close()
         return self._started(job, on_done, proc, handle, log_path, scratch, ui, mode)
 
     def _started(  # noqa: PLR0917
@@ -185,6 +192,7 @@ class LocalBackend:
         mode: str,
     ) -> Launch:
         handle["pid"] = proc.pid
+        job.handle = handle  # (what the watcher ends on Spark if the job fails: its session)
         self._procs[job.id] = proc
         self._watch(job, on_done, proc.wait)
         log.info("job %s started (%s driver, pid %d, log %s)", job.id, mode, proc.pid, log_path)
@@ -214,7 +222,7 @@ class LocalBackend:
         await self._spawn_standby()
         if proc is None or proc.returncode is not None or proc.popen.stdin is None:
             return None
-        line = json.dumps({"cwd": str(cwd), "log": str(log_path), "argv": argv}) + "\n"
+        line = json.dumps({"cwd": str(cwd), "log": str(log_path), "argv": argv, "token": self.gateway_token}) + "\n"
         try:
             proc.popen.stdin.write(line.encode())
             proc.popen.stdin.close()
@@ -308,6 +316,8 @@ class LocalBackend:
                 await ch.unary_unary(_SERVICE + "ReleaseSession")(release, metadata=md, timeout=10)
         except grpc.aio.AioRpcError as exc:
             log.warning("job %s: interrupting its Spark session failed: %s", job.id, exc.details())
+        except Exception:  # (an unreadable CA file, say): the job still ends
+            log.exception("job %s: interrupting its Spark session failed", job.id)
 
     def _is_ours(self, pid: int, job: Job) -> bool:
         """The process runs in the job's directory (every job process does, pool or own), or is the
@@ -336,7 +346,8 @@ class LocalBackend:
             return None
         outcome = self._outcome(job, None)
         if outcome.state == FAILED:
-            outcome.error = "the job's process was gone when the runner restarted (no result was written)"
+            recorded = program.read_error(self._dir(job) / "scratch")
+            outcome.error = recorded or "the job's process was gone when the runner restarted (no result was written)"
             await self._end_on_spark(job)
         return outcome
 
