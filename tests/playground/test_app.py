@@ -82,6 +82,9 @@ async def test_validate(rig: Rig) -> None:
     assert (
         bad["valid"] is False and bad["problems"][0]["path"] == "(yaml)" and bad["problems"][1]["path"] == "environment"
     )
+    escaping = GOOD.replace("path: out,", "path: ../../etc/x,")
+    out = (await rig.client.post(f"{API}/validate", json={"manifest": escaping}, headers=ALICE)).json()
+    assert out["valid"] is False and out["problems"][0]["path"] == "spec.coreEtl.sinks[0].path"
 
 
 async def test_live_events(rig: Rig) -> None:

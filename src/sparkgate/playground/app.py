@@ -45,7 +45,7 @@ from sparkgate.errors import (
     Unauthenticated,
 )
 from sparkgate.playground.runner_client import RunnerClient
-from sparkgate.runner.manifest import ManifestError, Problem, check_manifest
+from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, path_problems
 from sparkgate.security.guard import Guard, build_guard
 
 log = logging.getLogger(__name__)
@@ -388,6 +388,12 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
         manifest, problems = await asyncio.to_thread(check_manifest, req.manifest)
         if req.environment not in environments:
             problems.append(Problem("environment", f"must be one of {', '.join(environments)}"))
+        elif manifest is not None:  # where it reads and writes, as Submit will check it
+            roots = settings.environments[req.environment].data_roots
+            try:
+                problems += path_problems(manifest.with_parameters(), req.environment, roots)
+            except SparkgateError as exc:  # a ${param} without a value
+                problems.append(Problem("spec.parameters", exc.message))
         if manifest is None or problems:
             return Validation(valid=False, problems=_problems(problems))
         return Validation(valid=True, job_name=manifest.metadata.name, team=manifest.metadata.team)
