@@ -247,3 +247,24 @@ async def test_the_queue_s_bounds_hold_for_submits_arriving_together(db_url: str
     finally:
         with contextlib.suppress(Exception):
             await runner.close()
+
+
+async def test_a_cancel_arriving_while_the_job_starts_waits_for_it_and_stops_it(db_url: str) -> None:
+    fake = FakeExecution()
+    fake.start_delay = 0.3
+    runner = Runner(RunnerSettings(port=0), JobStore(db_url), fake, ENVS)
+    await runner.start()
+    try:
+        job = await runner.submit(GOOD, environment="local", user="a@x")
+        for _ in range(100):
+            if fake.started:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.started == [job.id] and runner.store.get(job.id).state == "PENDING"  # starting
+        ended = await runner.cancel(job.id)
+        assert ended.state == "CANCELLED" and fake.cancelled == [job.id]
+        await asyncio.sleep(0.4)
+        assert runner.store.get(job.id).state == "CANCELLED"
+        assert job.id not in fake.running  # what the start began was stopped, not left running
+    finally:
+        await runner.close()

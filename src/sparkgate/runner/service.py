@@ -73,6 +73,8 @@ class Runner:
         #: Submit rate per user: (tokens left, when counted), see _take_submit.
         self._buckets: dict[str, tuple[float, float]] = {}
         self._admitting = asyncio.Lock()
+        #: Jobs being launched now (see _launch).
+        self._launching: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
@@ -234,6 +236,16 @@ class Runner:
             await self._launch(job)
 
     async def _launch(self, job: Job) -> None:
+        # A Cancel arriving meanwhile waits for this: it then finds the job RUNNING with its
+        # process recorded (or not started at all), never half-launched.
+        launched = self._launching[job.id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._launch_now(job)
+        finally:
+            self._launching.pop(job.id, None)
+            launched.set_result(None)
+
+    async def _launch_now(self, job: Job) -> None:
         job = await asyncio.to_thread(self.store.get, job.id)
         if job.state != PENDING:  # cancelled while it waited
             return
@@ -329,6 +341,9 @@ class Runner:
 
     async def cancel(self, jid: str) -> Job:
         """Stop a job (idempotent: a finished job is left as it is)."""
+        launching = self._launching.get(jid)
+        if launching is not None:
+            await asyncio.shield(launching)
         job = await asyncio.to_thread(self.store.get, jid)
         if job.done:
             return job

@@ -26,6 +26,8 @@ class FakeExecution:
         #: Outcomes adopt() gives for jobs of a previous runner (job id → Outcome; absent: re-adopt).
         self.after_restart: dict[str, Outcome] = {}
         self.fail_start: str | None = None
+        #: Seconds start() takes (a process that is slow to start).
+        self.start_delay = 0.0
         self.scratch: dict[str, str] = {}
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -33,6 +35,8 @@ class FakeExecution:
         if self.fail_start:
             raise RuntimeError(self.fail_start)
         self.started.append(job.id)
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
         self.running[job.id] = on_done
         if self.auto_complete is not None:
             loop = asyncio.get_running_loop()

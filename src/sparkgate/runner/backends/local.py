@@ -279,7 +279,10 @@ class LocalBackend:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
+            if proc.returncode is None and not isinstance(pid, int):  # (a handle not recorded yet)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, TimeoutError):
                 await asyncio.wait_for(proc.wait(), 10)
         await self._end_on_spark(job)
 
