@@ -189,6 +189,27 @@ def test_sandbox_refuses_writes_outside_scratch(rig: RunnerRig) -> None:
     assert sampled.state == "COMPLETED" and rig.check(sampled.id, include_results=True).result["count"] == 7
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT `reflect`('java.lang.System', 'getProperty', 'java.version') AS v",
+        "SELECT reflect/**/('java.lang.System', 'getProperty', 'java.version') AS v",
+        "SELECT TRY_REFLECT('java.lang.System', 'getProperty', 'java.version') AS v",
+        "SELECT TRANSFORM(id) USING 'cat' AS (x) FROM range(1)",
+    ],
+    ids=["backticks", "comment", "try_reflect", "script"],
+)
+def test_the_sandbox_checks_the_plan_not_the_text(rig: RunnerRig, sql: str) -> None:
+    job = rig.wait(rig.submit(manifest(sql, name="sneaky"), sandbox="true"))
+    assert job.state == "FAILED" and "sandbox: spec.coreEtl.transforms[0]" in job.error, job.error
+    assert "calls into the JVM" in job.error
+
+
+def test_sql_cannot_read_files_by_path(rig: RunnerRig) -> None:
+    job = rig.wait(rig.submit(manifest("SELECT * FROM text.`/etc/hostname`", name="peek")))
+    assert job.state == "FAILED" and "hostname" not in json.dumps(rig.check(job.id, include_results=True).result or {})
+
+
 def test_cancel_mid_run_leaves_no_process(rig: RunnerRig) -> None:
     slow = manifest("SELECT count(*) AS n FROM range(0, 50000000000)", name="slow")
     jid = rig.submit(slow)

@@ -14,7 +14,9 @@ first sink's view (or the last view) goes to ``result.json`` in the scratch dire
 
 Sandbox mode (``--sandbox``): sinks may only write under the job's scratch directory (tables and
 other paths are refused before anything runs), sources are limited to ``--sample-limit`` rows, and
-SQL that calls into the JVM (``reflect``, ``java_method``) is refused.
+a query whose plan calls into the JVM (``reflect``, ``java_method``, ``try_reflect``, however the
+SQL spells them) or runs a script (``TRANSFORM``) is refused before it runs. In every job, paths
+stay in the job's output or the environment's data roots, and SQL cannot read files by path.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
 #: Why the job failed or was refused, whole (its log may hold more than anyone reads back).
 ERROR_FILE = "error.txt"
+#: Written once the job has a Spark Connect session: only then is there anything to end on Spark.
+SESSION_FILE = "session-started"
 #: A statement's closing ``;``, and a ``-- comment`` after it on the last line.
 _TRAILING_SEMICOLON = re.compile(r";[ \t]*(--[^\n]*)?$")
+#: In a plan's text: JVM calls by reflection (whatever the SQL called them) and script transforms.
+_JVM_IN_PLAN = re.compile(r"\b(reflect|java_method|try_reflect)\(|ScriptTransformation", re.IGNORECASE)
 _JVM_CALLS = re.compile(r"\b(reflect|java_method|try_reflect)\s*\(", re.IGNORECASE)
 
 
@@ -111,6 +117,25 @@ class Plan:
         return self.catalog_root.joinpath(*parts[-2:])
 
 
+def plan_text(df: Any) -> str:
+    """The DataFrame's plans as Spark prints them (parsed, analyzed, optimized, physical): what
+    the query *is*, whatever its SQL looked like (quoting, comments, views it reads)."""
+    explain = getattr(df, "_explain_string", None)
+    if explain is not None:  # a Spark Connect DataFrame: the driver analyzes, nothing runs
+        return str(explain(extended=True))
+    execution = df._jdf.queryExecution()
+    return f"{execution.logical()}\n{execution.analyzed()}"
+
+
+def check_plan(df: Any, where: str) -> None:
+    """Sandbox: refuse a query whose plan calls into the JVM or runs a script, found in the plan
+    Spark made of it (a regex over the SQL text misses `reflect`(...) and reflect/**/(...))."""
+    found = _JVM_IN_PLAN.search(plan_text(df))
+    if found is not None:
+        what = found.group(1) or found.group(0)
+        raise PermissionDenied(f"sandbox: {where} calls into the JVM or runs a script ({what}); sandboxed jobs may not")
+
+
 def subquery(sql: str, alias: str) -> str:
     """``SELECT * FROM (<sql>) AS alias``: a query runs, anything else is a syntax error. The SQL
     is on lines of its own, so a trailing ``-- comment`` ends before the closing parenthesis; a
@@ -148,11 +173,16 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
             df = spark.sql(subquery(src.sql or "", "source"))
         if plan.sample_limit is not None:
             df = df.limit(plan.sample_limit)
+        if plan.sandbox:
+            check_plan(df, f"spec.coreEtl.sources[{i}]")
         df.createOrReplaceTempView(src.name)
         last = src.name
-    for t in etl.transforms:
+    for i, t in enumerate(etl.transforms):
         log(f"transform {t.name}")
-        spark.sql(subquery(t.sql, "transform")).createOrReplaceTempView(t.name)
+        df = spark.sql(subquery(t.sql, "transform"))
+        if plan.sandbox:
+            check_plan(df, f"spec.coreEtl.transforms[{i}]")
+        df.createOrReplaceTempView(t.name)
         last = t.name
     output_path = ""
     for sink, target in zip(etl.sinks, plan.sink_paths, strict=True):
@@ -189,6 +219,13 @@ def record_error(scratch: str | Path, message: str) -> None:
     """Keep why the job failed in the scratch directory (best effort: the log has it too)."""
     try:
         (Path(scratch) / ERROR_FILE).write_text(message[:65536])
+    except OSError:
+        pass
+
+
+def record_session(scratch: str | Path) -> None:
+    try:
+        (Path(scratch) / SESSION_FILE).touch()
     except OSError:
         pass
 
@@ -294,12 +331,17 @@ def main(argv: list[str] | None = None) -> int:
         from pyspark.sql.connect.session import SparkSession as RemoteSession
 
         spark: Any = RemoteSession.builder.remote(args.remote).create()
+        record_session(args.scratch)
     else:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.appName(name).getOrCreate()
     try:
         run(spark, plan)
+    except PermissionDenied as exc:
+        log(f"refused: {exc.message}")
+        record_error(args.scratch, exc.message)
+        return 2
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         record_error(args.scratch, f"{type(exc).__name__}: {exc}")

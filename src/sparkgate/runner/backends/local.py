@@ -290,7 +290,11 @@ class LocalBackend:
         """A pool job that did not end by itself (cancelled, past its TTL, its process killed or
         crashed, gone when the runner restarted): its query may still run on the driver, and its
         session still holds a place there. Interrupt the one and release the other."""
-        if job.handle.get("mode") == "pool" and job.handle.get("session_id"):
+        if job.handle.get("mode") != "pool" or not job.handle.get("session_id"):
+            return
+        # A job refused before it connected has no session: asking the gateway to interrupt one
+        # would create it (and maybe start a driver for it).
+        if (self._dir(job) / "scratch" / program.SESSION_FILE).exists():
             await self._interrupt(job)
 
     async def _interrupt(self, job: Job) -> None:
