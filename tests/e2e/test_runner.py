@@ -148,6 +148,17 @@ class _nothing:
         return None
 
 
+@pytest.mark.parametrize(("sample", "env"), [("daily_orders", "prod"), ("city_revenue", "staging")])
+def test_every_shipped_sample_runs_in_the_sandbox(rig: RunnerRig, sample: str, env: str) -> None:
+    job = rig.wait(rig.submit((SAMPLES / f"{sample}.yaml").read_text(), env=env, sandbox="true"))
+    assert job.state == "COMPLETED", job.error
+    assert Path(job.scratch_dir) in Path(rig.check(job.id, include_results=True).result["output_path"]).parents
+
+
+def test_the_samples_above_are_all_the_samples() -> None:
+    assert sorted(p.stem for p in SAMPLES.glob("*.yaml")) == ["city_revenue", "daily_orders"]
+
+
 def test_sample_manifest_completes_with_a_correct_preview(rig: RunnerRig) -> None:
     job = rig.wait(rig.submit((SAMPLES / "daily_orders.yaml").read_text(), env="prod"))
     assert job.state == "COMPLETED", job.error
