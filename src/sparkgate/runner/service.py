@@ -26,6 +26,7 @@ from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
 from sparkgate.runner.manifest import Manifest, ManifestError, Metadata, parse_manifest, path_problems
 from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
+from sparkgate.security.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ class Runner:
         self._wake = asyncio.Event()
         self._running: set[str] = set()
         self._deadlines: dict[str, float] = {}
-        #: Submit rate per user: (tokens left, when counted), see _take_submit.
-        self._buckets: dict[str, tuple[float, float]] = {}
+        #: Submits per user: bursts up to runner.submits_per_minute_per_user, refilled evenly.
+        per_minute = settings.submits_per_minute_per_user
+        self._submits = TokenBuckets(per_minute / 60.0, per_minute, "user", "runner.submits_per_minute_per_user")
         self._admitting = asyncio.Lock()
         #: Jobs being launched now (see _launch).
         self._launching: dict[str, asyncio.Future[None]] = {}
@@ -141,7 +143,7 @@ class Runner:
         if size > limit:
             raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
         user = user or "anonymous"
-        self._take_submit(user)
+        self._submits.take(user, time.monotonic())
         opts = self._options(dict(options or {}))
         params = {k.removeprefix("param."): v for k, v in opts.items() if k.startswith("param.")}
         # Parsing and checking a manifest can take a while (YAML of up to a MiB): not on the loop.
@@ -178,25 +180,6 @@ class Runner:
         log.info("job %s submitted by %s (team %s, %s)", job.id, user, job.team, environment)
         self._wake.set()
         return job
-
-    def _take_submit(self, user: str) -> None:
-        """The user's submit rate: a bucket of ``submits_per_minute_per_user`` refilled evenly."""
-        per_minute = self.settings.submits_per_minute_per_user
-        now = time.monotonic()
-        tokens, then = self._buckets.get(user, (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - then) * per_minute / 60.0)
-        if tokens < 1.0:
-            wait = (1.0 - tokens) * 60.0 / per_minute
-            raise ResourceExhausted(
-                f"{user} submitted more than {per_minute} jobs in a minute "
-                f"(runner.submits_per_minute_per_user); retry in {wait:.1f}s",
-                retry_after_seconds=wait,
-            )
-        self._buckets[user] = (tokens - 1.0, now)
-        if len(self._buckets) > 10_000:  # forget users whose bucket is full again
-            full = [u for u, (t, at) in self._buckets.items() if t + (now - at) * per_minute / 60.0 >= per_minute]
-            for u in full:
-                del self._buckets[u]
 
     def _check_queue(self, user: str) -> None:
         s = self.settings

@@ -23,11 +23,15 @@ class _Bucket:
     at: float
 
 
-class _Buckets:
-    def __init__(self, rate: float, burst: int, what: str) -> None:
+class TokenBuckets:
+    """A bucket per key: ``burst`` tokens, refilled at ``rate`` per second; ``setting`` names what
+    sets the limit, in the refusal."""
+
+    def __init__(self, rate: float, burst: int, what: str, setting: str = "rate_limits settings") -> None:
         self.rate = rate
         self.burst = float(burst)
         self.what = what
+        self.setting = setting
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, key: str, now: float) -> None:
@@ -43,7 +47,7 @@ class _Buckets:
             wait = (1.0 - b.tokens) / self.rate
             raise ResourceExhausted(
                 f"rate limit: {self.what} {key!r} is over {self.rate:g} calls/s (burst {self.burst:.0f}; "
-                f"rate_limits settings); retry in {wait:.2f}s",
+                f"{self.setting}); retry in {wait:.2f}s",
                 retry_after_seconds=wait,
             )
         b.tokens -= 1.0
@@ -57,8 +61,12 @@ class _Buckets:
 
 class RateLimiter:
     def __init__(self, settings: RateLimitSettings) -> None:
-        self.users = _Buckets(settings.per_user_rps, settings.per_user_burst, "user") if settings.per_user_rps else None
-        self.teams = _Buckets(settings.per_team_rps, settings.per_team_burst, "team") if settings.per_team_rps else None
+        self.users = (
+            TokenBuckets(settings.per_user_rps, settings.per_user_burst, "user") if settings.per_user_rps else None
+        )
+        self.teams = (
+            TokenBuckets(settings.per_team_rps, settings.per_team_burst, "team") if settings.per_team_rps else None
+        )
 
     @property
     def enabled(self) -> bool:
