@@ -39,13 +39,12 @@ from sparkgate.config import Settings
 from sparkgate.errors import (
     BadRequest,
     Conflict,
-    PayloadTooLarge,
     PermissionDenied,
     SparkgateError,
     Unauthenticated,
 )
 from sparkgate.playground.runner_client import RunnerClient
-from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, path_problems
+from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, check_size, path_problems
 from sparkgate.security.guard import Guard, build_guard
 
 log = logging.getLogger(__name__)
@@ -308,13 +307,8 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     api = "/api/v1/playground"
 
-    def check_size(manifest: str) -> None:
-        size, limit = len(manifest.encode("utf-8", "surrogatepass")), settings.runner.max_manifest_bytes
-        if size > limit:
-            raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
-
     async def run(req: RunRequest, user: User) -> RunResponse:
-        check_size(req.manifest)
+        check_size(req.manifest, settings.runner.max_manifest_bytes)
         manifest, problems = await asyncio.to_thread(check_manifest, req.manifest)
         if manifest is None:
             raise ManifestError(problems)
@@ -384,7 +378,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
 
     @app.post(f"{api}/validate", response_model=Validation, summary="Check a manifest without running it")
     async def validate(req: RunRequest, user: User) -> Validation:
-        check_size(req.manifest)
+        check_size(req.manifest, settings.runner.max_manifest_bytes)
         manifest, problems = await asyncio.to_thread(check_manifest, req.manifest)
         if req.environment not in environments:
             problems.append(Problem("environment", f"must be one of {', '.join(environments)}"))

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sparkgate.errors import BadRequest
+from sparkgate.errors import BadRequest, PayloadTooLarge
 
 API_VERSION = "dcp.pedregal.doordash.com/v1"
 _VIEW = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
@@ -272,6 +272,13 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
         else:
             return line
     return line
+
+
+def check_size(text: str, limit: int) -> None:
+    """Refuse a manifest larger than ``limit`` bytes (``runner.max_manifest_bytes``) before parsing it."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
 
 
 def check_manifest(text: str) -> tuple[Manifest | None, list[Problem]]:

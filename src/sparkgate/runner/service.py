@@ -20,10 +20,10 @@ from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.config import RunnerSettings
-from sparkgate.errors import BadRequest, PayloadTooLarge, ResourceExhausted
+from sparkgate.errors import BadRequest, ResourceExhausted
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
-from sparkgate.runner.manifest import Manifest, ManifestError, Metadata, parse_manifest, path_problems
+from sparkgate.runner.manifest import Manifest, ManifestError, Metadata, check_size, parse_manifest, path_problems
 from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
 from sparkgate.security.ratelimit import TokenBuckets
@@ -139,9 +139,7 @@ class Runner:
         """Validate and start a job; ``authorize(team, environment)`` raises if the caller may not."""
         if not manifest_text.strip():
             raise BadRequest("manifest is empty")
-        size, limit = len(manifest_text.encode("utf-8", "surrogatepass")), self.settings.max_manifest_bytes
-        if size > limit:
-            raise PayloadTooLarge(f"manifest of {size} bytes is larger than runner.max_manifest_bytes ({limit})")
+        check_size(manifest_text, self.settings.max_manifest_bytes)
         user = user or "anonymous"
         self._submits.take(user, time.monotonic())
         opts = self._options(dict(options or {}))
