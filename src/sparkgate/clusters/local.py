@@ -369,22 +369,21 @@ class LocalProvider:
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
         try:
             logf = await asyncio.to_thread(open, log_path, "ab")
-        except BaseException:
+            with logf:
+                proc = await spawn(
+                    *cmd,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    # Own process group: a Ctrl-C in the terminal reaches `sparkgate up`, which then
+                    # stops drivers in order, instead of every JVM dying mid-query at once.
+                    start_new_session=True,
+                )
+        except BaseException:  # no process: its token goes too
             self.tokens.forget(driver_id)
             raise
-        with logf:
-            proc = await self._spawn_or_forget(
-                driver_id,
-                *cmd,
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                # Own process group: a Ctrl-C in the terminal reaches `sparkgate up`, which then
-                # stops drivers in order, instead of every JVM dying mid-query at once.
-                start_new_session=True,
-            )
         self._procs[driver_id] = proc
         driver = Driver(
             id=driver_id,
@@ -413,14 +412,6 @@ class LocalProvider:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return driver
-
-    async def _spawn_or_forget(self, driver_id: str, *cmd: str, **popen_kwargs: Any) -> Child:
-        """Start the driver's process; if it cannot start, its token is dropped with it."""
-        try:
-            return await spawn(*cmd, **popen_kwargs)
-        except BaseException:
-            self.tokens.forget(driver_id)
-            raise
 
     async def _watch(self, driver_id: str, proc: Child) -> None:
         returncode = await proc.wait()
