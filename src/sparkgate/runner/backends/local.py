@@ -84,6 +84,10 @@ class LocalBackend:
     def _dir(self, job: Job) -> Path:
         return self.jobs_dir / job.id
 
+    def _scratch(self, job: Job) -> Path:
+        """The job's output directory: its results, its error, whether it reached a session."""
+        return self._dir(job) / "scratch"
+
     # -- starting -----------------------------------------------------------------------------
 
     def _program_args(self, job: Job, scratch: Path, manifest_file: Path) -> list[str]:
@@ -121,7 +125,7 @@ class LocalBackend:
 
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
         d = self._dir(job)
-        scratch = d / "scratch"
+        scratch = self._scratch(job)
         await asyncio.to_thread(scratch.mkdir, parents=True, exist_ok=True)
         manifest_file = d / "manifest.yaml"
         await asyncio.to_thread(manifest_file.write_text, job.manifest)
@@ -247,13 +251,13 @@ class LocalBackend:
         task.add_done_callback(lambda _t: self._watchers.pop(job.id, None))
 
     def _outcome(self, job: Job, code: int | None) -> Outcome:
-        scratch = self._dir(job) / "scratch"
+        scratch = self._scratch(job)
         if code in (0, None) and (scratch / program.RESULT_FILE).is_file():
             return Outcome(COMPLETED, details=program.read_result(scratch) or {})
         return Outcome(FAILED, error=self._failure(job, code))
 
     def _failure(self, job: Job, code: int | None) -> str:
-        recorded = program.read_error(self._dir(job) / "scratch")
+        recorded = program.read_error(self._scratch(job))
         if recorded:
             return recorded
         text = tail(self._dir(job) / "driver.log", 400)
@@ -294,7 +298,7 @@ class LocalBackend:
             return
         # A job refused before it connected has no session: asking the gateway to interrupt one
         # would create it (and maybe start a driver for it).
-        if (self._dir(job) / "scratch" / program.SESSION_FILE).exists():
+        if (self._scratch(job) / program.SESSION_FILE).exists():
             await self._interrupt(job)
 
     async def _interrupt(self, job: Job) -> None:
@@ -353,7 +357,7 @@ class LocalBackend:
             return None
         outcome = self._outcome(job, None)
         if outcome.state == FAILED:
-            recorded = program.read_error(self._dir(job) / "scratch")
+            recorded = program.read_error(self._scratch(job))
             outcome.error = recorded or "the job's process was gone when the runner restarted (no result was written)"
             await self._end_on_spark(job)
         return outcome
