@@ -471,16 +471,16 @@ async def test_first_messages_are_held_only_within_their_budgets() -> None:
     await asyncio.sleep(0)
     refused = answered(a_out, 3)
     assert refused["grpc-status"] == "8" and "max_held_bytes_per_connection" in refused["grpc-message"]
-    assert a.held_reserved == 2 * mib and shared.held.used == 2 * mib
+    assert a.held.used == 2 * mib and shared.held.used == 2 * mib
     b.data_received(_announce(1, 2 * mib))  # fits its connection and, with a's 2 MiB, the 5 MiB in all
     b.data_received(_announce(3, 2 * mib))  # b's connection has room, the gateway has not
     await asyncio.sleep(0)
     assert "max_held_bytes_total" in answered(b_out, 3)["grpc-message"]
     # A call that ends (here: the client resets it) gives its room back.
     a.data_received(f.rst_stream_frame(1, ErrorCode.CANCEL))
-    assert a.held_reserved == 0 and shared.held.used == 2 * mib
+    assert a.held.used == 0 and shared.held.used == 2 * mib
     b.data_received(_announce(5, 2 * mib))
-    assert b.held_reserved == 4 * mib and shared.held.used == 4 * mib
+    assert b.held.used == 4 * mib and shared.held.used == 4 * mib
     a.connection_lost(None)
     b.connection_lost(None)
     assert shared.held.used == 0

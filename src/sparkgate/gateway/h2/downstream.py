@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol
 from sparkgate.config import Http2Limits
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.h2 import frames as f
-from sparkgate.gateway.h2.budget import INITIAL_WINDOW, SharedBudgets, WindowBudget
+from sparkgate.gateway.h2.budget import INITIAL_WINDOW, ByteBudget, SharedBudgets, WindowBudget
 from sparkgate.gateway.h2.connection import MAX_CONTROL_FRAME, MAX_FRAME, Connection, Stream
 from sparkgate.gateway.h2.frames import ErrorCode, H2Error
 from sparkgate.gateway.h2.hpack import RESPONSE_HEADERS_200, Decoder, Header, encode_headers
@@ -534,9 +534,9 @@ class ClientConnection(Connection):
         self._opened_this_read = 0
         self._premature_resets = 0
         self._priority_frames = 0
-        #: First-message bytes reserved by this connection's streams (:meth:`reserve`); what all
+        #: First-message bytes this connection's streams may hold (:meth:`reserve`); what all
         #: connections of the engine share; stream windows this connection's calls may take.
-        self.held_reserved = 0
+        self.held = ByteBudget(limits.max_held_bytes_per_connection)
         self.budgets = budgets = budgets or SharedBudgets(limits)
         self.budget = WindowBudget(limits.relay_window_bytes_per_connection, budgets.windows)
         #: Streams relayed to a driver, and those of them reset by the client soon after opening.
@@ -671,26 +671,25 @@ class ClientConnection(Connection):
 
     def reserve(self, stream: ClientStream, n: int) -> str | None:
         """Hold room for a first message of ``n`` bytes; why not, if it does not fit."""
-        limits = self.limits
-        if self.held_reserved + n > limits.max_held_bytes_per_connection:
-            return (
-                f"this connection's calls already hold {self.held_reserved} bytes of first messages; another "
-                f"{n} would pass gateway.http2.max_held_bytes_per_connection ({limits.max_held_bytes_per_connection})"
-            )
-        held = self.budgets.held
+        held, shared = self.held, self.budgets.held
         if n > held.free:
             return (
-                f"the gateway holds {held.used} bytes of first messages being routed; another {n} would "
-                f"pass gateway.http2.max_held_bytes_total ({held.limit})"
+                f"this connection's calls already hold {held.used} bytes of first messages; another "
+                f"{n} would pass gateway.http2.max_held_bytes_per_connection ({held.limit})"
+            )
+        if n > shared.free:
+            return (
+                f"the gateway holds {shared.used} bytes of first messages being routed; another {n} would "
+                f"pass gateway.http2.max_held_bytes_total ({shared.limit})"
             )
         stream.reserved = n
-        self.held_reserved += n
         held.used += n
+        shared.used += n
         return None
 
     def release(self, stream: ClientStream) -> None:
         n, stream.reserved = stream.reserved, 0
-        self.held_reserved -= n
+        self.held.used -= n
         self.budgets.held.used -= n
 
     def reset_by_client(self, stream: ClientStream) -> None:
