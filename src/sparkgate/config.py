@@ -215,7 +215,7 @@ class GatewaySettings(_Section):
     drain_seconds: float = Field(default=10.0, ge=0)
 
 
-#: sparkgate's own catalog plugin: tables in a directory (``catalog_java/PathCatalog.java``); local drivers only.
+#: sparkgate's own catalog plugin: tables in a directory (``driver_plugin/PathCatalog.java``); local drivers only.
 PATH_CATALOG_CLASS = "io.sparkgate.catalog.PathCatalog"
 _CATALOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JAVA_CLASS = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")

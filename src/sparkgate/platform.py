@@ -157,6 +157,7 @@ class Platform:
             gateway_ca_file=Path(r.gateway_ca_file) if r.gateway_ca_file else None,
             default_driver=r.local_driver,
             catalog_root=catalog,
+            plugin_dir=s.state_path("plugin"),
             spark_home=Path(s.local.spark_home) if s.local.spark_home else None,
             ui_lookup=self._ui_for_session,
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkgate.clusters import catalog
+from sparkgate.clusters import plugin
 from sparkgate.clusters.base import Driver, DriverSpec
 from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token, spark_version_of, version_matches
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
@@ -70,14 +70,14 @@ def _properties(path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def no_javac(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
-    """``catalog_jar`` without a compiler: a made-up jar (the real build is covered in tests/e2e)."""
+    """``plugin_jar`` without a compiler: a made-up jar (the real build is covered in tests/e2e)."""
     built: list[Path] = []
 
     def fake_jar(spark_home: Path, cache_dir: Path) -> Path:
-        built.append(cache_dir / "sparkgate-catalog-test.jar")
+        built.append(cache_dir / "sparkgate-driver-plugin-test.jar")
         return built[-1]
 
-    monkeypatch.setattr(catalog, "catalog_jar", fake_jar)
+    monkeypatch.setattr(plugin, "plugin_jar", fake_jar)
     return built
 
 
@@ -99,8 +99,8 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     assert conf["spark.sql.catalog.lakehouse.root"] == str(root)
     assert "spark.sql.catalog.pedregal" not in conf
     # List-valued conf adds up: the plugin jar and the eager loading stay next to the operator's.
-    assert conf["spark.jars"] == f"{tmp_path}/catalog/sparkgate-catalog-test.jar,/opt/extra.jar"
-    assert conf["spark.sql.extensions"] == "io.sparkgate.catalog.EagerCatalogs,com.example.Ext"
+    assert conf["spark.jars"] == f"{tmp_path}/plugin/sparkgate-driver-plugin-test.jar,/opt/extra.jar"
+    assert conf["spark.sql.extensions"] == f"{plugin.EXTENSIONS},com.example.Ext"
     assert (root / "raw" / "events.schema.json").is_file()  # the sample tables, under its own name
     # Prepared once per catalog, however many drivers start with it.
     await provider._mount(spec.catalog)
@@ -157,22 +157,28 @@ async def test_a_relative_state_dir_gives_the_driver_absolute_paths(
     )
     conf = _conf(cmd)
     assert conf["spark.sql.catalog.pedregal.root"] == str(tmp_path / ".sparkgate" / "catalog" / "pedregal")
-    assert conf["spark.jars"] == str(tmp_path / ".sparkgate" / "catalog" / "sparkgate-catalog-test.jar")
+    assert conf["spark.jars"] == str(tmp_path / ".sparkgate" / "plugin" / "sparkgate-driver-plugin-test.jar")
 
 
 async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
         raise ConfigError("javac and jar not found")
 
-    monkeypatch.setattr(catalog, "catalog_jar", no_jdk)
+    monkeypatch.setattr(plugin, "plugin_jar", no_jdk)
     unity = CatalogSettings.model_validate({"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "u"}})
-    # The path catalog is left out; another catalog is mounted, only not loaded ahead of use.
-    assert catalog.prepare_catalog(CatalogSettings(), tmp_path, tmp_path) == {}
-    assert catalog.prepare_catalog(unity, tmp_path, tmp_path) == {
+    # No sandbox (sandboxed jobs are refused), no path catalog; another catalog is mounted, only
+    # not loaded ahead of use.
+    assert plugin.driver_conf(CatalogSettings(), tmp_path, tmp_path) == {}
+    assert plugin.driver_conf(unity, tmp_path, tmp_path) == {
         "spark.sql.catalog.pedregal": "io.unitycatalog.spark.UCSingleCatalog",
         "spark.sql.catalog.pedregal.uri": "u",
     }
-    assert catalog.prepare_catalog(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}
+    assert plugin.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}
+
+
+async def test_the_sandbox_is_loaded_without_a_catalog(tmp_path: Path, no_javac: list[Path]) -> None:
+    conf = plugin.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path)
+    assert conf == {"spark.jars": str(no_javac[0]), "spark.sql.extensions": plugin.EXTENSIONS}
 
 
 async def test_a_drivers_fingerprint_covers_the_local_settings_and_is_recorded(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,10 @@ def test_the_seeds_pattern_4_tests_as_written(gateway: GatewayHarness, tmp_path:
         check=False,
     )
     assert out.returncode == 0 and "4 passed" in out.stdout, textwrap.shorten(out.stdout + out.stderr, 3000)
+
+
+def test_catalog_names_cannot_leave_its_root(connect: Callable[..., SparkSession], gateway: GatewayHarness) -> None:
+    spark = connect(gateway.url(*NS_T1))
+    for name in ("pedregal.`..`.`x`", "pedregal.`/etc`.`hostname`", "pedregal.raw.`../raw/events`"):
+        with pytest.raises(Exception, match="one path segment"):
+            spark.sql(f"SELECT * FROM {name}").collect()

@@ -35,7 +35,14 @@ SAMPLES = Path(__file__).parents[2] / "src" / "sparkgate" / "runner" / "samples"
 ENVS = ["local", "test", "staging", "prod"]
 
 
-def manifest(sql: str, *, name: str = "job", team: str = "t1", sinks: str = "") -> str:
+def manifest(
+    sql: str,
+    *,
+    name: str = "job",
+    team: str = "t1",
+    sinks: str = "",
+    source: str = "{name: orders, table: samples.orders}",
+) -> str:
     return textwrap.dedent(
         f"""\
         apiVersion: dcp.pedregal.doordash.com/v1
@@ -45,7 +52,7 @@ def manifest(sql: str, *, name: str = "job", team: str = "t1", sinks: str = "") 
           engine: {{version: "4.1"}}
           coreEtl:
             sources:
-              - {{name: orders, table: samples.orders}}
+              - {source}
             transforms:
               - name: result
                 sql: "{sql}"
@@ -80,6 +87,7 @@ class RunnerRig:
             self.root / "jobs",
             gateway_url=f"sc://127.0.0.1:{self.gateway.port}",
             catalog_root=self.catalog,
+            plugin_dir=self.root / "plugin",
         )
         # /tmp is a data root of "test" only: there absolute paths under it pass Submit, and the
         # sandbox's own check in the job is what stops them.
@@ -200,20 +208,35 @@ def test_sandbox_refuses_writes_outside_scratch(rig: RunnerRig) -> None:
     assert sampled.state == "COMPLETED" and rig.check(sampled.id, include_results=True).result["count"] == 7
 
 
+#: 40 columns: more than the 25 fields a plan's text shows, so a call after them is not in the text.
+MANY = ", ".join(f"{i} AS c{i}" for i in range(40))
+
+
 @pytest.mark.parametrize(
-    "sql",
+    ("sql", "refused"),
     [
-        "SELECT `reflect`('java.lang.System', 'getProperty', 'java.version') AS v",
-        "SELECT reflect/**/('java.lang.System', 'getProperty', 'java.version') AS v",
-        "SELECT TRY_REFLECT('java.lang.System', 'getProperty', 'java.version') AS v",
-        "SELECT TRANSFORM(id) USING 'cat' AS (x) FROM range(1)",
+        ("SELECT `reflect`('java.lang.System', 'getProperty', 'java.version') AS v", "calls into the JVM (reflect)"),
+        ("SELECT reflect/**/('java.lang.System', 'getProperty', 'java.version') AS v", "calls into the JVM"),
+        ("SELECT TRY_REFLECT('java.lang.System', 'getProperty', 'java.version') AS v", "calls into the JVM"),
+        (f"SELECT {MANY}, `java_method`('java.lang.System', 'getProperty', 'java.version') AS v", "calls into the JVM"),
+        ("SELECT TRANSFORM(id) USING 'cat' AS (x) FROM range(1)", "runs a script"),
     ],
-    ids=["backticks", "comment", "try_reflect", "script"],
+    ids=["backticks", "comment", "try_reflect", "past-the-plan-text", "script"],
 )
-def test_the_sandbox_checks_the_plan_not_the_text(rig: RunnerRig, sql: str) -> None:
+def test_the_sandbox_checks_the_plan_not_the_text(rig: RunnerRig, sql: str, refused: str) -> None:
     job = rig.wait(rig.submit(manifest(sql, name="sneaky"), sandbox="true"))
-    assert job.state == "FAILED" and "sandbox: spec.coreEtl.transforms[0]" in job.error, job.error
-    assert "calls into the JVM" in job.error
+    assert job.state == "FAILED" and f"sandbox: spec.coreEtl.transforms[0] {refused}" in job.error, job.error
+
+
+def test_a_sandboxed_job_reads_its_inputs_and_nothing_else(rig: RunnerRig, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    own = f"{{name: orders, path: {tmp_path}/in.csv, format: csv, options: {{header: 'true'}}}}"
+    job = rig.wait(rig.submit(manifest("SELECT * FROM orders", source=own), env="test", sandbox="true"))
+    assert job.state == "COMPLETED", job.error
+    assert rig.check(job.id, include_results=True).result["preview"] == [{"a": "1"}]
+    peek = manifest("SELECT * FROM orders", source="{name: orders, path: /etc/hostname, format: text}")
+    with pytest.raises(BadRequest, match="outside the data roots"):
+        rig.submit(peek, env="test", sandbox="true")
 
 
 def test_sql_cannot_read_files_by_path(rig: RunnerRig) -> None:
@@ -263,7 +286,8 @@ def test_a_runner_restarted_mid_job_loses_nothing(rig: RunnerRig) -> None:
 
 
 def test_own_driver(rig: RunnerRig) -> None:
-    job = rig.wait(rig.submit((SAMPLES / "city_revenue.yaml").read_text(), env="staging", driver="own"))
+    """A job on a driver of its own, sandboxed there too (the driver loads the plugin)."""
+    job = rig.wait(rig.submit((SAMPLES / "city_revenue.yaml").read_text(), env="staging", driver="own", sandbox="true"))
     assert job.state == "COMPLETED", job.error
     assert job.spark_ui_url.startswith("http://127.0.0.1:") and job.backend == "local-own"
     result = rig.check(job.id, include_results=True).result

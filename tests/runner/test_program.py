@@ -11,12 +11,24 @@ import pytest
 
 from sparkgate.errors import PermissionDenied
 from sparkgate.runner.manifest import parse_manifest
-from sparkgate.runner.program import Plan, main, read_error, subquery
+from sparkgate.runner.program import (
+    SANDBOX_READ,
+    SANDBOX_REFUSED,
+    SANDBOX_WRITE,
+    Plan,
+    enter_sandbox,
+    main,
+    read_error,
+    step,
+    subquery,
+)
 from tests.runner.test_manifest import GOOD
 
 
-def plan(text: str, scratch: Path, **kw: object) -> Plan:
-    return Plan(parse_manifest(text).with_parameters(), scratch, sandbox=True, sample_limit=10, catalog_root=None, **kw)  # type: ignore[arg-type]
+def plan(text: str, scratch: Path, catalog_root: Path | None = None) -> Plan:
+    return Plan(
+        parse_manifest(text).with_parameters(), scratch, sandbox=True, sample_limit=10, catalog_root=catalog_root
+    )
 
 
 def test_sandbox_sinks_stay_in_scratch(tmp_path: Path) -> None:
@@ -43,10 +55,52 @@ def test_relative_paths_stay_in_the_job_s_output_directory_sandbox_or_not(tmp_pa
             )
 
 
-def test_sandbox_refuses_jvm_calls(tmp_path: Path) -> None:
-    text = GOOD.replace("SELECT * FROM orders", "SELECT reflect('java.lang.System', 'exit', 1) FROM orders")
-    with pytest.raises(PermissionDenied, match="calls into the JVM"):
-        plan(text, tmp_path)
+def test_a_sandboxed_job_reads_what_its_sources_name(tmp_path: Path) -> None:
+    text = GOOD.replace("path: data/stores.csv, format: csv", "path: /data/2026-*/stores.csv, format: csv")
+    assert plan(text, tmp_path).read_roots() == ["/data/"]  # the glob's directory
+
+
+class Refusing:
+    """A session whose driver enforces the sandbox (or, with ``enforced=False``, does not)."""
+
+    def __init__(self, enforced: bool) -> None:
+        self.enforced = enforced
+        self.conf = self
+        self.set_conf: dict[str, str] = {}
+
+    def set(self, key: str, value: str) -> None:
+        self.set_conf[key] = value
+
+    def sql(self, query: str) -> Refusing:
+        return self
+
+    @property
+    def schema(self) -> None:
+        if self.enforced:
+            raise RuntimeError(f"(java.lang.SecurityException) {SANDBOX_REFUSED}calls into the JVM (java_method)")
+
+
+def test_a_driver_that_does_not_enforce_the_sandbox_runs_nothing(tmp_path: Path) -> None:
+    p = plan(GOOD, tmp_path, catalog_root=tmp_path / "cat")
+    enforcing = Refusing(enforced=True)
+    enter_sandbox(enforcing, p)
+    assert enforcing.set_conf[SANDBOX_WRITE] == str(tmp_path.resolve())
+    assert enforcing.set_conf[SANDBOX_READ].splitlines() == [
+        str((tmp_path / "cat").resolve()),
+        str((tmp_path / "data" / "stores.csv").resolve()),
+    ]
+    with pytest.raises(PermissionDenied, match="does not enforce the sandbox"):
+        enter_sandbox(Refusing(enforced=False), p)
+
+
+def test_a_sandbox_refusal_names_the_manifest_field() -> None:
+    with pytest.raises(PermissionDenied) as refused, step("spec.coreEtl.transforms[0]", sandbox=True):
+        raise RuntimeError(
+            f"(java.lang.SecurityException) {SANDBOX_REFUSED}runs a script (TRANSFORM ... USING)\n\tat ..."
+        )
+    assert refused.value.message == (
+        "sandbox: spec.coreEtl.transforms[0] runs a script (TRANSFORM ... USING); sandboxed jobs may not"
+    )
 
 
 def test_outside_the_sandbox_tables_map_to_the_local_catalog(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ import grpc.aio
 
 from sparkgate.aio import Child, spawn
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
-from sparkgate.clusters.catalog import prepare_catalog
+from sparkgate.clusters.plugin import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
@@ -272,7 +272,7 @@ class LocalProvider:
         async with self._catalog_lock:
             if key not in self._catalog_conf:
                 self._catalog_conf[key] = await asyncio.to_thread(
-                    prepare_catalog, catalog, self.spark_home, self._state_dir
+                    driver_conf, catalog, self.spark_home, self._state_dir
                 )
             return self._catalog_conf[key]
 

@@ -323,6 +323,8 @@ def parse_manifest(text: str) -> Manifest:
 
 #: Spark's ``SELECT * FROM parquet.`/any/path``` (on by default): off in every job's session.
 RUN_SQL_ON_FILES = "spark.sql.runSQLOnFiles"
+#: sparkgate's own conf (the sandbox's paths, a driver's tags): never a manifest's.
+SPARKGATE_CONF = "spark.sparkgate."
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -378,6 +380,8 @@ def path_problems(manifest: Manifest, environment: str, roots: Sequence[str] = (
             problems.append(
                 Problem(f"spec.sparkConf.{key}", "may not be set: jobs read files through their sources' paths only")
             )
+        elif key.lower().startswith(SPARKGATE_CONF):
+            problems.append(Problem(f"spec.sparkConf.{key}", "may not be set: sparkgate sets its own conf"))
     places = [(f"spec.coreEtl.sources[{i}]", s.path, s.options) for i, s in enumerate(etl.sources)]
     places += [(f"spec.coreEtl.sinks[{i}]", k.path, k.options) for i, k in enumerate(etl.sinks)]
     for where, path, options in places:

@@ -13,15 +13,19 @@ view; each sink writes a view. The result — first 100 rows, row count, schema,
 first sink's view (or the last view) goes to ``result.json`` in the scratch directory.
 
 Sandbox mode (``--sandbox``): sinks may only write under the job's scratch directory (tables and
-other paths are refused before anything runs), sources are limited to ``--sample-limit`` rows, and
-a query whose plan calls into the JVM (``reflect``, ``java_method``, ``try_reflect``, however the
-SQL spells them) or runs a script (``TRANSFORM``) is refused before it runs. In every job, paths
-stay in the job's output or the environment's data roots, and SQL cannot read files by path.
+other paths are refused before anything runs), and sources are limited to ``--sample-limit`` rows.
+The driver enforces the rest on every plan the job's session analyzes (sparkgate's driver plugin,
+``clusters/driver_plugin/Sandbox.java``): no JVM calls (``reflect``, ``java_method``,
+``try_reflect``, however the SQL spells them), scripts or non-SQL functions; reads only of the
+job's inputs, its scratch and catalog tables; writes only under its scratch; no commands. The
+program checks that the driver enforces it before it runs anything. In every job, paths stay in
+the job's output or the environment's data roots, and SQL cannot read files by path.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -29,6 +33,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +48,14 @@ ERROR_FILE = "error.txt"
 SESSION_FILE = "session-started"
 #: A statement's closing ``;``, and a ``-- comment`` after it on the last line.
 _TRAILING_SEMICOLON = re.compile(r";[ \t]*(--[^\n]*)?$")
-#: In a plan's text: JVM calls by reflection (whatever the SQL called them) and script transforms.
-_JVM_IN_PLAN = re.compile(r"\b(reflect|java_method|try_reflect)\(|ScriptTransformation", re.IGNORECASE)
-_JVM_CALLS = re.compile(r"\b(reflect|java_method|try_reflect)\s*\(", re.IGNORECASE)
+#: The sandbox's conf, read by the driver plugin's ``Sandbox`` extension: the paths a sandboxed
+#: session may write, and those it may read besides (one per line). Set once, it stays in force.
+SANDBOX_WRITE = "spark.sparkgate.sandbox.write"
+SANDBOX_READ = "spark.sparkgate.sandbox.read"
+#: How the driver's refusals begin.
+SANDBOX_REFUSED = "sparkgate sandbox: "
+#: A path's first part with a glob in it (``/data/2026-*/x.csv`` reads under ``/data``).
+_GLOB = re.compile(r"[*?\[{]")
 
 
 def log(message: str) -> None:
@@ -70,13 +80,6 @@ class Plan:
         self.sample_limit = sample_limit
         self.catalog_root = catalog_root.resolve() if catalog_root else None
         etl = manifest.spec.core_etl
-        if sandbox:
-            for i, src in enumerate(etl.sources):
-                if src.sql and _JVM_CALLS.search(src.sql):
-                    raise PermissionDenied(f"sandbox: spec.coreEtl.sources[{i}].sql calls into the JVM")
-            for i, t in enumerate(etl.transforms):
-                if _JVM_CALLS.search(t.sql):
-                    raise PermissionDenied(f"sandbox: spec.coreEtl.transforms[{i}].sql calls into the JVM")
         self.sink_paths = [self._sink_path(i, s) for i, s in enumerate(etl.sinks)]
 
     def _sink_path(self, i: int, sink: Sink) -> Path | str | None:
@@ -109,6 +112,17 @@ class Plan:
             raise PermissionDenied(f"{where}: {path} leaves the job's output directory")
         return str(resolved)
 
+    def read_roots(self) -> list[str]:
+        """Where a sandboxed job may read besides its scratch: the sample catalog and the paths its
+        sources name (a glob from its first wildcard on dropped)."""
+        roots = [str(self.catalog_root)] if self.catalog_root else []
+        for i, src in enumerate(self.manifest.spec.core_etl.sources):
+            if src.path is not None:
+                path = self.location(f"spec.coreEtl.sources[{i}].path", src.path)
+                wild = _GLOB.search(path)
+                roots.append(path if wild is None else path[: path.rfind("/", 0, wild.start()) + 1])
+        return roots
+
     def table_path(self, table: str) -> Path | None:
         """Where a table of the local sample catalog lives (None: use Spark's own catalog)."""
         if self.catalog_root is None:
@@ -117,23 +131,34 @@ class Plan:
         return self.catalog_root.joinpath(*parts[-2:])
 
 
-def plan_text(df: Any) -> str:
-    """The DataFrame's plans as Spark prints them (parsed, analyzed, optimized, physical): what
-    the query *is*, whatever its SQL looked like (quoting, comments, views it reads)."""
-    explain = getattr(df, "_explain_string", None)
-    if explain is not None:  # a Spark Connect DataFrame: the driver analyzes, nothing runs
-        return str(explain(extended=True))
-    execution = df._jdf.queryExecution()
-    return f"{execution.logical()}\n{execution.analyzed()}"
+def enter_sandbox(spark: Any, plan: Plan) -> None:
+    """Put the session under the driver's sandbox, and make sure the driver enforces it: a driver
+    without sparkgate's plugin would run anything, so the job is refused there."""
+    spark.conf.set(SANDBOX_WRITE, str(plan.scratch))
+    spark.conf.set(SANDBOX_READ, "\n".join(plan.read_roots()))
+    try:
+        spark.sql("SELECT java_method('java.lang.String', 'valueOf', 1) AS probe").schema  # noqa: B018
+    except Exception as exc:
+        if SANDBOX_REFUSED in str(exc):
+            return
+        raise
+    raise PermissionDenied(
+        "sandbox: the driver does not enforce the sandbox (it runs without sparkgate's driver plugin, "
+        "which needs a JDK to build); sandboxed jobs cannot run on it"
+    )
 
 
-def check_plan(df: Any, where: str) -> None:
-    """Sandbox: refuse a query whose plan calls into the JVM or runs a script, found in the plan
-    Spark made of it (a regex over the SQL text misses `reflect`(...) and reflect/**/(...))."""
-    found = _JVM_IN_PLAN.search(plan_text(df))
-    if found is not None:
-        what = found.group(1) or found.group(0)
-        raise PermissionDenied(f"sandbox: {where} calls into the JVM or runs a script ({what}); sandboxed jobs may not")
+@contextlib.contextmanager
+def step(where: str, sandbox: bool) -> Iterator[None]:
+    """Run one step of the manifest; the driver's sandbox refusal becomes one naming the field."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        if not sandbox or SANDBOX_REFUSED not in text:
+            raise
+        reason = text.split(SANDBOX_REFUSED, 1)[1].splitlines()[0].strip()
+        raise PermissionDenied(f"sandbox: {where} {reason}; sandboxed jobs may not") from None
 
 
 def subquery(sql: str, alias: str) -> str:
@@ -154,65 +179,80 @@ def run(spark: Any, plan: Plan) -> dict[str, Any]:
             log(f"spark conf {key} not set at runtime ({type(exc).__name__}); it applies when the driver starts")
     # Files are read through the sources' paths, which are checked; never as `format`.`path` in SQL.
     spark.conf.set(RUN_SQL_ON_FILES, "false")
+    if plan.sandbox:
+        enter_sandbox(spark, plan)
     last = None
     for i, src in enumerate(etl.sources):
-        if src.table is not None:
-            local = plan.table_path(src.table)
-            if local is not None and local.exists():
-                log(f"source {src.name}: table {src.table} ({local})")
-                df = spark.read.parquet(str(local))
-            else:
-                log(f"source {src.name}: table {src.table}")
-                df = spark.table(src.table)
-        elif src.path is not None:
-            path = plan.location(f"spec.coreEtl.sources[{i}].path", src.path)
-            log(f"source {src.name}: {src.format or 'parquet'} at {path}")
-            df = spark.read.format(src.format or "parquet").options(**src.options).load(path)
-        else:
-            log(f"source {src.name}: SQL")
-            df = spark.sql(subquery(src.sql or "", "source"))
-        if plan.sample_limit is not None:
-            df = df.limit(plan.sample_limit)
-        if plan.sandbox:
-            check_plan(df, f"spec.coreEtl.sources[{i}]")
-        df.createOrReplaceTempView(src.name)
+        with step(f"spec.coreEtl.sources[{i}]", plan.sandbox):
+            df = _source(spark, plan, i)
+            df.createOrReplaceTempView(src.name)
         last = src.name
     for i, t in enumerate(etl.transforms):
         log(f"transform {t.name}")
-        df = spark.sql(subquery(t.sql, "transform"))
-        if plan.sandbox:
-            check_plan(df, f"spec.coreEtl.transforms[{i}]")
-        df.createOrReplaceTempView(t.name)
+        with step(f"spec.coreEtl.transforms[{i}]", plan.sandbox):
+            spark.sql(subquery(t.sql, "transform")).createOrReplaceTempView(t.name)
         last = t.name
     output_path = ""
-    for sink, target in zip(etl.sinks, plan.sink_paths, strict=True):
-        writer = spark.table(sink.from_).write.format(sink.format).mode(sink.mode).options(**sink.options)
-        if sink.partition_by:
-            writer = writer.partitionBy(*sink.partition_by)
-        if target is not None:
-            log(f"sink {sink.from_} -> {target} ({sink.format}, {sink.mode})")
-            writer.save(str(target))
-            output_path = output_path or str(target)
-        else:
-            log(f"sink {sink.from_} -> table {sink.table} ({sink.mode})")
-            writer.saveAsTable(sink.table)
-            output_path = output_path or f"table:{sink.table}"
+    for i, (sink, target) in enumerate(zip(etl.sinks, plan.sink_paths, strict=True)):
+        with step(f"spec.coreEtl.sinks[{i}]", plan.sandbox):
+            written = _write(spark, sink, target)
+        output_path = output_path or written
     view = etl.sinks[0].from_ if etl.sinks else last
-    df = spark.table(view)
-    rows = [r.asDict(recursive=True) for r in df.limit(PREVIEW_ROWS).collect()]
-    result = {
-        "view": view,
-        "preview": json.loads(json.dumps(rows, default=_json_value)),
-        "count": df.count(),
-        "schema": json.loads(df.schema.json()),
-        "output_path": output_path,
-    }
+    with step("the result preview", plan.sandbox):
+        result = _summary(spark, view, output_path)
     plan.scratch.mkdir(parents=True, exist_ok=True)
     tmp = plan.scratch / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(plan.scratch / RESULT_FILE)
     log(f"done: {result['count']} row(s) in {view}" + (f", written to {output_path}" if output_path else ""))
     return result
+
+
+def _source(spark: Any, plan: Plan, i: int) -> Any:
+    src = plan.manifest.spec.core_etl.sources[i]
+    if src.table is not None:
+        local = plan.table_path(src.table)
+        if local is not None and local.exists():
+            log(f"source {src.name}: table {src.table} ({local})")
+            df = spark.read.parquet(str(local))
+        else:
+            log(f"source {src.name}: table {src.table}")
+            df = spark.table(src.table)
+    elif src.path is not None:
+        path = plan.location(f"spec.coreEtl.sources[{i}].path", src.path)
+        log(f"source {src.name}: {src.format or 'parquet'} at {path}")
+        df = spark.read.format(src.format or "parquet").options(**src.options).load(path)
+    else:
+        log(f"source {src.name}: SQL")
+        df = spark.sql(subquery(src.sql or "", "source"))
+    return df if plan.sample_limit is None else df.limit(plan.sample_limit)
+
+
+def _write(spark: Any, sink: Sink, target: Path | str | None) -> str:
+    """Write one sink; returns where it went."""
+    writer = spark.table(sink.from_).write.format(sink.format).mode(sink.mode).options(**sink.options)
+    if sink.partition_by:
+        writer = writer.partitionBy(*sink.partition_by)
+    if target is not None:
+        log(f"sink {sink.from_} -> {target} ({sink.format}, {sink.mode})")
+        writer.save(str(target))
+        return str(target)
+    log(f"sink {sink.from_} -> table {sink.table} ({sink.mode})")
+    writer.saveAsTable(sink.table)
+    return f"table:{sink.table}"
+
+
+def _summary(spark: Any, view: str | None, output_path: str) -> dict[str, Any]:
+    """The result: the first rows of ``view``, its row count and schema, where the job wrote."""
+    df = spark.table(view)
+    rows = [r.asDict(recursive=True) for r in df.limit(PREVIEW_ROWS).collect()]
+    return {
+        "view": view,
+        "preview": json.loads(json.dumps(rows, default=_json_value)),
+        "count": df.count(),
+        "schema": json.loads(df.schema.json()),
+        "output_path": output_path,
+    }
 
 
 def record_error(scratch: str | Path, message: str) -> None:

@@ -33,7 +33,9 @@ from typing import Any
 
 from sparkgate.aio import Child, spawn
 from sparkgate.clusters.local import default_spark_home, free_port, pid_alive, tail
+from sparkgate.clusters.plugin import EXTENSIONS, plugin_jar
 from sparkgate.connect import wire
+from sparkgate.errors import ConfigError
 from sparkgate.runner import program
 from sparkgate.runner.backends.base import Launch, OnDone, Outcome
 from sparkgate.runner.jobs import COMPLETED, FAILED, Job
@@ -54,6 +56,7 @@ class LocalBackend:
         gateway_url: str,
         default_driver: str = "pool",
         catalog_root: Path | None = None,
+        plugin_dir: Path | None = None,
         spark_home: Path | None = None,
         ui_lookup: Callable[[str, str], str | None] | None = None,
         gateway_token: str | None = None,
@@ -65,6 +68,9 @@ class LocalBackend:
         self.gateway_url = gateway_url
         self.default_driver = default_driver
         self.catalog_root = catalog_root.absolute() if catalog_root is not None else None
+        #: Where sparkgate's driver plugin is built for jobs on drivers of their own (the sandbox
+        #: needs it); None: such jobs start without it, and sandboxed ones are refused.
+        self.plugin_dir = plugin_dir.absolute() if plugin_dir is not None else None
         self._spark_home = spark_home
         #: ``(user, session_id) -> Spark UI URL`` of the driver a pool job's session landed on
         #: (the platform asks its gateway); None where the runner runs apart from the gateway.
@@ -123,6 +129,17 @@ class LocalBackend:
             env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(self.gateway_ca_file)
         return env
 
+    async def _plugin_conf(self, spark_home: Path) -> dict[str, str]:
+        """sparkgate's driver plugin with its sandbox, for a job on a driver of its own."""
+        if self.plugin_dir is None:
+            return {}
+        try:
+            jar = await asyncio.to_thread(plugin_jar, spark_home, self.plugin_dir)
+        except ConfigError as exc:
+            log.warning("jobs on drivers of their own start without sparkgate's driver plugin: %s", exc.message)
+            return {}
+        return {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
+
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
         d = self._dir(job)
         scratch = self._scratch(job)
@@ -145,8 +162,10 @@ class LocalBackend:
                 "spark.ui.showConsoleProgress": "false",
                 "spark.sql.warehouse.dir": str(d / "warehouse"),
                 "spark.sparkgate.job.id": job.id,
-                **manifest.spec.spark_conf,
             }
+            plugin = await self._plugin_conf(home)
+            for k, v in (plugin | manifest.spec.spark_conf).items():
+                conf[k] = f"{plugin[k]},{v}" if k in plugin and k in manifest.spec.spark_conf else v
             cmd = [str(home / "bin" / "spark-submit"), "--master", f"local[{max(1, r.driver.cores)}]"]
             cmd += ["--driver-memory", r.driver.memory, "--name", f"sparkgate-job-{job.id}"]
             for k, v in conf.items():

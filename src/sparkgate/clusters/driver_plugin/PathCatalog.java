@@ -5,7 +5,7 @@
 // INSERT OVERWRITE truncates the table's path). loadTable hands back Spark's own V2 ParquetTable,
 // so reads and writes are Spark's file-source code. A named catalog that delegates to the session
 // catalog cannot do this: it returns V1 tables, which only the session catalog can scan.
-// Built by sparkgate.clusters.catalog with javac against the pyspark wheel's jars.
+// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate.catalog;
 
 import java.io.IOException;
@@ -39,10 +39,18 @@ public class PathCatalog implements TableCatalog, SupportsNamespaces {
 
   private Path ns(String[] namespace) {
     if (namespace.length != 1) throw new IllegalArgumentException("namespaces have one level: " + String.join(".", namespace));
-    return root.resolve(namespace[0]);
+    return root.resolve(segment("namespace", namespace[0]));
   }
-  private Path table(Identifier id) { return ns(id.namespace()).resolve(id.name()); }
-  private Path meta(Identifier id) { return ns(id.namespace()).resolve(id.name() + ".schema.json"); }
+  private Path table(Identifier id) { return ns(id.namespace()).resolve(segment("table", id.name())); }
+  private Path meta(Identifier id) { return ns(id.namespace()).resolve(segment("table", id.name()) + ".schema.json"); }
+
+  /** A name is one directory entry under the root: never a path, `.` or `..` (which would leave it). */
+  private static String segment(String what, String name) {
+    if (name.isEmpty() || name.equals(".") || name.equals("..") || name.contains("/") || name.contains("\\") || name.indexOf('\0') >= 0) {
+      throw new IllegalArgumentException("a " + what + " name is one path segment, not " + name);
+    }
+    return name;
+  }
 
   @Override public String[][] listNamespaces() {
     try (Stream<Path> s = Files.list(root)) {

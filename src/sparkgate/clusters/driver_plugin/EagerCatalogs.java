@@ -1,4 +1,4 @@
-// A session extension (spark.sql.extensions) that loads every configured catalog when a session
+// A check rule (see Extensions) that loads every configured catalog when a session
 // analyzes its first plan, so `SHOW CATALOGS` lists them from a session's very first statement.
 //
 // Spark loads catalog plugins lazily (CatalogManager.catalog(name), on first use) and
@@ -8,13 +8,12 @@
 // session state is built, for every plan, before a command like SHOW CATALOGS executes; the
 // builder only creates the rule (touching sessionState there would recurse into the state being
 // built). After the first plan a rule costs one atomic read per plan.
-// Built by sparkgate.clusters.catalog with javac against the pyspark wheel's jars.
+// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate.catalog;
 
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.SparkSessionExtensions;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.connector.catalog.CatalogManager;
 import org.apache.spark.sql.internal.SessionState;
@@ -24,31 +23,19 @@ import scala.jdk.javaapi.CollectionConverters;
 import scala.runtime.AbstractFunction1;
 import scala.runtime.BoxedUnit;
 
-public class EagerCatalogs extends AbstractFunction1<SparkSessionExtensions, BoxedUnit> {
+/** One per session state: loads the session's configured catalogs on its first plan. */
+public class EagerCatalogs extends AbstractFunction1<LogicalPlan, BoxedUnit> {
   private static final Logger LOG = LoggerFactory.getLogger(EagerCatalogs.class);
   private static final String PREFIX = "spark.sql.catalog.";
+  private final SparkSession session;
+  // Set before loading: a catalog whose initialize() runs a query must not come back here.
+  private final AtomicBoolean started = new AtomicBoolean();
 
-  @Override public BoxedUnit apply(SparkSessionExtensions extensions) {
-    extensions.injectCheckRule(new AbstractFunction1<SparkSession, scala.Function1<LogicalPlan, BoxedUnit>>() {
-      @Override public scala.Function1<LogicalPlan, BoxedUnit> apply(SparkSession session) {
-        return new LoadOnce(session);
-      }
-    });
+  public EagerCatalogs(SparkSession session) { this.session = session; }
+
+  @Override public BoxedUnit apply(LogicalPlan plan) {
+    if (!started.get() && started.compareAndSet(false, true)) load(session.sessionState());
     return BoxedUnit.UNIT;
-  }
-
-  /** One per session state: loads the session's configured catalogs on its first plan. */
-  static final class LoadOnce extends AbstractFunction1<LogicalPlan, BoxedUnit> {
-    private final SparkSession session;
-    // Set before loading: a catalog whose initialize() runs a query must not come back here.
-    private final AtomicBoolean started = new AtomicBoolean();
-
-    LoadOnce(SparkSession session) { this.session = session; }
-
-    @Override public BoxedUnit apply(LogicalPlan plan) {
-      if (!started.get() && started.compareAndSet(false, true)) load(session.sessionState());
-      return BoxedUnit.UNIT;
-    }
   }
 
   static void load(SessionState state) {

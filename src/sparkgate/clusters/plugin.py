@@ -1,0 +1,84 @@
+"""sparkgate's driver plugin: a jar of Spark extensions every local driver loads.
+
+Built from the Java sources beside this module (``driver_plugin/``) with ``javac`` against the
+Spark distribution's jars, once per source version (cached by hash). It holds
+
+* ``Extensions`` — the session extensions (``spark.sql.extensions``): two check rules on every
+  plan a session analyzes. ``Sandbox`` confines a sandboxed batch job's session (no JVM calls or
+  scripts, reads and writes only where the manifest allows, no commands); ``EagerCatalogs`` loads
+  the configured catalogs with a session's first statement, so ``SHOW CATALOGS`` lists them at once;
+* ``PathCatalog`` — the local catalog (see :mod:`sparkgate.clusters.catalog`).
+
+Without a JDK, drivers start without it: sandboxed jobs are refused on them (the job program
+checks that the sandbox is in force before it runs anything) and the path catalog is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from sparkgate.clusters.catalog import prepare_catalog
+from sparkgate.config import CatalogSettings
+from sparkgate.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SOURCES = sorted(Path(__file__).with_name("driver_plugin").glob("*.java"))
+#: The session extensions (``spark.sql.extensions``) in the jar.
+EXTENSIONS = "io.sparkgate.Extensions"
+
+
+def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
+    """The compiled plugin (built with javac on first use; raises ConfigError without a JDK)."""
+    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES)).hexdigest()[:12]
+    jar = cache_dir / f"sparkgate-driver-plugin-{digest}.jar"
+    if jar.is_file():
+        return jar
+    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
+    if javac is None or jar_tool is None:
+        raise ConfigError(
+            "sparkgate's driver plugin (the batch sandbox, the local catalog) needs a JDK to build "
+            "(javac and jar not found): apt-get install openjdk-17-jdk-headless"
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sparkgate-plugin-") as tmp:
+        out = subprocess.run(
+            [javac, "-nowarn", "-cp", str(spark_home / "jars" / "*"), "-d", tmp, *(str(src) for src in SOURCES)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise ConfigError(f"building sparkgate's driver plugin failed:\n{out.stderr[-2000:]}")
+        partial = jar.with_suffix(".tmp")
+        subprocess.run([jar_tool, "cf", str(partial), "-C", tmp, "."], check=True, timeout=120)
+        partial.replace(jar)
+    log.info("built sparkgate's driver plugin %s", jar)
+    return jar
+
+
+def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> dict[str, str]:
+    """The Spark conf sparkgate adds to a local driver: the plugin and the mounted ``catalog``
+    (blocking: may run javac and write the sample tables)."""
+    try:
+        jar: Path | None = plugin_jar(spark_home, state_dir / "plugin")
+    except ConfigError as exc:
+        lost = "sandboxed jobs are refused on them"
+        if catalog.enabled and catalog.is_path_catalog:
+            lost += f", and {catalog.name} is left out"
+        elif catalog.enabled:
+            lost += f", and SHOW CATALOGS lists {catalog.name} only once used"
+        log.warning("local drivers start without sparkgate's driver plugin (%s): %s", lost, exc.message)
+        jar = None
+    conf: dict[str, str] = {}
+    if catalog.enabled and (jar is not None or not catalog.is_path_catalog):
+        conf |= prepare_catalog(catalog, state_dir)
+    if jar is not None:
+        conf |= {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
+    return conf
