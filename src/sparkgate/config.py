@@ -117,6 +117,13 @@ class AffinitySettings(_Section):
     path: str = "affinity.db"
     #: Seconds a route may sit idle before it is dropped (seed: 30 min session TTL).
     session_ttl_seconds: float = Field(default=1800.0, gt=0)
+    #: Seconds a session is kept once its client closed every connection that carried its calls
+    #: (a client that crashed or was killed; the ``h2`` engine sees this): then its route is
+    #: dropped, its driver slot freed and the driver told to release it, instead of after
+    #: ``session_ttl_seconds``. A client calling again within this time keeps its session. A
+    #: connection the gateway closed (idle for ``gateway.http2.idle_timeout_seconds``, or at
+    #: shutdown) does not count: an idle notebook keeps its session for the full TTL.
+    client_gone_seconds: float = Field(default=120.0, gt=0)
     #: Seconds between sweeps of idle routes and buffered options.
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 

@@ -3,13 +3,21 @@ for a cloned session, and across a gateway restart in the middle of a result str
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
+import grpc
+import grpc.aio
 import pytest
 from pyspark.sql.connect.session import SparkSession
+
+from sparkgate.connect import wire
 
 from .conftest import NS_T1, GatewayHarness
 
@@ -142,3 +150,63 @@ def test_gateway_restart_mid_stream_client_reattaches(gateway: GatewayHarness, c
     assert {c.outcome for c in after} == {route.driver_id}
     assert gateway.route(session_id) is not None
     assert spark.sql("SELECT 'after restart' AS s").first().s == "after restart"
+
+
+def test_a_killed_clients_session_frees_its_driver_slot(gateway: GatewayHarness) -> None:
+    """A client that dies without ReleaseSession: its session is released once its connection
+    has been closed for ``affinity.client_gone_seconds``, long before the idle TTL."""
+    gw = gateway.gateway
+    assert gw is not None and gateway.clusters is not None
+    if gw.settings.gateway.engine != "h2":
+        pytest.skip("the grpc engine does not see its clients' connections")
+    sid = str(uuid.uuid4())
+    script = textwrap.dedent(f"""
+        import time
+        from pyspark.sql import SparkSession
+        spark = SparkSession.builder.remote({gateway.url(*NS_T1, session_id=sid)!r}).getOrCreate()
+        spark.range(3).collect()
+        print("ready", flush=True)
+        time.sleep(600)
+    """)
+    client = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=gateway.client_env()
+    )
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "ready"
+    finally:
+        client.kill()  # no ReleaseSession: the kernel closes its socket
+        client.wait()
+    route = gateway.route(sid)
+    assert route is not None
+    driver = gateway.clusters.get(route.driver_id)
+    assert driver is not None
+    before = driver.sessions
+    router = gw.router
+    kept = router._settings
+    router._settings = kept.model_copy(
+        update={"affinity": kept.affinity.model_copy(update={"client_gone_seconds": 0.5})}
+    )
+    try:
+
+        def released() -> bool:
+            gateway.run(router.sweep())
+            return gateway.route(sid) is None
+
+        gateway.wait_for(released, 20, what="the session of the killed client to be released")
+    finally:
+        router._settings = kept
+    assert driver.sessions == before - 1
+    # The driver released it too: the session id is closed there.
+    request = wire.encode_config_set_request(sid, route.user_id, [("spark.sql.ansi.enabled", "true")])
+
+    async def config() -> str:
+        async with grpc.aio.insecure_channel(driver.address) as ch:
+            try:
+                await ch.unary_unary("/spark.connect.SparkConnectService/Config")(
+                    request, metadata=driver.auth_metadata, timeout=10
+                )
+            except grpc.aio.AioRpcError as exc:
+                return str(exc.details())
+        return "answered"
+
+    assert "SESSION_CLOSED" in gateway.run(config())

@@ -152,7 +152,13 @@ async def test_concurrent_first_calls_make_one_route(router: SessionRouter) -> N
     assert len(router.store.all()) == 1
 
 
-async def test_idle_routes_expire(router: SessionRouter) -> None:
+async def test_idle_routes_expire(router: SessionRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[str] = []
+
+    async def release(address: str, session_id: str, user_id: str, timeout: float, metadata: object = ()) -> None:
+        released.append(session_id)
+
+    monkeypatch.setattr(sessions, "release_session", release)
     sid = str(uuid.uuid4())
     f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
     assert isinstance(f, Forward)
@@ -162,6 +168,7 @@ async def test_idle_routes_expire(router: SessionRouter) -> None:
     await asyncio.sleep(0.05)
     await router.sweep()
     assert router.store.all() == [] and f.driver.sessions == 0
+    assert released == [sid]  # and the driver lets go of it now, not at its own idle timeout
 
 
 async def test_dead_driver_routes_are_dropped_and_clients_told(router: SessionRouter) -> None:
@@ -220,3 +227,33 @@ async def test_a_release_never_answered_is_forgotten(router: SessionRouter, monk
     assert isinstance(await router.resolve("ReleaseExecute", [], ids(sid), b""), Forward)  # to the driver again
     await router.sweep()
     assert not router._releasing  # and no longer kept
+
+
+async def test_a_session_whose_client_left_is_released(router: SessionRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[tuple[str, str]] = []
+
+    async def release(address: str, session_id: str, user_id: str, timeout: float, metadata: object = ()) -> None:
+        released.append((session_id, user_id))
+
+    monkeypatch.setattr(sessions, "release_session", release)
+    gone, idle, elsewhere, back = (str(uuid.uuid4()) for _ in range(4))
+    keys = {}
+    for sid in (gone, idle, elsewhere, back):
+        f = await router.resolve("ExecutePlan", HDRS, ids(sid), b"")
+        assert isinstance(f, Forward)
+        keys[sid] = f.route.key
+        router.carried(f.route.key)
+    driver = f.driver
+    router.carried(keys[elsewhere])  # its calls also went over a second connection, still open
+    router.connection_closed([keys[gone], keys[elsewhere], keys[back]], by_client=True)
+    router.connection_closed([keys[idle]], by_client=False)  # the gateway closed it (idle timeout)
+    router.carried(keys[back])  # its client reconnected and called again
+    router._settings = router._settings.model_copy(
+        update={"affinity": router._settings.affinity.model_copy(update={"client_gone_seconds": 0.01})}
+    )
+    await asyncio.sleep(0.05)
+    before = driver.sessions
+    await router.sweep()
+    assert released == [(gone, "alice")]
+    assert {r.session_id for r in router.store.all()} == {idle, elsewhere, back}
+    assert driver.sessions == before - 1

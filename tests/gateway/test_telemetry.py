@@ -51,3 +51,30 @@ def test_an_idle_gateway_exports_the_families_without_samples() -> None:
     text = generate_latest(Telemetry().registry).decode()
     assert "# TYPE sparkgate_rpcs_total counter" in text
     assert "# TYPE sparkgate_rpc_duration_seconds histogram" in text
+
+
+def test_a_release_that_found_its_session_closed_is_no_audit_error() -> None:
+    errors: list[dict[str, object]] = []
+
+    class Audit:
+        def emit(self, event: str, **fields: object) -> None:
+            errors.append({"event": event, **fields})
+
+    t = Telemetry(audit=Audit())  # type: ignore[arg-type]
+    closed = "[INVALID_HANDLE.SESSION_CLOSED] The handle 6f0c… is invalid. Session was closed. SQLSTATE: HY000"
+    t.call_done("ReleaseExecute", ROUTE, 13, 0.001, closed)  # raced the session's ReleaseSession
+    assert errors == []
+    t.call_done("ExecutePlan", ROUTE, 13, 0.001, closed)  # anything else on a closed session is an error
+    t.call_done("ReleaseExecute", ROUTE, 13, 0.001, "java.lang.OutOfMemoryError")
+    assert [e["method"] for e in errors] == ["ExecutePlan", "ReleaseExecute"]
+    assert (
+        samples(t)[
+            (
+                "sparkgate_rpcs_total",
+                frozenset(
+                    {"method": "ReleaseExecute", "team": "fe", "environment": "prod", "status": "INTERNAL"}.items()
+                ),
+            )
+        ]
+        == 2
+    )

@@ -17,8 +17,8 @@ _SERVICE = "/spark.connect.SparkConnectService/"
 PROBE_USER = "sparkgate-probe"
 
 
-def _ids(session_id: str) -> bytes:
-    return encode_string(1, session_id) + encode_string(2, encode_string(1, PROBE_USER))
+def _ids(session_id: str, user_id: str = PROBE_USER) -> bytes:
+    return encode_string(1, session_id) + encode_string(2, encode_string(1, user_id))
 
 
 def sql_execute_request(session_id: str, query: str) -> bytes:
@@ -29,8 +29,8 @@ def sql_execute_request(session_id: str, query: str) -> bytes:
     )
 
 
-def release_session_request(session_id: str) -> bytes:
-    return _ids(session_id) + encode_string(3, "sparkgate")
+def release_session_request(session_id: str, user_id: str = PROBE_USER) -> bytes:
+    return _ids(session_id, user_id) + encode_string(3, "sparkgate")
 
 
 Metadata = tuple[tuple[str, str], ...]
@@ -65,3 +65,11 @@ async def ping(channel: grpc.aio.Channel, timeout: float, metadata: Metadata = (
     """
     release = channel.unary_unary(_SERVICE + "ReleaseSession")
     await release(release_session_request(str(uuid.uuid4())), timeout=timeout, metadata=metadata)
+
+
+async def release_session(address: str, session_id: str, user_id: str, timeout: float, metadata: Metadata = ()) -> None:
+    """Release a session on the driver at ``address`` (its running operations are interrupted).
+    Raises ``grpc.aio.AioRpcError`` if the driver does not answer."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        release = channel.unary_unary(_SERVICE + "ReleaseSession")
+        await release(release_session_request(session_id, user_id), timeout=timeout, metadata=metadata)

@@ -40,6 +40,16 @@ class Route:
     def key(self) -> SessionKey:
         return (self.user_id, self.session_id)
 
+    def audit_fields(self) -> dict[str, str]:
+        """Who and where, for an audit record about this session."""
+        return {
+            "who": self.owner or self.user_id,
+            "team": self.team,
+            "environment": self.environment,
+            "session": self.session_id,
+            "driver": self.driver_id,
+        }
+
 
 @runtime_checkable
 class AffinityStore(Protocol):

@@ -21,13 +21,14 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import AuthSettings, GatewaySettings, RateLimitSettings
 from sparkgate.connect import status, wire
+from sparkgate.connect.probe import release_session
 from sparkgate.errors import BadRequest, PermissionDenied, SparkgateError, Unauthenticated, Unavailable
 from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
 from sparkgate.gateway.routing import (
@@ -157,6 +158,10 @@ class SessionRouter:
         self._lost: dict[SessionKey, tuple[str, float]] = {}
         #: Sessions whose ReleaseSession went to the driver and has not been answered: since when.
         self._releasing: dict[SessionKey, float] = {}
+        #: Open client connections that carried each session's calls (the h2 engine reports them),
+        #: and sessions whose every such connection was closed by its client: since when.
+        self._carriers: dict[SessionKey, int] = {}
+        self._gone: dict[SessionKey, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -170,9 +175,11 @@ class SessionRouter:
     async def sweep(self) -> None:
         """Expire idle routes, stale pending sessions, and releases that were never answered."""
         now = time.time()
+        expired = []
         for r in await self.store.sweep(now - self._settings.affinity.session_ttl_seconds):
             self.clusters.detach(r.driver_id)
             log.info("session %s of %s expired after idling", r.session_id, r.user_id or "-")
+            expired.append(r)
         cutoff = time.monotonic() - self._settings.pending_ttl_seconds
         for key in [k for k, p in self._pending.items() if p.since < cutoff]:
             del self._pending[key]
@@ -182,6 +189,71 @@ class SessionRouter:
         releasing_cutoff = time.monotonic() - _RELEASING_SECONDS
         for key in [k for k, since in self._releasing.items() if since < releasing_cutoff]:
             del self._releasing[key]
+        await self._release_on_drivers(expired + self._gone_routes())
+
+    # -- clients that left ----------------------------------------------------------------------
+
+    def carried(self, key: SessionKey) -> None:
+        """A client connection carried a call of this session (once per connection)."""
+        self._carriers[key] = self._carriers.get(key, 0) + 1
+        self._gone.pop(key, None)
+
+    def connection_closed(self, keys: Iterable[SessionKey], *, by_client: bool) -> None:
+        """A client connection that carried ``keys`` closed. If its client closed it (not the
+        gateway: an idle timeout, a shutdown) and no other connection carries a session, the
+        session is released after ``affinity.client_gone_seconds`` unless its client comes back."""
+        now = time.monotonic()
+        for key in keys:
+            left = self._carriers.get(key, 0) - 1
+            if left > 0:
+                self._carriers[key] = left
+                continue
+            self._carriers.pop(key, None)
+            if by_client and self.store.get(key) is not None:
+                self._gone[key] = now
+
+    def _gone_routes(self) -> list[Route]:
+        """Drop the routes of sessions whose client left ``client_gone_seconds`` ago."""
+        cutoff = time.monotonic() - self._settings.affinity.client_gone_seconds
+        routes = []
+        for key in [k for k, since in self._gone.items() if since < cutoff]:
+            del self._gone[key]
+            route = self.store.get(key)
+            if route is None or key in self._carriers:
+                continue
+            routes.append(route)
+            log.info(
+                "session %s of %s released: its client left %gs ago and has not called since",
+                route.session_id,
+                route.user_id or "-",
+                self._settings.affinity.client_gone_seconds,
+            )
+            self.guard.audit.emit(
+                "session.abandoned",
+                **route.audit_fields(),
+            )
+        return routes
+
+    async def _release_on_drivers(self, routes: list[Route]) -> None:
+        """Drop ``routes`` (expired or abandoned) and have their drivers release the sessions:
+        their running operations are interrupted and their state freed now, not at the driver's
+        own idle timeout."""
+        releases = []
+        for route in routes:
+            if await self.store.delete(route.key) is not None:
+                self.clusters.detach(route.driver_id)
+            driver = self.clusters.get(route.driver_id)
+            if driver is not None and driver.state is not DriverState.DEAD:
+                releases.append(self._release_on_driver(driver, route))
+        await asyncio.gather(*releases)
+
+    @staticmethod
+    async def _release_on_driver(driver: Driver, route: Route) -> None:
+        """Tell the driver: the session's operations are interrupted and its state freed."""
+        try:
+            await release_session(driver.address, route.session_id, route.user_id, 10.0, driver.auth_metadata)
+        except Exception as exc:  # the route is gone either way; the driver's own timeout ends it
+            log.warning("driver %s did not release session %s: %s", driver.id, route.session_id, exc)
 
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
@@ -475,11 +547,7 @@ class SessionRouter:
             self.clusters.detach(route.driver_id)
             self.guard.audit.emit(
                 "session.release",
-                who=route.owner or route.user_id,
-                team=route.team,
-                environment=route.environment,
-                session=route.session_id,
-                driver=route.driver_id,
+                **route.audit_fields(),
             )
 
     async def cloned(self, source: Route, new_session_id: str) -> None:

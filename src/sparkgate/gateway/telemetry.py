@@ -59,14 +59,15 @@ class Telemetry:
         calls.count += 1
         calls.seconds += seconds
         calls.buckets[bisect_left(_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
-        if route is not None and status not in (0, None, 1) and self.audit is not None:
+        if (
+            route is not None
+            and status not in (0, None, 1)
+            and self.audit is not None
+            and not _already_released(method, reason)
+        ):
             self.audit.emit(
                 "rpc.error",
-                who=route.owner or route.user_id,
-                team=route.team,
-                environment=route.environment,
-                session=route.session_id,
-                driver=route.driver_id,
+                **route.audit_fields(),
                 method=method,
                 status=code,
                 reason=reason[:500],
@@ -109,3 +110,13 @@ class _CallsCollector(Collector):
                 cumulative.append((bound, total))
             durations.add_metric(labels, cumulative, seconds)
         return [rpcs, durations]
+
+
+#: What a driver answers a release of something it already let go of: a ReleaseExecute that raced
+#: its session's ReleaseSession (pyspark sends both as it stops), or a release sent twice.
+_GONE = ("INVALID_HANDLE.SESSION_CLOSED", "INVALID_HANDLE.SESSION_NOT_FOUND", "INVALID_HANDLE.OPERATION_NOT_FOUND")
+
+
+def _already_released(method: str, reason: str) -> bool:
+    """A release that found nothing to release did what it asked: counted, but no audit error."""
+    return method in ("ReleaseExecute", "ReleaseSession") and any(code in reason for code in _GONE)

@@ -16,7 +16,7 @@ import base64
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import NamedTuple, Protocol
 
 from sparkgate.config import Http2Limits
@@ -62,6 +62,7 @@ class Router(Protocol):
     def route(self, stream: ClientStream) -> None: ...
     def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None: ...
     def call_done(self, stream: ClientStream) -> None: ...
+    def connection_closed(self, conn: ClientConnection) -> None: ...
 
 
 def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | bytes], ...] = ()) -> bytes:
@@ -553,6 +554,8 @@ class ClientConnection(Connection):
         self.draining = False
         #: Subject (CN) of the client certificate verified in the TLS handshake (mTLS), if any.
         self.peer: str | None = None
+        #: The sessions whose calls this connection carried (the router's keys).
+        self.sessions: set[Hashable] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -567,6 +570,8 @@ class ClientConnection(Connection):
         if self.registry is not None:
             self.registry.discard(self)
         super().connection_lost(exc)
+        if self.sessions:
+            self.router.connection_closed(self)
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the engine: end what has waited too long."""

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -41,6 +41,7 @@ from sparkgate.gateway.h2.downstream import (
     INTERNAL,
     INVALID_ARGUMENT,
     UNAVAILABLE,
+    ClientConnection,
     ClientStream,
     PostAction,
     grpc_timeout,
@@ -166,6 +167,10 @@ class H2Relay:
     def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
         method = stream.method
         stream.route = decision.route
+        carriers = cast(ClientConnection, stream.conn).sessions
+        if decision.route.key not in carriers:
+            carriers.add(decision.route.key)
+            self.router.carried(decision.route.key)
         if decision.rewrite_user is not None:
             # The driver must see the authenticated identity (Spark keys sessions on user id and
             # session id; for AddArtifacts, on the first message's).
@@ -261,6 +266,12 @@ class H2Relay:
 
             return cloned
         return None
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        """A client connection closed: by its client (gone, perhaps for good) unless the gateway
+        was closing it (GOAWAY: idle, reclaimed, shutting down)."""
+        self.router.connection_closed(conn.sessions, by_client=not conn.draining)  # type: ignore[arg-type]
+        conn.sessions = set()
 
     def call_done(self, stream: ClientStream) -> None:
         if stream.path:  # a stream that got far enough to name a method
