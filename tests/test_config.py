@@ -19,7 +19,7 @@ from sparkgate.config import (
 from sparkgate.errors import ConfigError
 
 
-def test_defaults_serve_the_seeds_environments() -> None:
+def test_defaults_serve_local_test_staging_and_prod() -> None:
     s = load_settings(None, {})
     assert set(s.environments) == {"local", "test", "staging", "prod"}
     assert s.gateway.port == 15002 and s.pool.size == 1

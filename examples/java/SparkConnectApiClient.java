@@ -1,9 +1,9 @@
-// The seed's Pattern 1 Java client, through the sparkgate gateway.
+// A Java service querying Spark through the sparkgate gateway (Spark Connect JVM client).
 //
 // Routing headers go in the connection string (real gRPC headers on every call):
 //   sc://localhost:15002/;x-doordash-team=feature-engineering;x-doordash-environment=prod
-// The seed's builder options (.config("spark.connect.grpc.header.x-doordash-team", ...)) work too:
-// the gateway reads them from the client's Config calls. Pass "--seed-style" to use those instead.
+// Builder options (.config("spark.connect.grpc.header.x-doordash-team", ...)) work too: the gateway
+// reads them from the client's Config calls. Pass "--builder-options" to use those instead.
 //
 // Build and run with the Spark Connect JVM client that ships in the pyspark wheel (jars/connect-repl/)
 // and the wheel's common jars, leaving out Spark Classic's SQL jar and the server-side ones: with
@@ -19,10 +19,10 @@ public class SparkConnectApiClient {
         String url = args.length > 0 ? args[0]
             : "sc://localhost:15002/;x-doordash-team=feature-engineering;x-doordash-environment=prod";
         String query = args.length > 1 ? args[1] : "SELECT * FROM pedregal.raw.events LIMIT 10";
-        boolean seedStyle = args.length > 2 && args[2].equals("--seed-style");
+        boolean builderOptions = args.length > 2 && args[2].equals("--builder-options");
 
         SparkSession.Builder builder = SparkSession.builder().remote(url).appName("java-api-service");
-        if (seedStyle) {
+        if (builderOptions) {
             builder = builder
                 .config("spark.connect.grpc.header.x-doordash-team", args.length > 3 ? args[3] : "feature-engineering")
                 .config("spark.connect.grpc.header.x-doordash-environment", args.length > 4 ? args[4] : "prod");

@@ -1,8 +1,8 @@
-"""The seed's FeatureEngineeringFlow (Pattern 5), adapted to run anywhere sparkgate runs.
+"""A feature-engineering Metaflow flow whose Spark step runs through sparkgate, anywhere it runs.
 
     python examples/metaflow/feature_flow.py run --team t1 --environment local --date "$(date -I)"
 
-Changes from the seed: the session comes from ``sparkgate.client.metaflow.get_spark_session``
+The session comes from ``sparkgate.client.metaflow.get_spark_session``
 (gateway address, user and token handled for you); team and date are parameters; the
 ``@kubernetes`` decorators are left to the deployment (``run --with kubernetes``) so the same file
 runs on a laptop; the model is a tiny least-squares fit so the example needs no scikit-learn.

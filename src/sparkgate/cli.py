@@ -3,7 +3,8 @@
     sparkgate up            start the whole local platform (gateway + warm pool of Spark drivers)
     sparkgate gateway       run only the gateway (drivers are left running on exit for the next one)
     sparkgate status        show pools, drivers and sessions of a running gateway
-    sparkgate config        print the effective configuration (defaults + file + environment)
+    sparkgate config        print the effective configuration (defaults + file + environment);
+                            --reference: every setting explained (docs/configuration.md)
     sparkgate certs         make a local CA and TLS certificates for the gateway (development)
     sparkgate submit        submit a SparkJob manifest to the Spark Runner (--follow to watch it)
     sparkgate status ID     a job's state and history;  cancel ID, results ID, jobs: the rest
@@ -75,7 +76,7 @@ def _snippet(port: int) -> str:
            .getOrCreate())
   spark.sql("SELECT 1 AS ok").show()
 
-  # or the seed's style, unchanged except for the host:
+  # or as builder options, unchanged except for the host:
   spark = (SparkSession.builder.remote("sc://{host}:{port}")
            .config("spark.connect.grpc.header.x-doordash-team", "my-team")
            .config("spark.connect.grpc.header.x-doordash-environment", "staging")
@@ -332,8 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--pool-size", type=int, metavar="N")
     gw.add_argument("--keep-drivers", action="store_true", help="leave drivers running on exit")
 
-    cfg = sub.add_parser("config", help="print the effective configuration as YAML")
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration as YAML (or, --reference, every setting explained)",
+        description="Print every setting with the value in effect: the defaults, the YAML file and "
+        "SPARKGATE__* environment overrides, merged.",
+        epilog="examples:\n  sparkgate config\n"
+        "  SPARKGATE__GATEWAY__PORT=15003 sparkgate config | grep -A3 '^gateway'\n"
+        "  sparkgate config --reference > docs/configuration.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common(cfg)
+    cfg.add_argument(
+        "--reference",
+        action="store_true",
+        help="print the configuration reference instead (Markdown: every setting, its type, default and meaning)",
+    )
 
     st = sub.add_parser(
         "status",
@@ -459,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "config" and args.reference:
+            from sparkgate.config_reference import reference
+
+            _out(reference().rstrip("\n"))
+            return 0
         settings = _apply_common(args)
         if args.command == "config":
             _out(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False).rstrip())

@@ -10,7 +10,7 @@ Where it comes from, later wins:
    Spark conf keys: ``SPARKGATE__LOCAL__SPARK_CONF__spark.dynamicAllocation.enabled=true``).
 
 ``environments`` has one section per environment a client may name (``x-doordash-environment``).
-By default all four of the seed's environments (local, test, staging, prod) are served by the local
+By default four environments (local, test, staging, prod) are all served by the local
 provider, so snippets that say ``staging`` or ``prod`` work on a laptop, and each sees the local
 ``pedregal`` catalog; ``environments.<env>.catalog`` names another (production: Unity Catalog).
 
@@ -92,8 +92,11 @@ def _refuse_moved(data: Any, key: str, where: str) -> Any:
 class RoutingHeaders(_Section):
     """Names of the routing headers (gRPC metadata keys, lower-case)."""
 
+    #: Header naming the team a session belongs to.
     team: str = "x-doordash-team"
+    #: Header naming the environment (a key of ``environments``).
     environment: str = "x-doordash-environment"
+    #: Header naming the user, when auth is off (with auth on, the verified identity is the user).
     user: str = "x-doordash-user"
     #: Builder ``.config(PREFIX + header, value)`` pairs arrive as a Config(Set) RPC, not as headers
     #: (neither the Python nor the JVM client turns them into metadata); the gateway reads them too.
@@ -115,7 +118,7 @@ class AffinitySettings(_Section):
     backend: Literal["memory", "sqlite"] = "sqlite"
     #: SQLite file; relative paths are under ``state_dir``.
     path: str = "affinity.db"
-    #: Seconds a route may sit idle before it is dropped (seed: 30 min session TTL).
+    #: Seconds a route may sit idle before it is dropped (1800: 30 minutes).
     session_ttl_seconds: float = Field(default=1800.0, gt=0)
     #: Seconds a session is kept once its client closed every connection that carried its calls
     #: (a client that crashed or was killed; the ``h2`` engine sees this): then its route is
@@ -170,6 +173,7 @@ class Http2Limits(_Section):
     #: windows are only credited for what the gateway can hold. Per connection: 128 MiB, the
     #: largest message Spark Connect's clients send.
     max_held_bytes_per_connection: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    #: The same for all connections together (1 GiB).
     max_held_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     #: Bytes of flow-control window the gateway grants for one connection's calls, both directions
     #: together (the client's uploads, its drivers' responses), and for all connections: what a
@@ -178,6 +182,7 @@ class Http2Limits(_Section):
     #: pace of the window they have. Envoy ``per_connection_buffer_limit_bytes`` bounds the same
     #: thing (1 MiB by default, for a proxy that does not relay 4 MiB Arrow batches).
     relay_window_bytes_per_connection: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    #: The same for all connections together (1 GiB).
     relay_window_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     #: Seconds a new connection has to send the HTTP/2 preface (a client sends it at once).
     handshake_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -202,10 +207,11 @@ class GatewaySettings(_Section):
     #: relaying messages as bytes (:mod:`sparkgate.gateway.relay`), the fallback. Same routing and
     #: statuses either way.
     engine: Literal["h2", "grpc"] = "h2"
-    #: Address the gRPC listener binds (seed: ``:15002``, all interfaces).
+    #: Address the gRPC listener binds (default: all interfaces, on Spark Connect's port 15002).
     host: str = "0.0.0.0"
+    #: Port of the gRPC listener (Spark Connect's default, 15002); 0 picks a free port.
     port: int = Field(default=15002, ge=0, le=65535)
-    #: Largest gRPC message in bytes on both legs (seed's spark-defaults: 256 MiB; clients send up to 128 MiB).
+    #: Largest gRPC message in bytes on both legs (256 MiB: clients send up to 128 MiB).
     max_message_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     headers: RoutingHeaders = RoutingHeaders()
     affinity: AffinitySettings = AffinitySettings()
@@ -232,8 +238,8 @@ class CatalogSettings(_Section):
     """The Spark catalog an environment's drivers mount: ``spark.sql.catalog.<name>=<class>`` plus
     ``spark.sql.catalog.<name>.<option>=<value>`` for each option.
 
-    Default: sparkgate's path catalog named ``pedregal`` (the seed's queries name it), which only
-    local drivers can mount. Production names Unity Catalog (the seed's conf)::
+    Default: sparkgate's path catalog named ``pedregal`` (the name queries use, e.g.
+    ``pedregal.raw.events``), which only local drivers can mount. Production names Unity Catalog::
 
         catalog:
           class: io.unitycatalog.spark.UCSingleCatalog
@@ -367,20 +373,21 @@ class PoolSettings(_Section):
     #: Named driver profiles besides ``default`` (whose conf may be set here too; its size is ``size``).
     profiles: dict[str, PoolProfile] = {}
     #: Sessions a driver takes before new sessions of its namespace go to another driver
-    #: (1 = the seed's exclusive hot cluster per session; a local driver serves several well).
+    #: (1 = a driver of its own for each session; a local driver serves several well).
     sessions_per_driver: int = Field(default=8, ge=1)
     #: Which of a namespace's ready drivers with room a new session goes to: ``least-sessions``
-    #: (spread load; the seed's least-loaded choice) or ``pack`` (fill the busiest first, so the
+    #: (spread load: the least-loaded driver) or ``pack`` (fill the busiest first, so the
     #: others go idle and are stopped after ``driver_idle_ttl_seconds``).
     placement: Literal["least-sessions", "pack"] = "least-sessions"
     #: Seconds a team's driver may sit with no session before it is stopped for good (process
-    #: gone; the warm pool keeps its own target). The seed's TODO — expired clusters were never deleted.
+    #: gone; the warm pool keeps its own target), so idle team drivers do not pile up.
     driver_idle_ttl_seconds: float = Field(default=900.0, gt=0)
     #: Seconds to wait after a failed driver start before the next attempt for the same profile or
     #: namespace; doubles on each consecutive failure up to ``start_backoff_max_seconds``. New
     #: sessions asking meanwhile get UNAVAILABLE with the last error and when to retry, instead of
     #: each starting a JVM that crashes the same way.
     start_backoff_seconds: float = Field(default=5.0, gt=0)
+    #: The longest that wait grows to.
     start_backoff_max_seconds: float = Field(default=300.0, gt=0)
     #: Seconds between comparisons of the driver registry with the provider's list (drivers that
     #: vanished are dropped like dead ones; drivers started elsewhere are adopted).
@@ -420,8 +427,9 @@ class AdminSettings(_Section):
 
     #: Loopback by default: ``/status`` lists users and session ids.
     host: str = "127.0.0.1"
-    #: 9090 is the seed's gateway metrics port; 0 picks a free port.
+    #: Port of these endpoints and ``/metrics``; 0 picks a free port.
     port: int = Field(default=9090, ge=0, le=65535)
+    #: Serve them (``/status``, ``/healthz``, ``/readyz``, ``/metrics``).
     enabled: bool = True
 
 
@@ -450,6 +458,7 @@ class OidcSettings(_Section):
     identity_claim: str = "email"
     #: Claim with the caller's groups (a list, or a space/comma separated string).
     groups_claim: str = "groups"
+    #: Signature algorithms accepted (asymmetric only: a shared-secret HS256 token is refused).
     algorithms: list[Literal["RS256", "ES256"]] = ["RS256", "ES256"]
     #: Seconds of clock skew tolerated on ``exp`` / ``nbf`` / ``iat``.
     leeway_seconds: float = Field(default=30.0, ge=0)
@@ -490,6 +499,7 @@ class TlsSettings(_Section):
 
     #: PEM certificate chain and key; both set → the gateway speaks only TLS (ALPN h2).
     cert_file: FileSetting = None
+    #: The certificate's private key (PEM).
     key_file: FileSetting = None
     #: CA that signs client certificates: set → clients may present one (mTLS) and its subject is
     #: their identity if listed in ``auth.service_identities``.
@@ -507,22 +517,25 @@ class RateLimitSettings(_Section):
 
     #: RPCs per second one user may make on average, and how many at once above that.
     per_user_rps: float = Field(default=0.0, ge=0)
+    #: How many RPCs one user may make at once above ``per_user_rps``.
     per_user_burst: int = Field(default=200, ge=1)
     #: RPCs per second one team (all its users) may make, and its burst.
     per_team_rps: float = Field(default=0.0, ge=0)
+    #: How many RPCs one team may make at once above ``per_team_rps``.
     per_team_burst: int = Field(default=1000, ge=1)
 
 
 class AuditSettings(_Section):
     """The audit log: JSON lines of who did what (sessions, auth failures, denials, errors)."""
 
+    #: Write it.
     enabled: bool = True
     #: File (relative to ``state_dir``), or ``-`` for stderr.
     path: str = "audit.log"
 
 
 class KubernetesJobSettings(_Section):
-    """How a job becomes a Spark Operator ``SparkApplication`` (the seed's buildSparkApplication)."""
+    """How a job becomes a Spark Operator ``SparkApplication``."""
 
     #: Container image per environment; ``default`` for the rest. The image carries Spark, Python
     #: and sparkgate (the job program is its main file).
@@ -554,7 +567,7 @@ class RunnerSettings(_Section):
     enabled: bool = True
     #: Loopback by default: with ``auth.mode: none`` anyone reaching it could run jobs.
     host: str = "127.0.0.1"
-    #: The seed's Spark Runner port.
+    #: gRPC port; 50051 is where Spark Runner clients expect it.
     port: int = Field(default=50051, ge=0, le=65535)
     #: SQLAlchemy URL of the job store; empty = SQLite at ``{state_dir}/runner.db``. PostgreSQL:
     #: ``postgresql+psycopg://user:pass@host/db`` (``pip install 'sparkgate[postgres]'``).
@@ -571,6 +584,7 @@ class RunnerSettings(_Section):
     gateway_ca_file: FileSetting = None
     #: Seconds a job may run before it is cancelled (``options.ttl_seconds`` overrides, up to this).
     max_ttl_seconds: float = Field(default=6 * 3600.0, gt=0)
+    #: Seconds a job may run when its submit names no ``ttl_seconds``.
     default_ttl_seconds: float = Field(default=3600.0, gt=0)
     #: Rows each source is limited to in sandbox mode (``options.sample_limit`` overrides).
     sandbox_sample_limit: int = Field(default=10_000, ge=1)
@@ -579,9 +593,10 @@ class RunnerSettings(_Section):
     #: Largest manifest Submit accepts, in bytes (nginx ``client_max_body_size``: 1 MiB); larger is
     #: refused before it is parsed.
     max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024)
-    #: Jobs one user may have waiting (PENDING), and all users together; one more is refused with
+    #: Jobs one user may have waiting (PENDING); one more is refused with
     #: RESOURCE_EXHAUSTED (HTTP 429 in the Playground) until some have started.
     max_pending_jobs_per_user: int = Field(default=50, ge=1)
+    #: Jobs all users together may have waiting.
     max_pending_jobs: int = Field(default=1000, ge=1)
     #: Submits one user may make per minute (a token bucket: bursts up to this, then one every
     #: 60/N seconds); one more is refused with RESOURCE_EXHAUSTED and when to retry.
@@ -600,6 +615,7 @@ class PlaygroundSettings(_Section):
     enabled: bool = True
     #: Loopback by default: with ``auth.mode: none`` it trusts the X-User-Email header.
     host: str = "127.0.0.1"
+    #: Port of the web UI and REST API; 0 picks a free port.
     port: int = Field(default=8080, ge=0, le=65535)
     #: The Spark Runner to talk to when run on its own (``sparkgate playground``).
     runner_target: str = "127.0.0.1:50051"
@@ -645,6 +661,7 @@ class Settings(_Section):
     state_dir: Path = Field(default=Path(".sparkgate"), validate_default=True)
     #: ``text`` for people, ``json`` for log pipelines.
     log_format: Literal["text", "json"] = "text"
+    #: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR`` (``--log-level`` overrides).
     log_level: str = "INFO"
     gateway: GatewaySettings = GatewaySettings()
     pool: PoolSettings = PoolSettings()

@@ -51,7 +51,7 @@ def write_sample_catalog(root: str | Path) -> dict[str, int]:
 
 # -- the pedregal catalog's sample tables ---------------------------------------------------------
 
-#: Days of partitions written, ending today (the seed's queries look at the last 7 days).
+#: Days of partitions written, ending today (typical queries look at the last 7 days).
 PEDREGAL_DAYS = 14
 _EVENT_TYPES = ["view", "view", "view", "click", "click", "purchase"]
 

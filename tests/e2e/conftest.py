@@ -6,8 +6,8 @@ Every test runs once per relay engine (:data:`ENGINES`). Drivers cost ~10 s and 
 start, so one set of drivers (at most :data:`MAX_DRIVERS` JVMs) serves every e2e test, and the tests
 spread over only three namespaces:
 
-* :data:`NS_API` — the seed's Pattern 1 (``feature-engineering`` / ``prod``),
-* :data:`NS_NOTEBOOK` — the seed's Pattern 3 (``data-science`` / ``staging``),
+* :data:`NS_API` — a service's direct connection (``feature-engineering`` / ``prod``),
+* :data:`NS_NOTEBOOK` — a notebook's ``get_spark`` helper (``data-science`` / ``staging``),
 * :data:`NS_T1` — ``t1`` / ``local``, used by everything else,
 
 and one more namespace, :data:`NS_LAKE` (``t1`` / ``lake``): an environment whose catalog is named

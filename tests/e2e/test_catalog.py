@@ -1,4 +1,4 @@
-"""The local pedregal catalog on real drivers, and the seed's Pattern 4 tests run as written."""
+"""The local pedregal catalog on real drivers, and a team's CI integration tests run as written."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from tests.e2e.conftest import NS_LAKE, NS_T1, GatewayHarness
 pytestmark = pytest.mark.spark
 TEAM, ENV = NS_T1
 
-# The seed's tests/integration/test_features.py (Pattern 4), unchanged.
-SEED_TESTS = '''
+# A team's tests/integration/test_features.py, the integration tests its CI runs against the
+# gateway, unchanged: its own module-scoped ``spark`` fixture, configured by SPARK_CONNECT_*.
+TEAM_CI_TESTS = '''
 import os
 import pytest
 from pyspark.sql import SparkSession
@@ -147,8 +148,8 @@ def test_catalog_statements(gateway: GatewayHarness) -> None:
         spark.stop()
 
 
-def test_the_seeds_pattern_4_tests_as_written(gateway: GatewayHarness, tmp_path: Path) -> None:
-    (tmp_path / "test_features.py").write_text(SEED_TESTS)
+def test_a_teams_ci_integration_tests_run_as_written(gateway: GatewayHarness, tmp_path: Path) -> None:
+    (tmp_path / "test_features.py").write_text(TEAM_CI_TESTS)
     env = gateway.client_env() | {"SPARK_CONNECT_TEAM": TEAM, "SPARK_CONNECT_ENV": ENV}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],

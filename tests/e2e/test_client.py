@@ -64,11 +64,11 @@ def test_pytest_plugin_fixture(gateway: GatewayHarness, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("javac") is None, reason="needs a JDK (javac) to build the Java example")
-def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
+def test_the_java_client_example(gateway: GatewayHarness, tmp_path: Path) -> None:
     java = java_client.build(ROOT / "examples" / "java" / "SparkConnectApiClient.java", tmp_path)
     url = f"sc://{gateway.target}/;x-doordash-team={TEAM};x-doordash-environment={ENV}"
     params = subprocess.run(
-        [*java, url, "SELECT * FROM pedregal.raw.events LIMIT 10"],  # the seed's query
+        [*java, url, "SELECT * FROM pedregal.raw.events LIMIT 10"],  # the example's default query
         capture_output=True,
         text=True,
         timeout=180,
@@ -76,19 +76,19 @@ def test_the_seeds_java_client(gateway: GatewayHarness, tmp_path: Path) -> None:
     )
     assert params.returncode == 0, params.stderr[-3000:]
     assert "|user_id|event_type|" in params.stdout and params.stdout.count("\n|") >= 11
-    # The seed's style: builder options, which the JVM client sends as one Config(Set) per key.
-    seed = subprocess.run(
-        [*java, f"sc://{gateway.target}", "SELECT 'config' AS way", "--seed-style", TEAM, ENV],
+    # Routing headers as builder options, which the JVM client sends as one Config(Set) per key.
+    config_style = subprocess.run(
+        [*java, f"sc://{gateway.target}", "SELECT 'config' AS way", "--builder-options", TEAM, ENV],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
-    assert seed.returncode == 0, seed.stderr[-3000:]
-    assert "config" in seed.stdout
+    assert config_style.returncode == 0, config_style.stderr[-3000:]
+    assert "config" in config_style.stdout
 
 
-def test_the_seeds_metaflow_flow(gateway: GatewayHarness, tmp_path: Path) -> None:
+def test_the_metaflow_example_flow(gateway: GatewayHarness, tmp_path: Path) -> None:
     pytest.importorskip("metaflow")
     import datetime as dt
 
@@ -114,7 +114,7 @@ def test_the_seeds_metaflow_flow(gateway: GatewayHarness, tmp_path: Path) -> Non
     assert "Feature engineering pipeline complete!" in out.stdout + out.stderr
 
 
-def test_the_seeds_notebook(gateway: GatewayHarness) -> None:
+def test_the_example_notebook(gateway: GatewayHarness) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from tests.e2e.conftest import NS_NOTEBOOK

@@ -1,7 +1,8 @@
-"""The seed's connection patterns, run through the gateway with only the host changed.
+"""Common ways of connecting, run through the gateway with only the host changed.
 
-Pattern 1 reads the local ``pedregal`` catalog as the seed does; the Pattern 3 test here runs
-queries of the same shape over inline data (the seed's notebook itself runs in test_client.py).
+A service's direct connection (routing headers as builder options) reads the local ``pedregal``
+catalog; a notebook's ``get_spark`` helper runs queries over inline data (the example notebook
+itself runs in test_client.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.spark
 
 
 def test_pattern1_direct_api_connection(gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]) -> None:
-    # Pattern 1 verbatim, but for the host (the query reads the local pedregal catalog).
+    # A service's connection verbatim, but for the host (the query reads the local pedregal catalog).
     spark = (
         SparkSession.builder.remote(f"sc://127.0.0.1:{gateway.port}")
         .config("spark.connect.grpc.header.x-doordash-team", "feature-engineering")
@@ -50,7 +51,7 @@ def get_spark(
     environment: str = "staging",
     app_name: str | None = None,
 ) -> SparkSession:
-    """Pattern 3's notebook helper, with every environment's gateway pointing at ours."""
+    """A notebook's helper as commonly written, with every environment's gateway pointing at ours."""
     user = os.getenv("JUPYTERHUB_USER", os.getenv("USER", "unknown"))
     gateways = {env: "127.0.0.1" for env in ("local", "staging", "prod")}
     host = gateways.get(environment, gateways["staging"])

@@ -13,7 +13,7 @@ from sparkgate.runner.manifest import parse_manifest
 from tests.runner.test_manifest import GOOD
 
 SETTINGS = KubernetesJobSettings(images={"prod": "registry/spark:4.1-prod", "default": "registry/spark:4.1"})
-#: The seed's production catalog, as ``environments.prod.catalog`` says it.
+#: A production catalog (Unity Catalog), as ``environments.prod.catalog`` says it.
 UNITY = CatalogSettings.model_validate(
     {"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "https://uc.prod/api", "token": "t"}}
 )

@@ -20,7 +20,7 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
         assert fresh == committed, f"{name} is stale: run scripts/gen-proto"
 
 
-def test_wire_contract_keeps_the_seeds_field_numbers() -> None:
+def test_wire_contract_keeps_its_package_field_numbers_and_rpcs() -> None:
     from sparkgate.runner.proto import spark_runner_pb2 as pb
 
     assert pb.DESCRIPTOR.package == "sparkrunner"

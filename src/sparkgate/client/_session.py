@@ -1,4 +1,4 @@
-"""``get_spark`` and the seed's catalog helpers (see :mod:`sparkgate.client`)."""
+"""``get_spark`` and the catalog helpers (see :mod:`sparkgate.client`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _config() -> dict[str, Any]:
 def gateway_for(environment: str) -> str:
     """``host:port`` of the gateway for an environment.
 
-    In order: ``$SPARK_CONNECT_GATEWAY`` (the seed's CI variable; one gateway for everything), the
+    In order: ``$SPARK_CONNECT_GATEWAY`` (as CI sets it; one gateway for everything), the
     ``gateways`` map of ``$SPARKGATE_CLIENT_CONFIG`` (default ``~/.config/sparkgate/client.yaml``),
     e.g. ``gateways: {staging: spark-gateway-staging.example.com:15002}``, then ``localhost:15002``.
     """

@@ -1,4 +1,4 @@
-"""Spark from Metaflow steps (the seed's Pattern 5).
+"""Spark from Metaflow steps.
 
     from sparkgate.client.metaflow import get_spark_session
 

@@ -3,10 +3,11 @@
     def test_orders(spark):                 # the fixture: one session per test session
         assert spark.sql("SELECT 1 AS x").first().x == 1
 
-Configured like the seed's CI: ``SPARK_CONNECT_GATEWAY``, ``SPARK_CONNECT_TEAM``,
-``SPARK_CONNECT_ENV`` (default ``test``), ``SPARK_CONNECT_USER``, or the command-line options
-``--spark-gateway``, ``--spark-team``, ``--spark-env``, ``--spark-user``. Without a gateway, tests
-that use the fixture (or carry ``@pytest.mark.spark_connect``) are skipped, saying how to enable them.
+Configured by the environment variables Spark CI suites already set: ``SPARK_CONNECT_GATEWAY``,
+``SPARK_CONNECT_TEAM``, ``SPARK_CONNECT_ENV`` (default ``test``), ``SPARK_CONNECT_USER``, or the
+command-line options ``--spark-gateway``, ``--spark-team``, ``--spark-env``, ``--spark-user``.
+Without a gateway, tests that use the fixture (or carry ``@pytest.mark.spark_connect``) are skipped,
+saying how to enable them.
 The session is stopped when the tests end.
 """
 
@@ -56,7 +57,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _uses_our_fixture(item: pytest.Item) -> bool:
-    """The test's ``spark`` is this plugin's (a test module may define its own, as the seed's do)."""
+    """The test's ``spark`` is this plugin's (a test module may define its own, as existing suites do)."""
     info = getattr(item, "_fixtureinfo", None)
     defs: Any = info.name2fixturedefs.get("spark") if info is not None else None
     return bool(defs) and getattr(defs[-1].func, "__module__", "") == __name__

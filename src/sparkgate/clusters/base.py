@@ -30,7 +30,7 @@ POOL_NAMESPACE = ""
 
 
 def namespace_for(team: str, environment: str) -> str:
-    """The seed's namespace convention: ``sjns-{team}-{environment}``."""
+    """A team's namespace in an environment: ``sjns-{team}-{environment}``."""
     return f"sjns-{team}-{environment}"
 
 

@@ -307,7 +307,7 @@ class LocalProvider:
         own: dict[str, str] = {
             "spark.connect.grpc.binding.address": s.bind_host,
             "spark.connect.grpc.binding.port": str(port),
-            # Clients send up to 128 MiB; the seed's spark-defaults allow 256 MiB.
+            # Whatever the gateway relays (gateway.max_message_bytes); clients send up to 128 MiB.
             "spark.connect.grpc.maxInboundMessageSize": str(self._max_message_bytes),
             "spark.driver.bindAddress": s.bind_host,
             "spark.driver.host": s.bind_host,

@@ -1,18 +1,18 @@
 """The gateway's view of every driver, the warm pool, and where a new session goes.
 
 :class:`ClusterManager` answers one question for the gateway — *which driver should this new
-session of team T in environment E use?* — with the seed's ``getTargetDriver`` order:
+session of team T in environment E use?* — in this order:
 
 1. the **least-loaded ready driver** already serving the namespace ``sjns-{team}-{env}`` that has
-   room (fewer than ``sessions_per_driver`` sessions; 1 gives the seed's one-session hot cluster),
+   room (fewer than ``sessions_per_driver`` sessions; 1 gives each session a driver of its own),
 2. a **warm driver** from the pool, claimed for the namespace (the pool refills in the background),
 3. a **new driver** started for the namespace (one start at a time per namespace: concurrent new
    sessions wait for the same driver instead of each starting their own); at ``max_drivers`` the
    namespace's drivers are shared beyond their room rather than refusing the session, and a
    namespace with no driver gets the place of the least recently used idle team driver.
 
-The seed looks in the hot pool first; taking a warm driver while the team's own driver still has
-room would use the pool up one session at a time, so a team's running drivers come first.
+A team's running drivers come before the pool: taking a warm driver while the team's own driver
+still has room would use the pool up one session at a time.
 
 It also adopts drivers found by the provider at start-up, so a restarted gateway neither leaks nor
 duplicates them.
@@ -206,7 +206,7 @@ class ClusterManager:
     # -- discovery ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Bring the registry in line with what the provider runs (the seed's FindDriverPods).
+        """Bring the registry in line with what the provider runs (its list of drivers).
 
         A driver the provider no longer lists is gone (deleted outside sparkgate, its process
         reaped before we noticed): it is handled as dead, so its sessions learn at once. A ready

@@ -5,9 +5,9 @@ Clients can name their team and environment three ways, all of which the gateway
 * **gRPC metadata**, e.g. ``sc://gw:15002/;x-doordash-team=fe;x-doordash-environment=prod``: every
   non-reserved connection-string parameter becomes a header on every RPC (Python and JVM clients);
 * a header set by a ``ChannelBuilder`` / client interceptor;
-* ``builder.config("spark.connect.grpc.header.x-doordash-team", "fe")`` — the seed's snippets. No real
-  client turns this into a header: it arrives as a ``Config(Set)`` RPC (Python: all builder options in
-  one Set; JVM: one Set per key). The gateway reads those pairs too.
+* ``builder.config("spark.connect.grpc.header.x-doordash-team", "fe")``, the form many existing
+  snippets use. No real client turns this into a header: it arrives as a ``Config(Set)`` RPC
+  (Python: all builder options in one Set; JVM: one Set per key). The gateway reads those pairs too.
 
 Headers win over Config pairs when both are present.
 """

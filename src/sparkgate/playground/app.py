@@ -1,6 +1,6 @@
 """The Playground's REST API (FastAPI) and the web UI it serves.
 
-``create_app(settings, runner_target)`` builds the app: the seed's endpoints under
+``create_app(settings, runner_target)`` builds the app: the job endpoints under
 ``/api/v1/playground`` (``run``/``submit``, ``status/{id}``, ``cancel/{id}``, ``results/{id}``)
 plus what the UI needs (``jobs``, ``validate``, ``jobs/{id}/events`` as server-sent events,
 ``samples``, ``environments``), the UI at ``/`` and OpenAPI at ``/docs``. Everything about jobs
@@ -326,7 +326,7 @@ def create_app(settings: Settings, runner_target: str, *, guard: Guard | None = 
         )
         return RunResponse(job_id=resp.job_id, namespace=resp.namespace, state=resp.state, backend=resp.backend)
 
-    app.post(f"{api}/run", response_model=RunResponse, summary="Run a manifest (the seed's endpoint)")(run)
+    app.post(f"{api}/run", response_model=RunResponse, summary="Run a manifest")(run)
     app.post(f"{api}/submit", response_model=RunResponse, summary="Submit a manifest (same as run)")(run)
 
     @app.get(

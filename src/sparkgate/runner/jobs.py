@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
-#: Spark Operator states the seed's mapState did not cover, kept as they are.
+#: Spark Operator states with no counterpart among the five above, kept as they are.
 SUSPENDING, SUSPENDED, RESUMING, INVALIDATING = "SUSPENDING", "SUSPENDED", "RESUMING", "INVALIDATING"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 ACTIVE = frozenset({PENDING, RUNNING, SUSPENDING, SUSPENDED, RESUMING, INVALIDATING})
@@ -24,7 +24,7 @@ def utcnow() -> dt.datetime:
 
 
 def job_id(team: str, name: str, nanos: int | None = None) -> str:
-    """The seed's ``{team}-{job}-{nanos}``, lower-cased, cleaned and capped to a valid Kubernetes name."""
+    """``{team}-{job}-{nanos}``, lower-cased, cleaned and capped to a valid Kubernetes name."""
     nanos = time.time_ns() if nanos is None else nanos
     stem = re.sub(r"[^a-z0-9-]+", "-", f"{team}-{name}".lower()).strip("-")
     suffix = f"-{nanos}"
@@ -32,7 +32,8 @@ def job_id(team: str, name: str, nanos: int | None = None) -> str:
 
 
 def namespace_for_job(team: str, environment: str, user: str) -> str:
-    """The seed's resolveNamespace: a per-user namespace for local playground jobs."""
+    """The namespace a job runs in: a per-user one for local playground jobs, one shared playground
+    namespace for ``test``, else the team's ``sjns-{team}-{environment}``."""
     if environment == "local":
         return f"sjns-playground-local-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
     if environment == "test":

@@ -1,14 +1,14 @@
-"""Jobs as Spark Operator ``SparkApplication`` objects (the seed's buildSparkApplication / mapState).
+"""Jobs as Spark Operator ``SparkApplication`` objects, and the operator's states as the runner's.
 
 :func:`build_spark_application` translates a job and its manifest into the custom resource the
 Spark Operator (``sparkoperator.k8s.io/v1beta2``) runs; :func:`map_state` turns the operator's
 application states into the runner's. The API client that creates, watches and deletes these
 objects is the Kubernetes provider's (a later issue); everything here is plain data, unit-tested.
 
-Differences from the seed, on purpose: sandbox mode is enforced by the job program
-(``--sandbox``: sinks only under the job's output, sampled sources), not ``spark.sql.readOnly``
-(not a Spark setting); resources come from the manifest instead of fixed 2 cores / 4g; the job's
-TTL and labels are valid Kubernetes values whatever the user's name looks like.
+Sandbox mode is enforced by the job program (``--sandbox``: sinks only under the job's output,
+sampled sources), not by Spark conf (``spark.sql.readOnly`` is not a Spark setting); resources
+come from the manifest, not fixed sizes; the job's TTL and labels are valid Kubernetes values
+whatever the user's name looks like.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def build_spark_application(
     conf = {k: v for k, v in spec.spark_conf.items() if k not in PROTECTED_CONF}
     conf.update(
         {
-            # Spark Connect on the driver, as the seed's drivers have it (the gateway can reach it).
+            # Spark Connect on the driver, as on the gateway's drivers (the gateway can reach it).
             "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
             "spark.connect.grpc.binding.port": "15002",
             "spark.dynamicAllocation.enabled": "true",

@@ -147,7 +147,7 @@ class ExecutorResources(_Strict):
 class Resources(_Strict):
     driver: DriverResources = DriverResources()
     executor: ExecutorResources = ExecutorResources()
-    #: Dynamic allocation bounds on Kubernetes (the seed's DRA settings).
+    #: Upper bound on executors under dynamic allocation on Kubernetes.
     max_executors: int = Field(default=10, ge=1, le=1000, alias="maxExecutors")
 
 

@@ -1,4 +1,4 @@
-"""The job program: run a SparkJob manifest on a SparkSession (the seed's ``coreetl_runner.py``).
+"""The job program: run a SparkJob manifest on a SparkSession.
 
 The same code runs a job wherever it runs:
 

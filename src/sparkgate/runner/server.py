@@ -1,4 +1,4 @@
-"""The gRPC face of the runner: ``sparkrunner.SparkRunnerService`` on :50051 (the seed's proto).
+"""The gRPC face of the runner: ``sparkrunner.SparkRunnerService`` on :50051 (``proto/spark_runner.proto``).
 
 Errors become gRPC statuses with the message a user can act on (an invalid manifest is
 INVALID_ARGUMENT naming the path of the problem; an unknown job NOT_FOUND).

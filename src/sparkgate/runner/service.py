@@ -30,10 +30,10 @@ from sparkgate.security.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
 
-#: Options a Submit may carry (the seed's ``map<string,string> options``), and what they mean.
+#: Options a Submit may carry (its ``map<string,string> options``), and what they mean.
 OPTIONS = {
-    "sandbox": "true: writes only under the job's scratch output, sources sampled (the seed's sandbox_mode)",
-    "sandbox_mode": "same as sandbox (the seed's name)",
+    "sandbox": "true: writes only under the job's scratch output, sources sampled",
+    "sandbox_mode": "same as sandbox (the name older clients send)",
     "ttl_seconds": "cancel the job after this many seconds (at most runner.max_ttl_seconds)",
     "sample_limit": "rows per source in sandbox mode",
     "driver": "pool (a warm driver) or own (a driver of its own)",
