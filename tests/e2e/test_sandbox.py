@@ -56,6 +56,10 @@ def test_what_a_sandboxed_plan_may_not_do(sandboxed: SparkSession, tmp_path: Pat
     sandboxed.range(3).createOrReplaceTempView("v")  # temporary views are how a job chains its steps
     assert "writes file:" in refusal(lambda: sandboxed.table("v").write.parquet(str(tmp_path / "scratch" / "..")))
     assert "command" in refusal(lambda: sandboxed.table("v").write.saveAsTable("stolen"))
+    nested = "1"
+    for _ in range(40):  # each nvl's replacement is also its child: a shared subtree walked once
+        nested = f"nvl({nested}, 2)"
+    assert sandboxed.sql(f"SELECT {nested} AS n").collect()[0].n == 1
     sandboxed.table("v").write.parquet(str(tmp_path / "scratch" / "out"))
     assert sandboxed.read.parquet(str(tmp_path / "scratch" / "out")).count() == 3
 

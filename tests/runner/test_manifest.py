@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sparkgate.errors import BadRequest
-from sparkgate.runner.manifest import Manifest, json_schema, parse_manifest, path_problems
+from sparkgate.runner.manifest import Manifest, json_schema, parse_manifest, path_problems, sandbox_problems
 
 SAMPLES = Path(__file__).parents[2] / "src" / "sparkgate" / "runner" / "samples"
 
@@ -156,3 +156,19 @@ def test_jobs_may_not_turn_sql_on_files_back_on() -> None:
 def test_yaml_nested_too_deeply_is_a_problem_not_a_crash() -> None:
     with pytest.raises(BadRequest, match="nested too deeply"):
         parse_manifest("[" * 50000)
+
+
+def test_a_sandboxed_job_may_only_tune_spark() -> None:
+    conf = "{spark.sql.shuffle.partitions: '4', spark.sql.adaptive.enabled: 'true', spark.jars: x.jar, "
+    conf += "spark.sql.catalog.x: y}"
+    text = GOOD.replace("spec:\n", f"spec:\n  sparkConf: {conf}\n", 1)
+    problems = sandbox_problems(parse_manifest(text))
+    assert [p.path for p in problems] == ["spec.sparkConf.spark.jars", "spec.sparkConf.spark.sql.catalog.x"]
+    assert "spark.sql.adaptive.*" in problems[0].message
+    for sample in SAMPLES.glob("*.yaml"):  # what ships runs sandboxed
+        assert sandbox_problems(parse_manifest(sample.read_text())) == []
+
+
+def test_paths_with_control_characters_are_refused() -> None:
+    text = GOOD.replace("path: out,", 'path: "out\\n/",')
+    assert [p.path for p in path_problems(parse_manifest(text), "local")] == ["spec.coreEtl.sinks[0].path"]

@@ -185,6 +185,18 @@ async def test_paths_outside_the_job_s_output_and_the_data_roots_are_refused_at_
         await runner.close()
 
 
+async def test_a_sandboxed_submit_may_not_load_code_through_its_spark_conf(db_url: str) -> None:
+    runner = Runner(RunnerSettings(port=0), JobStore(db_url), FakeExecution(), ENVS)
+    await runner.start()
+    try:
+        text = GOOD.replace("spec:\n", "spec:\n  sparkConf: {spark.jars: 'https://x/evil.jar'}\n", 1)
+        with pytest.raises(BadRequest, match=r"spec\.sparkConf\.spark\.jars: a sandboxed job may set only"):
+            await runner.submit(text, environment="local", user="a@x", options={"sandbox": "true"})
+        assert (await runner.submit(text, environment="local", user="a@x")).state == "PENDING"  # its own driver
+    finally:
+        await runner.close()
+
+
 async def test_submits_past_the_limits_are_refused_saying_which(db_url: str) -> None:
     fake = FakeExecution()  # jobs run until finished: with one slot, the rest wait as PENDING
     limits = {"max_running": 1, "max_pending_jobs_per_user": 2, "max_pending_jobs": 3, "max_manifest_bytes": 4096}

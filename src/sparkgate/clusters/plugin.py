@@ -20,6 +20,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 from sparkgate.clusters.catalog import prepare_catalog
@@ -35,7 +36,9 @@ EXTENSIONS = "io.sparkgate.Extensions"
 
 def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
     """The compiled plugin (built with javac on first use; raises ConfigError without a JDK)."""
-    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES)).hexdigest()[:12]
+    # Built against one Spark's jars: another Spark gets a jar of its own.
+    source = b"".join(src.read_bytes() for src in SOURCES) + str(spark_home.resolve()).encode()
+    digest = hashlib.sha256(source).hexdigest()[:12]
     jar = cache_dir / f"sparkgate-driver-plugin-{digest}.jar"
     if jar.is_file():
         return jar
@@ -47,8 +50,10 @@ def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
         )
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sparkgate-plugin-") as tmp:
+        (Path(tmp) / "classes").mkdir()
         out = subprocess.run(
-            [javac, "-nowarn", "-cp", str(spark_home / "jars" / "*"), "-d", tmp, *(str(src) for src in SOURCES)],
+            [javac, "-nowarn", "-cp", str(spark_home / "jars" / "*"), "-d", str(Path(tmp) / "classes")]
+            + [str(src) for src in SOURCES],
             capture_output=True,
             text=True,
             timeout=300,
@@ -56,9 +61,13 @@ def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
         )
         if out.returncode != 0:
             raise ConfigError(f"building sparkgate's driver plugin failed:\n{out.stderr[-2000:]}")
-        partial = jar.with_suffix(".tmp")
-        subprocess.run([jar_tool, "cf", str(partial), "-C", tmp, "."], check=True, timeout=120)
-        partial.replace(jar)
+        # Two builders at once (drivers, jobs on drivers of their own) each write a file of their
+        # own and rename it into place: the cache never holds half a jar.
+        partial = Path(tmp) / jar.name
+        subprocess.run([jar_tool, "cf", str(partial), "-C", str(Path(tmp) / "classes"), "."], check=True, timeout=120)
+        staged = jar.with_name(f".{jar.name}.{uuid.uuid4().hex}")
+        shutil.move(partial, staged)
+        staged.replace(jar)
     log.info("built sparkgate's driver plugin %s", jar)
     return jar
 

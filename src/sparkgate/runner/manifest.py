@@ -325,6 +325,25 @@ def parse_manifest(text: str) -> Manifest:
 RUN_SQL_ON_FILES = "spark.sql.runSQLOnFiles"
 #: sparkgate's own conf (the sandbox's paths, a driver's tags): never a manifest's.
 SPARKGATE_CONF = "spark.sparkgate."
+#: What a sandboxed job's ``sparkConf`` may set (a key, or a prefix ending in ``.``): tuning, never
+#: what loads code (``spark.jars``, ``spark.plugins``, extensions, class paths, JVM options),
+#: mounts a catalog or names files.
+SANDBOX_CONF = (
+    "spark.sql.shuffle.partitions",
+    "spark.sql.adaptive.",
+    "spark.sql.session.timeZone",
+    "spark.sql.ansi.enabled",
+    "spark.sql.caseSensitive",
+    "spark.sql.autoBroadcastJoinThreshold",
+    "spark.sql.files.maxPartitionBytes",
+    "spark.sql.parquet.compression.codec",
+    "spark.sql.sources.partitionOverwriteMode",
+    "spark.sql.legacy.timeParserPolicy",
+    "spark.executor.memory",
+    "spark.executor.cores",
+    "spark.executor.instances",
+    "spark.dynamicAllocation.",
+)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -353,6 +372,8 @@ def _under(location: str, root: str) -> bool:
 
 def unsafe_path(location: str) -> str | None:
     """Why Spark would read ``location`` as something other than what it looks like, if it would."""
+    if any(ord(c) < 32 or c == "\x7f" for c in location):
+        return "control characters (newlines, tabs, NUL) are not allowed in paths"
     if any(c in location for c in "{}\\"):
         # Hadoop expands {a,b} (and escapes with \) before it resolves "..": {../..,x} climbs out.
         return "braces and backslashes are not allowed in paths (Hadoop expands them before '..')"
@@ -362,6 +383,16 @@ def unsafe_path(location: str) -> str | None:
         if not rest.startswith("/") or (rest.startswith("//") and not rest.startswith("///")):
             return "a file: URI must be file:/path or file:///path"
     return None
+
+
+def sandbox_problems(manifest: Manifest) -> list[Problem]:
+    """What a sandboxed job may not ask for: ``sparkConf`` beyond :data:`SANDBOX_CONF`."""
+    allowed = ", ".join(k + ("*" if k.endswith(".") else "") for k in SANDBOX_CONF)
+    return [
+        Problem(f"spec.sparkConf.{key}", f"a sandboxed job may set only {allowed}")
+        for key in manifest.spec.spark_conf
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SANDBOX_CONF)
+    ]
 
 
 def is_absolute(location: str) -> bool:

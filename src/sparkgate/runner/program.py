@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from sparkgate.errors import BadRequest, PermissionDenied
-from sparkgate.runner.manifest import RUN_SQL_ON_FILES, Manifest, Sink, is_absolute, parse_manifest, unsafe_path
+from sparkgate.runner.manifest import (
+    RUN_SQL_ON_FILES,
+    Manifest,
+    Sink,
+    is_absolute,
+    parse_manifest,
+    sandbox_problems,
+    unsafe_path,
+)
 
 PREVIEW_ROWS = 100
 RESULT_FILE = "result.json"
@@ -80,6 +88,8 @@ class Plan:
         self.sample_limit = sample_limit
         self.catalog_root = catalog_root.resolve() if catalog_root else None
         etl = manifest.spec.core_etl
+        if sandbox and (problems := sandbox_problems(manifest)):
+            raise PermissionDenied("sandbox: " + "; ".join(f"{p.path}: {p.message}" for p in problems))
         self.sink_paths = [self._sink_path(i, s) for i, s in enumerate(etl.sinks)]
 
     def _sink_path(self, i: int, sink: Sink) -> Path | str | None:
@@ -157,7 +167,7 @@ def step(where: str, sandbox: bool) -> Iterator[None]:
         text = str(exc)
         if not sandbox or SANDBOX_REFUSED not in text:
             raise
-        reason = text.split(SANDBOX_REFUSED, 1)[1].splitlines()[0].strip()
+        reason = (text.split(SANDBOX_REFUSED, 1)[1].splitlines() or ["refused"])[0].strip()
         raise PermissionDenied(f"sandbox: {where} {reason}; sandboxed jobs may not") from None
 
 

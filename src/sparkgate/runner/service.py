@@ -23,7 +23,15 @@ from sparkgate.config import RunnerSettings
 from sparkgate.errors import BadRequest, ResourceExhausted
 from sparkgate.runner.backends.base import ExecutionBackend, Outcome
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
-from sparkgate.runner.manifest import Manifest, ManifestError, Metadata, check_size, parse_manifest, path_problems
+from sparkgate.runner.manifest import (
+    Manifest,
+    ManifestError,
+    Metadata,
+    check_size,
+    parse_manifest,
+    path_problems,
+    sandbox_problems,
+)
 from sparkgate.runner.program import read_result
 from sparkgate.runner.store import JobStore
 from sparkgate.security.ratelimit import TokenBuckets
@@ -154,6 +162,8 @@ class Runner:
         if environment not in self.environments:
             raise BadRequest(f"unknown environment {environment!r}; known: {', '.join(sorted(self.environments))}")
         problems = path_problems(resolved, environment, self.data_roots.get(environment, ()))
+        if opts.get("sandbox") == "true":
+            problems += sandbox_problems(resolved)
         if problems:
             raise ManifestError(problems)
         if authorize is not None:

@@ -18,12 +18,17 @@ package io.sparkgate.sandbox;
 
 import java.io.IOException;
 import java.net.URI;
+import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Set;
+import java.util.regex.Pattern;
 
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.analysis.LocalTempView$;
@@ -51,6 +56,7 @@ public class Sandbox extends AbstractFunction1<LogicalPlan, BoxedUnit> {
   public static final String READ = "spark.sparkgate.sandbox.read";
   /** Every refusal starts with this, so a client can tell it from other errors. */
   public static final String REFUSED = "sparkgate sandbox: ";
+  private static final Pattern SCHEME = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*:");
   // Functions that run code other than SQL, by class name (Hive's are not on every classpath).
   private static final Set<String> CODE = Set.of(
       "ScalaUDF", "ScalaUDAF", "ScalaAggregator", "PythonUDF", "PythonUDAF", "PythonUDTF", "UserDefinedPythonTableFunction");
@@ -93,30 +99,34 @@ public class Sandbox extends AbstractFunction1<LogicalPlan, BoxedUnit> {
     }
 
     void check(LogicalPlan root) {
-      visitPlan(root);
+      visitPlan(root, Collections.newSetFromMap(new IdentityHashMap<>()));
     }
 
-    private void visitPlan(LogicalPlan plan) {
+    // Each node once: trees share subtrees (a subquery is both an expression's plan and an inner
+    // child; nvl's replacement is also its child), which walked again would cost 2^depth.
+    private void visitPlan(LogicalPlan plan, Set<Object> seen) {
+      if (!seen.add(plan)) return;
       node(plan);
-      for (Expression e : CollectionConverters.asJava(plan.expressions())) visitExpression(e);
-      for (LogicalPlan child : CollectionConverters.asJava(plan.children())) visitPlan(child);
+      for (Expression e : CollectionConverters.asJava(plan.expressions())) visitExpression(e, seen);
+      for (LogicalPlan child : CollectionConverters.asJava(plan.children())) visitPlan(child, seen);
       // A command's query and a view's plan can sit outside children (analysis-only commands).
       for (TreeNode<?> inner : CollectionConverters.asJava(plan.innerChildren())) {
-        if (inner instanceof LogicalPlan) visitPlan((LogicalPlan) inner);
+        if (inner instanceof LogicalPlan) visitPlan((LogicalPlan) inner, seen);
       }
     }
 
-    private void visitExpression(Expression e) {
+    private void visitExpression(Expression e, Set<Object> seen) {
+      if (!seen.add(e)) return;
       String name = e.getClass().getSimpleName();
       if (e instanceof CallMethodViaReflection) refuse("calls into the JVM (" + e.prettyName() + ")");
       if (CODE.contains(name) || e.getClass().getName().startsWith("org.apache.spark.sql.hive.")) {
         refuse("runs a user-defined function (" + name + ")");
       }
-      if (e instanceof RuntimeReplaceable) visitExpression(((RuntimeReplaceable) e).replacement());
+      if (e instanceof RuntimeReplaceable) visitExpression(((RuntimeReplaceable) e).replacement(), seen);
       if (e instanceof PlanExpression && ((PlanExpression<?>) e).plan() instanceof LogicalPlan) {
-        visitPlan((LogicalPlan) ((PlanExpression<?>) e).plan());
+        visitPlan((LogicalPlan) ((PlanExpression<?>) e).plan(), seen);
       }
-      for (Expression child : CollectionConverters.asJava(e.children())) visitExpression(child);
+      for (Expression child : CollectionConverters.asJava(e.children())) visitExpression(child, seen);
     }
 
     private void node(LogicalPlan plan) {
@@ -166,8 +176,12 @@ public class Sandbox extends AbstractFunction1<LogicalPlan, BoxedUnit> {
   static List<String> normalized(List<String> roots) {
     List<String> out = new ArrayList<>();
     for (String root : roots) {
-      URI uri = root.contains("://") || root.startsWith("file:") ? URI.create(root) : Paths.get(root).toUri();
-      out.add(canonical(uri));
+      try {
+        URI uri = SCHEME.matcher(root).lookingAt() ? new URI(root) : Paths.get(root).toUri();
+        out.add(canonical(uri));
+      } catch (URISyntaxException | RuntimeException e) {
+        throw new SecurityException(REFUSED + "cannot use " + root + " as a path root (" + e.getMessage() + ")");
+      }
     }
     return out;
   }
@@ -182,8 +196,11 @@ public class Sandbox extends AbstractFunction1<LogicalPlan, BoxedUnit> {
 
   /** A local path as its real path (links resolved up to the part that does not exist yet). */
   static String canonical(URI uri) {
-    String scheme = uri.getScheme();
-    if (scheme != null && !scheme.equals("file")) return uri.normalize().toString();
+    String scheme = uri.getScheme() == null ? null : uri.getScheme().toLowerCase(Locale.ROOT);
+    if (scheme != null && !scheme.equals("file")) {
+      URI n = uri.normalize();
+      return scheme + ":" + n.getRawSchemeSpecificPart();
+    }
     Path p = Paths.get(uri.getPath()).toAbsolutePath().normalize();
     Path existing = p;
     while (existing != null && !Files.exists(existing)) existing = existing.getParent();
