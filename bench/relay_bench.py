@@ -16,7 +16,7 @@ each in its own process group, stopped at the end, on error and on Ctrl-C. Paths
 in interleaved rounds (a new seeded order each round) so drift on a shared machine hits all of them
 alike and no path always follows the same one.
 
-Each engine in ``--engines`` (default ``grpc,h2``) is measured as ``sparkgate-<engine>``; gateways
+The installed gateway is measured as ``sparkgate`` (and, with ``--auth``, ``sparkgate+auth``); gateways
 run on uvloop when it is installed, as ``sparkgate gateway`` does (``SPARKGATE_BENCH_LOOP=asyncio``
 for the stock loop). To compare relay designs against the installed gateway in the same run:
 ``--variant NAME=SRCDIR[:K=V,...]`` adds a gateway run from another source tree (``SRCDIR`` holds a
@@ -207,7 +207,6 @@ def start_gateway(  # noqa: PLR0917
     backend: str,
     src: str | None,
     env_extra: dict[str, str],
-    engine: str | None = None,
     auth: bool = False,
 ) -> tuple[Child, str]:
     env = dict(os.environ, **env_extra)
@@ -216,8 +215,6 @@ def start_gateway(  # noqa: PLR0917
     state = workdir / f"{name}-state"
     state.mkdir()
     cmd = [sys.executable, str(Path(__file__).resolve()), "_gateway", "--backend", backend]
-    if engine:
-        cmd += ["--engine", engine]
     if auth:
         cmd += ["--auth"]
     child = spawn(name, [*cmd, "--state-dir", str(state)], workdir, env)
@@ -244,7 +241,6 @@ def gateway_main(argv: Sequence[str]) -> None:
     parser.add_argument("--backend", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--engine", choices=["grpc", "h2"], help="gateway.engine (default: the configured default)")
     parser.add_argument("--auth", action="store_true", help="auth.mode static with the bench token, audit log on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -257,8 +253,6 @@ def gateway_main(argv: Sequence[str]) -> None:
         from sparkgate.gateway.server import Gateway
 
         gateway = {"port": args.port, "host": "127.0.0.1", "affinity": {"backend": "memory"}}
-        if args.engine:
-            gateway["engine"] = args.engine
         extra: dict[str, object] = {}
         if args.auth:
             tokens = Path(args.state_dir) / "tokens.yaml"
@@ -538,9 +532,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (a number or auto)")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx path")
     p.add_argument(
-        "--auth", action="store_true", help="also measure each engine with auth on (static bearer token, audit log)"
+        "--auth", action="store_true", help="also measure the gateway with auth on (static bearer token, audit log)"
     )
-    p.add_argument("--engines", default="grpc,h2", help="gateway engines to measure (comma-separated: grpc, h2)")
     p.add_argument(
         "--variant",
         action="append",
@@ -595,14 +588,13 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_nginx:
                 paths["nginx"] = started_child(start_nginx(workdir, backend, args.nginx_workers))
                 proxies["nginx"] = children[-1]
-            for engine in args.engines.split(","):
-                name = f"sparkgate-{engine}"
-                paths[name] = started_child(start_gateway(name, workdir, backend, None, {}, engine))
-                proxies[name] = children[-1]
-                if args.auth:
-                    name += "+auth"
-                    paths[name] = started_child(start_gateway(name, workdir, backend, None, {}, engine, auth=True))
-                    proxies[name] = children[-1]
+            paths["sparkgate"] = started_child(start_gateway("sparkgate", workdir, backend, None, {}))
+            proxies["sparkgate"] = children[-1]
+            if args.auth:
+                paths["sparkgate+auth"] = started_child(
+                    start_gateway("sparkgate+auth", workdir, backend, None, {}, auth=True)
+                )
+                proxies["sparkgate+auth"] = children[-1]
             for name, src, extra in args.variant:
                 paths[name] = started_child(start_gateway(name, workdir, backend, src, extra))
                 proxies[name] = children[-1]

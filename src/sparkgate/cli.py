@@ -236,7 +236,7 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
         _out(json.dumps(data, indent=2))
         return 0
     gw, pool = data["gateway"], data["pool"]
-    _out(f"gateway  port {gw['port']} ({gw['engine']} engine)")
+    _out(f"gateway  port {gw['port']}")
     _out(
         f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver, "
         f"placement {pool.get('placement', '-')}"

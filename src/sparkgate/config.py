@@ -118,12 +118,12 @@ class AffinitySettings(_Section):
     backend: Literal["memory", "sqlite"] = "sqlite"
     #: SQLite file; relative paths are under ``state_dir``.
     path: str = "affinity.db"
-    #: Seconds a route may sit idle before it is dropped (1800: 30 minutes).
+    #: Seconds a session may sit idle before it is released: its route dropped, its driver told
+    #: (1800: 30 minutes).
     session_ttl_seconds: float = Field(default=1800.0, gt=0)
     #: Seconds a session is kept once its client closed every connection that carried its calls
-    #: (a client that crashed or was killed; the ``h2`` engine sees this): then its route is
-    #: dropped, its driver slot freed and the driver told to release it, instead of after
-    #: ``session_ttl_seconds``. A client calling again within this time keeps its session. A
+    #: (a client that crashed or was killed): then it is released as an idle one is, instead of
+    #: after ``session_ttl_seconds``. A client calling again within this time keeps its session. A
     #: connection the gateway closed (idle for ``gateway.http2.idle_timeout_seconds``, or at
     #: shutdown) does not count: an idle notebook keeps its session for the full TTL.
     client_gone_seconds: float = Field(default=120.0, gt=0)
@@ -132,8 +132,8 @@ class AffinitySettings(_Section):
 
 
 class Http2Limits(_Section):
-    """What one client's HTTP/2 connection may do (the ``h2`` engine). Each default is the one nginx
-    or Envoy ships; a client past a limit gets the answer named, never the service of others."""
+    """What one client's HTTP/2 connection may do. Each default is the one nginx or Envoy ships; a
+    client past a limit gets the answer named, never the service of others."""
 
     #: Streams one connection may have open at once (advertised as SETTINGS_MAX_CONCURRENT_STREAMS;
     #: nginx ``http2_max_concurrent_streams``: 128). One more is refused with RST_STREAM
@@ -201,12 +201,8 @@ class Http2Limits(_Section):
 
 
 class GatewaySettings(_Section):
-    #: How calls are relayed. ``h2`` (default): HTTP/2 frames relayed on asyncio Protocols without
-    #: re-serializing messages (:mod:`sparkgate.gateway.h2`): ~1.3x the grpc engine's throughput, half
-    #: its added latency and CPU (bench/relay_bench.py). ``grpc``: a grpc.aio server and channels
-    #: relaying messages as bytes (:mod:`sparkgate.gateway.relay`), the fallback. Same routing and
-    #: statuses either way.
-    engine: Literal["h2", "grpc"] = "h2"
+    """The Spark Gateway: an HTTP/2 relay of Spark Connect calls (:mod:`sparkgate.gateway.h2`)."""
+
     #: Address the gRPC listener binds (default: all interfaces, on Spark Connect's port 15002).
     host: str = "0.0.0.0"
     #: Port of the gRPC listener (Spark Connect's default, 15002); 0 picks a free port.
@@ -215,7 +211,7 @@ class GatewaySettings(_Section):
     max_message_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     headers: RoutingHeaders = RoutingHeaders()
     affinity: AffinitySettings = AffinitySettings()
-    #: Limits on each client's HTTP/2 connection (``h2`` engine).
+    #: Limits on each client's HTTP/2 connection.
     http2: Http2Limits = Http2Limits()
     #: Seconds a session's options are kept while it waits for the rest of its routing info
     #: (the JVM client sends team and environment in two separate Config RPCs).
@@ -226,6 +222,15 @@ class GatewaySettings(_Section):
     driver_wait_seconds: float = Field(default=300.0, gt=0)
     #: Seconds to let in-flight calls finish on SIGTERM before they are cancelled.
     drain_seconds: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_engine(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "engine" in data:
+            raise ValueError(
+                "engine was removed: the gateway always relays HTTP/2 frames (what engine: h2 did); delete the setting"
+            )
+        return data
 
 
 #: sparkgate's own catalog plugin: tables in a directory (``driver_plugin/PathCatalog.java``); local drivers only.
@@ -707,11 +712,6 @@ class Settings(_Section):
             raise ValueError("tls.cert_file and tls.key_file go together")
         if a.service_identities and not self.tls.client_ca_file:
             raise ValueError("auth.service_identities need tls.client_ca_file (they are mTLS identities)")
-        if self.tls.client_ca_file and self.gateway.engine == "grpc":
-            raise ValueError(
-                "tls.client_ca_file (mTLS) needs gateway.engine h2: grpc-python cannot ask clients for an "
-                "optional certificate"
-            )
         return self
 
     @model_validator(mode="after")

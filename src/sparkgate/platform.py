@@ -224,7 +224,7 @@ class Platform:
             for r in self.gateway.store.all()
         ]
         return {
-            "gateway": {"port": self.gateway.port, "engine": self.gateway.engine},
+            "gateway": {"port": self.gateway.port},
             "runner": {"port": self.runner_server.port} if self.runner_server is not None else None,
             "playground": {"port": self.playground.port} if self.playground is not None else None,
             "pool": {

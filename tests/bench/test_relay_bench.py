@@ -31,7 +31,7 @@ def write_run(tmp_path: Path, name: str, gateway: list[float], nginx: list[float
     results = {
         "direct": path([2000.0] * len(nginx), 0.5),
         "nginx": path(nginx, 0.7),
-        "sparkgate-h2": path(gateway, p50_ms),
+        "sparkgate": path(gateway, p50_ms),
     }
     out = tmp_path / f"relay-{name}.json"
     out.write_text(json.dumps({"results": results}))
@@ -46,7 +46,7 @@ def test_pool_gives_pooled_ratios_runs_ahead_and_latency_margins(relay_bench: An
     ]
     head, line = relay_bench.pool(files)
     assert head == "3 runs, 9 rounds"
-    assert line.startswith("sparkgate-h2: throughput 1.100x nginx per round")
+    assert line.startswith("sparkgate: throughput 1.100x nginx per round")
     assert "ahead in 2 of 3 runs" in line
     assert "rounds 0.95-1.20" in line
     assert "within +0.2 ms in 2 of 3" in line

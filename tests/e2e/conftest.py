@@ -2,7 +2,7 @@
 
 pyspark's client is synchronous, so the gateway runs in-process on a background thread with its own
 asyncio event loop (:class:`GatewayHarness`); tests talk to it over loopback like any client would.
-Every test runs once per relay engine (:data:`ENGINES`). Drivers cost ~10 s and ~1.5 GB each to
+Drivers cost ~10 s and ~1.5 GB each to
 start, so one set of drivers (at most :data:`MAX_DRIVERS` JVMs) serves every e2e test, and the tests
 spread over only three namespaces:
 
@@ -32,7 +32,7 @@ import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 import pytest
 
@@ -46,7 +46,7 @@ from pyspark.sql.connect.session import SparkSession
 from sparkgate.clusters.base import namespace_for
 from sparkgate.clusters.local import CONNECT_SERVER_CLASS, LocalProvider
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import DEFAULT_PROFILE, GatewaySettings, Settings, load_settings
+from sparkgate.config import DEFAULT_PROFILE, Settings, load_settings
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.server import Gateway
 from sparkgate.gateway.sessions import Forward
@@ -64,9 +64,6 @@ NAMESPACES = (NS_LAKE, NS_T1, NS_API, NS_NOTEBOOK)
 #: One driver per namespace above; the warm pool (one driver) is used up claiming them.
 MAX_DRIVERS = len(NAMESPACES)
 POOL_SIZE = 1
-
-#: Every relay engine the gateway offers (``gateway.engine``); each runs the whole e2e suite.
-ENGINES = get_args(GatewaySettings.model_fields["engine"].annotation)
 
 
 @dataclass(frozen=True)
@@ -157,15 +154,9 @@ class GatewayHarness:
         self._note_drivers()
         return self.clusters
 
-    def start_gateway(self, engine: str) -> None:
-        """Start a gateway with this relay engine on a new port (its own route database)."""
-        gateway = self.settings.gateway.model_copy(
-            update={
-                "engine": engine,
-                "port": 0,
-                "affinity": self.settings.gateway.affinity.model_copy(update={"path": f"affinity-{engine}.db"}),
-            }
-        )
+    def start_gateway(self) -> None:
+        """Start a gateway on a new port."""
+        gateway = self.settings.gateway.model_copy(update={"port": 0})
         self.run(self._start_gateway(self.settings.model_copy(update={"gateway": gateway})))
 
     async def _start_gateway(self, settings: Settings) -> None:
@@ -341,11 +332,10 @@ def spark_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHar
             assert not asyncio.run(harness.provider.list_drivers()), "driver records left behind"
 
 
-@pytest.fixture(scope="package", params=ENGINES)
-def gateway(request: pytest.FixtureRequest, spark_stack: GatewayHarness) -> Iterator[GatewayHarness]:
-    """A gateway in front of the session's drivers, once per relay engine (every e2e test runs
-    against each; pytest groups the tests by engine, so only one gateway runs at a time)."""
-    spark_stack.start_gateway(request.param)
+@pytest.fixture(scope="package")
+def gateway(spark_stack: GatewayHarness) -> Iterator[GatewayHarness]:
+    """A gateway in front of the session's drivers, shared by the e2e tests."""
+    spark_stack.start_gateway()
     try:
         yield spark_stack
     finally:

@@ -157,8 +157,6 @@ def test_a_killed_clients_session_frees_its_driver_slot(gateway: GatewayHarness)
     has been closed for ``affinity.client_gone_seconds``, long before the idle TTL."""
     gw = gateway.gateway
     assert gw is not None and gateway.clusters is not None
-    if gw.settings.gateway.engine != "h2":
-        pytest.skip("the grpc engine does not see its clients' connections")
     sid = str(uuid.uuid4())
     script = textwrap.dedent(f"""
         import time

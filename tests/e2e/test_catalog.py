@@ -136,7 +136,7 @@ def test_catalog_statements(gateway: GatewayHarness) -> None:
         ).first()
         assert recent is not None and recent.days == 7
         # Writes: a table created, filled, read back and dropped through three-part names.
-        name = f"pedregal.scratch.t_{gateway.settings.gateway.engine}_{os.getpid()}"
+        name = f"pedregal.scratch.t_{os.getpid()}"
         spark.sql("CREATE NAMESPACE IF NOT EXISTS pedregal.scratch")
         spark.sql(f"DROP TABLE IF EXISTS {name}")
         source = "pedregal.feature_store.user_features"

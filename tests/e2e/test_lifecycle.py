@@ -1,6 +1,6 @@
 """Cluster lifecycle on real drivers (issue 3): many teams at once, and a driver killed mid-session.
 
-Uses its own small platform (one warm driver, health probes on, h2 engine) so starting and killing
+Uses its own small platform (one warm driver, health probes on) so starting and killing
 drivers does not disturb the drivers the other e2e tests share.
 """
 
@@ -37,7 +37,7 @@ class PlatformThread:
         self.settings = load_settings(
             None,
             {},
-            gateway={"host": "127.0.0.1", "port": free_port(), "engine": "h2"},
+            gateway={"host": "127.0.0.1", "port": free_port()},
             admin={"enabled": False},
             runner={"enabled": False},
             pool={"size": 1},

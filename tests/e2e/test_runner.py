@@ -70,7 +70,7 @@ class RunnerRig:
         self.catalog = root / "catalog"
         write_sample_catalog(self.catalog)
         settings = harness.settings.model_copy(
-            update={"gateway": harness.settings.gateway.model_copy(update={"port": 0, "engine": "h2"})}
+            update={"gateway": harness.settings.gateway.model_copy(update={"port": 0})}
         )
 
         async def start() -> Gateway:

@@ -1,7 +1,7 @@
 """Security end to end: real pyspark clients over TLS with OIDC tokens from a local issuer.
 
-The gateway (h2 engine, TLS, ``auth.mode: oidc``) runs beside the e2e suite's gateways on the same
-drivers, which — like every local driver — accept only the gateway's pre-shared token. The clients
+The gateway (TLS, ``auth.mode: oidc``) runs beside the e2e suite's gateways on the same
+drivers, which — like every local driver — accept only their own token, which the gateway holds. The clients
 run in their own process, trusting the dev CA through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``.
 """
 
@@ -39,7 +39,6 @@ def secure(spark_stack: GatewayHarness, tmp_path_factory: pytest.TempPathFactory
             "gateway": settings.gateway.model_copy(
                 update={
                     "port": 0,
-                    "engine": "h2",
                     "affinity": settings.gateway.affinity.model_copy(update={"backend": "memory"}),
                 }
             ),

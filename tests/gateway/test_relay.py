@@ -37,15 +37,9 @@ async def fake() -> AsyncIterator[FakeSparkConnectServer]:
         yield f
 
 
-@pytest.fixture(params=["grpc", "h2"])
-def engine(request: pytest.FixtureRequest) -> str:
-    """Every relay behaviour is checked on both gateway engines."""
-    return str(request.param)
-
-
 @contextlib.asynccontextmanager
-async def start_gateway(driver: str, tmp_path: Path, engine: str, **gateway: Any) -> AsyncIterator[Gateway]:
-    gw_settings = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": engine, **gateway}
+async def start_gateway(driver: str, tmp_path: Path, **gateway: Any) -> AsyncIterator[Gateway]:
+    gw_settings = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, **gateway}
     settings = load_settings(None, {}, gateway=gw_settings, state_dir=tmp_path)
     cm = ClusterManager(StaticProvider([driver]), pool_size=0)
     await cm.start()
@@ -59,8 +53,8 @@ def open_channel(gw: Gateway) -> grpc.aio.Channel:
 
 
 @pytest.fixture
-async def gateway(fake: FakeSparkConnectServer, tmp_path: Path, engine: str) -> AsyncIterator[Gateway]:
-    async with start_gateway(fake.address, tmp_path, engine) as gw:
+async def gateway(fake: FakeSparkConnectServer, tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with start_gateway(fake.address, tmp_path) as gw:
         yield gw
 
 
@@ -121,10 +115,10 @@ async def test_client_stream_goes_whole_to_one_driver(channel: grpc.aio.Channel,
     assert [c.session_id for c in fake.calls_of("AddArtifacts")] == [sid]
 
 
-async def test_messages_over_128_mib_pass_both_legs(fake: FakeSparkConnectServer, tmp_path: Path, engine: str) -> None:
+async def test_messages_over_128_mib_pass_both_legs(fake: FakeSparkConnectServer, tmp_path: Path) -> None:
     # Past the 128 MiB (Spark Connect clients' largest message) a connection may hold while routing.
     held = {"max_held_bytes_per_connection": 256 * 1024 * 1024}
-    async with start_gateway(fake.address, tmp_path, engine, http2=held) as gw, open_channel(gw) as channel:
+    async with start_gateway(fake.address, tmp_path, http2=held) as gw, open_channel(gw) as channel:
         payload = wire.encode_string(4, b"n" * (150 * 1024 * 1024))
         resp = await channel.unary_unary(SVC + "ArtifactStatus")(request(extra=payload), metadata=ROUTE)
         assert resp
@@ -222,10 +216,8 @@ async def test_client_cancel_cancels_the_driver_stream(channel: grpc.aio.Channel
     assert await fake.wait_cancelled(2) == ["ExecutePlan"]
 
 
-async def test_first_message_over_the_limit_is_resource_exhausted(
-    fake: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
-    async with start_gateway(fake.address, tmp_path, engine, max_message_bytes=1 << 20) as gw, open_channel(gw) as ch:
+async def test_first_message_over_the_limit_is_resource_exhausted(fake: FakeSparkConnectServer, tmp_path: Path) -> None:
+    async with start_gateway(fake.address, tmp_path, max_message_bytes=1 << 20) as gw, open_channel(gw) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await ch.unary_unary(SVC + "ArtifactStatus")(request(extra=b"\x22" + b"x" * (2 << 20)), metadata=ROUTE)
         assert e.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -233,12 +225,9 @@ async def test_first_message_over_the_limit_is_resource_exhausted(
     assert fake.calls_of("ArtifactStatus") == []
 
 
-async def test_compressed_first_message(channel: grpc.aio.Channel, engine: str) -> None:
+async def test_compressed_first_message(channel: grpc.aio.Channel) -> None:
     big = request(extra=wire.encode_string(9, b"a" * 100_000))  # grpc only compresses when it pays
     call = channel.unary_unary(SVC + "Config")(big, metadata=ROUTE, compression=grpc.Compression.Gzip)
-    if engine == "grpc":  # grpc-python decompresses for us
-        assert await call
-        return
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await call
     assert e.value.code() is grpc.StatusCode.UNIMPLEMENTED
@@ -295,11 +284,9 @@ class _Pipe:
         self.writers.clear()
 
 
-async def test_driver_connection_lost_midstream_is_unavailable(
-    fake: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
+async def test_driver_connection_lost_midstream_is_unavailable(fake: FakeSparkConnectServer, tmp_path: Path) -> None:
     md = (*ROUTE, ("x-fake-chunks", "100"), ("x-fake-delay-ms", "20"))
-    async with _Pipe(fake.address) as pipe, start_gateway(pipe.address, tmp_path, engine) as gw, open_channel(gw) as ch:
+    async with _Pipe(fake.address) as pipe, start_gateway(pipe.address, tmp_path) as gw, open_channel(gw) as ch:
         call = ch.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)
         assert await call.read()
         pipe.cut()
@@ -311,10 +298,10 @@ async def test_driver_connection_lost_midstream_is_unavailable(
 
 
 async def test_driver_goaway_lets_streams_finish_and_new_calls_reconnect(
-    fake: FakeSparkConnectServer, tmp_path: Path, engine: str
+    fake: FakeSparkConnectServer, tmp_path: Path
 ) -> None:
     md = (*ROUTE, ("x-fake-chunks", "10"), ("x-fake-delay-ms", "30"))
-    async with start_gateway(fake.address, tmp_path, engine) as gw, open_channel(gw) as ch:
+    async with start_gateway(fake.address, tmp_path) as gw, open_channel(gw) as ch:
         assert await ch.unary_unary(SVC + "Config")(request(), metadata=ROUTE)
         call = ch.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)
         assert await call.read()
@@ -328,11 +315,9 @@ async def test_driver_goaway_lets_streams_finish_and_new_calls_reconnect(
         await stopping
 
 
-async def test_graceful_stop_finishes_streams_in_flight(
-    fake: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
+async def test_graceful_stop_finishes_streams_in_flight(fake: FakeSparkConnectServer, tmp_path: Path) -> None:
     md = (*ROUTE, ("x-fake-chunks", "10"), ("x-fake-delay-ms", "30"))
-    async with start_gateway(fake.address, tmp_path, engine) as gw, open_channel(gw) as ch:
+    async with start_gateway(fake.address, tmp_path) as gw, open_channel(gw) as ch:
         call = ch.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)
         assert await call.read()
         t0 = time.monotonic()
@@ -343,11 +328,9 @@ async def test_graceful_stop_finishes_streams_in_flight(
         assert time.monotonic() - t0 < 5  # it stopped once the stream was done, not after the grace
 
 
-async def test_graceful_stop_cuts_streams_after_the_grace(
-    fake: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
+async def test_graceful_stop_cuts_streams_after_the_grace(fake: FakeSparkConnectServer, tmp_path: Path) -> None:
     md = (*ROUTE, ("x-fake-chunks", "1000"), ("x-fake-delay-ms", "20"))
-    async with start_gateway(fake.address, tmp_path, engine) as gw, open_channel(gw) as ch:
+    async with start_gateway(fake.address, tmp_path) as gw, open_channel(gw) as ch:
         call = ch.unary_stream(SVC + "ExecutePlan")(request(), metadata=md)
         assert await call.read()
         t0 = time.monotonic()

@@ -1,6 +1,6 @@
 """Authentication, authorization, session ownership, rate limits, audit and TLS at the gateway.
 
-Both engines, real gRPC (and real TLS) on loopback, fake Spark Connect backends that — like Spark
+Real gRPC (and real TLS) on loopback, fake Spark Connect backends that — like Spark
 with ``spark.connect.authenticate.token`` — refuse calls without the driver's token.
 """
 
@@ -37,11 +37,6 @@ TOKENS = """tokens:
 """
 
 
-@pytest.fixture(params=["grpc", "h2"])
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 async def backend() -> AsyncIterator[FakeSparkConnectServer]:
     async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024, token=DRIVER_TOKEN) as fake:
@@ -49,12 +44,10 @@ async def backend() -> AsyncIterator[FakeSparkConnectServer]:
 
 
 @contextlib.asynccontextmanager
-async def secured_gateway(
-    backend: FakeSparkConnectServer, tmp_path: Path, engine: str, **settings: Any
-) -> AsyncIterator[Gateway]:
+async def secured_gateway(backend: FakeSparkConnectServer, tmp_path: Path, **settings: Any) -> AsyncIterator[Gateway]:
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(TOKENS)
-    gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": engine}
+    gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}}
     auth = {"mode": "static", "tokens_file": str(tokens), **settings.pop("auth", {})}
     s = load_settings(None, {}, gateway=gw, state_dir=tmp_path, auth=auth, **settings)
     provider = FakeProvider(address=backend.address)
@@ -82,11 +75,9 @@ async def call(ch: grpc.aio.Channel, md: Any, sid: str, user: str = "jovyan", me
     return result
 
 
-async def test_tokens_identity_and_session_ownership(
-    backend: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
+async def test_tokens_identity_and_session_ownership(backend: FakeSparkConnectServer, tmp_path: Path) -> None:
     async with (
-        secured_gateway(backend, tmp_path, engine) as gw,
+        secured_gateway(backend, tmp_path) as gw,
         grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as ch,
     ):
         sid = str(uuid.uuid4())
@@ -135,7 +126,7 @@ async def test_tokens_identity_and_session_ownership(
         with pytest.raises(grpc.aio.AioRpcError):
             await call(ch, bearer("t-alice"), sid, method="AnalyzePlan")
         await call(ch, bearer("t-alice"), sid, method="ReleaseSession")
-        await asyncio.sleep(0.1)  # the grpc engine reports a call when grpc says it is done
+        await asyncio.sleep(0.1)  # a call is reported once its stream is closed
 
         sample = gw.router.telemetry.registry.get_sample_value
         unrouted = {"method": "Config", "team": "-", "environment": "-"}
@@ -156,10 +147,10 @@ async def test_tokens_identity_and_session_ownership(
     assert released["who"] == "alice@example.com" and released["driver"] == created["driver"]
 
 
-async def test_rate_limit_gives_retry_info(backend: FakeSparkConnectServer, tmp_path: Path, engine: str) -> None:
+async def test_rate_limit_gives_retry_info(backend: FakeSparkConnectServer, tmp_path: Path) -> None:
     limits = {"per_user_rps": 1, "per_user_burst": 3}
     async with (
-        secured_gateway(backend, tmp_path, engine, rate_limits=limits) as gw,
+        secured_gateway(backend, tmp_path, rate_limits=limits) as gw,
         grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as ch,
     ):
         sid = str(uuid.uuid4())
@@ -193,11 +184,10 @@ def tls_channel(port: int, ca: Path, client: tuple[Path, Path] | None = None) ->
 
 
 async def test_tls_token_and_mtls_service_identity(backend: FakeSparkConnectServer, tmp_path: Path, certs: Any) -> None:
-    engine = "h2"  # mTLS is the h2 engine's (grpc-python cannot ask for an optional client certificate)
     made, other = certs
     tls = {"cert_file": str(made.server_cert), "key_file": str(made.server_key), "client_ca_file": str(made.ca)}
     auth = {"service_identities": {"sparkgate-runner": ["fe"]}}
-    async with secured_gateway(backend, tmp_path, engine, tls=tls, auth=auth) as gw:
+    async with secured_gateway(backend, tmp_path, tls=tls, auth=auth) as gw:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as plain:
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await call(plain, bearer("t-alice"), str(uuid.uuid4()))
@@ -218,21 +208,11 @@ async def test_tls_token_and_mtls_service_identity(backend: FakeSparkConnectServ
             assert e.value.code() is grpc.StatusCode.UNAVAILABLE  # OpenSSL refuses the handshake
 
 
-async def test_tls_with_the_grpc_engine(backend: FakeSparkConnectServer, tmp_path: Path, certs: Any) -> None:
-    made, _ = certs
-    tls = {"cert_file": str(made.server_cert), "key_file": str(made.server_key)}
-    async with secured_gateway(backend, tmp_path, "grpc", tls=tls) as gw, tls_channel(gw.port, made.ca) as ch:
-        await call(ch, bearer("t-alice"), str(uuid.uuid4()))
-        assert backend.calls[-1].user_id == "alice@example.com"
-
-
-async def test_certificate_is_reloaded_for_new_connections(
-    backend: FakeSparkConnectServer, tmp_path: Path, engine: str
-) -> None:
+async def test_certificate_is_reloaded_for_new_connections(backend: FakeSparkConnectServer, tmp_path: Path) -> None:
     d = tmp_path / "certs"
     first = make_dev_certs(d)
     tls = {"cert_file": str(first.server_cert), "key_file": str(first.server_key), "reload_interval_seconds": 0.1}
-    async with secured_gateway(backend, tmp_path, engine, tls=tls) as gw:
+    async with secured_gateway(backend, tmp_path, tls=tls) as gw:
         before = await asyncio.to_thread(ssl.get_server_certificate, ("127.0.0.1", gw.port))
         renewed = make_dev_certs(tmp_path / "renewed")
         shutil.copy(renewed.ca, d / "ca.pem")

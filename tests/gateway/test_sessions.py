@@ -257,3 +257,26 @@ async def test_a_session_whose_client_left_is_released(router: SessionRouter, mo
     assert released == [(gone, "alice")]
     assert {r.session_id for r in router.store.all()} == {idle, elsewhere, back}
     assert driver.sessions == before - 1
+
+
+async def test_a_released_sessions_next_call_says_why(router: SessionRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def release(*args: object, **kw: object) -> None:
+        return None
+
+    monkeypatch.setattr(sessions, "release_session", release)
+    busy, idle = str(uuid.uuid4()), str(uuid.uuid4())
+    for sid in (busy, idle):
+        assert isinstance(await router.resolve("ExecutePlan", HDRS, ids(sid), b""), Forward)
+    router.call_started(("alice", busy))  # a long call, still running
+    router._settings = router._settings.model_copy(
+        update={"affinity": router._settings.affinity.model_copy(update={"session_ttl_seconds": 0.01})}
+    )
+    await asyncio.sleep(0.05)
+    await router.sweep()
+    assert [r.session_id for r in router.store.all()] == [busy]  # not idle while its call runs
+    with pytest.raises(SessionLost, match=r"released after 0\.01s without a call"):
+        await router.resolve("ExecutePlan", [], ids(idle), b"")
+    router.call_ended(("alice", busy))
+    await asyncio.sleep(0.05)
+    await router.sweep()
+    assert router.store.all() == []

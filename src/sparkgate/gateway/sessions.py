@@ -150,7 +150,7 @@ class SessionRouter:
         self.clusters = clusters
         #: Authentication, authorization, rate limits and audit (default: auth.mode none).
         self.guard = guard or Guard(AuthSettings(), {}, RateLimitSettings())
-        #: Metrics of finished calls (both engines report to it).
+        #: Metrics of finished calls (the relay reports to it).
         self.telemetry = Telemetry(audit=self.guard.audit)
         self._pending: dict[SessionKey, _Pending] = {}
         self._creating: dict[SessionKey, asyncio.Future[Forward]] = {}
@@ -158,10 +158,12 @@ class SessionRouter:
         self._lost: dict[SessionKey, tuple[str, float]] = {}
         #: Sessions whose ReleaseSession went to the driver and has not been answered: since when.
         self._releasing: dict[SessionKey, float] = {}
-        #: Open client connections that carried each session's calls (the h2 engine reports them),
+        #: Open client connections that carried each session's calls (the relay reports them),
         #: and sessions whose every such connection was closed by its client: since when.
         self._carriers: dict[SessionKey, int] = {}
         self._gone: dict[SessionKey, float] = {}
+        #: Calls relayed and not ended yet, per session: a session with one is not idle.
+        self._in_flight: dict[SessionKey, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -173,11 +175,16 @@ class SessionRouter:
                 self.clusters.attach(d)
 
     async def sweep(self) -> None:
-        """Expire idle routes, stale pending sessions, and releases that were never answered."""
+        """Release idle sessions and those whose client left; forget stale pending sessions and
+        releases that were never answered."""
         now = time.time()
+        ttl = self._settings.affinity.session_ttl_seconds
+        for key in self._in_flight:
+            self.store.touch(key, now)  # a call still running: its session is not idle
         expired = []
-        for r in await self.store.sweep(now - self._settings.affinity.session_ttl_seconds):
+        for r in await self.store.sweep(now - ttl):
             self.clusters.detach(r.driver_id)
+            self._remember_lost(r.key, f"it was released after {ttl:g}s without a call", now)
             log.info("session %s of %s expired after idling", r.session_id, r.user_id or "-")
             expired.append(r)
         cutoff = time.monotonic() - self._settings.pending_ttl_seconds
@@ -189,7 +196,7 @@ class SessionRouter:
         releasing_cutoff = time.monotonic() - _RELEASING_SECONDS
         for key in [k for k, since in self._releasing.items() if since < releasing_cutoff]:
             del self._releasing[key]
-        await self._release_on_drivers(expired + self._gone_routes())
+        await self._release_on_drivers(expired + await self._drop_gone(now))
 
     # -- clients that left ----------------------------------------------------------------------
 
@@ -212,36 +219,49 @@ class SessionRouter:
             if by_client and self.store.get(key) is not None:
                 self._gone[key] = now
 
-    def _gone_routes(self) -> list[Route]:
-        """Drop the routes of sessions whose client left ``client_gone_seconds`` ago."""
-        cutoff = time.monotonic() - self._settings.affinity.client_gone_seconds
+    def call_started(self, key: SessionKey) -> None:
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def call_ended(self, key: SessionKey) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
+
+    async def _drop_gone(self, now: float) -> list[Route]:
+        """Drop the routes of sessions whose client left ``client_gone_seconds`` ago and has not
+        called since (nor has a call still running)."""
+        wait = self._settings.affinity.client_gone_seconds
+        cutoff = time.monotonic() - wait
         routes = []
         for key in [k for k, since in self._gone.items() if since < cutoff]:
             del self._gone[key]
             route = self.store.get(key)
-            if route is None or key in self._carriers:
+            if route is None or key in self._carriers or key in self._in_flight:
                 continue
+            # Told first: a call arriving while the route is deleted gets this, not a new session.
+            self._remember_lost(key, f"it was released {wait:g}s after its client closed its connection", now)
+            if await self.store.delete(key) is None:
+                continue
+            self.clusters.detach(route.driver_id)
             routes.append(route)
             log.info(
                 "session %s of %s released: its client left %gs ago and has not called since",
                 route.session_id,
                 route.user_id or "-",
-                self._settings.affinity.client_gone_seconds,
+                wait,
             )
-            self.guard.audit.emit(
-                "session.abandoned",
-                **route.audit_fields(),
-            )
+            self.guard.audit.emit("session.abandoned", **route.audit_fields())
         return routes
 
     async def _release_on_drivers(self, routes: list[Route]) -> None:
-        """Drop ``routes`` (expired or abandoned) and have their drivers release the sessions:
-        their running operations are interrupted and their state freed now, not at the driver's
-        own idle timeout."""
+        """Have the drivers of these dropped routes release their sessions: running operations
+        are interrupted and state freed now, not at the driver's own idle timeout."""
         releases = []
         for route in routes:
-            if await self.store.delete(route.key) is not None:
-                self.clusters.detach(route.driver_id)
+            if self.store.get(route.key) is not None:
+                continue  # placed again meanwhile: the driver's session is in use
             driver = self.clusters.get(route.driver_id)
             if driver is not None and driver.state is not DriverState.DEAD:
                 releases.append(self._release_on_driver(driver, route))
@@ -268,7 +288,11 @@ class SessionRouter:
         """Drop a route whose driver is gone and remember why, for the session's next calls."""
         await self.store.delete(route.key)
         self.clusters.detach(route.driver_id)
-        self._lost[route.key] = (reason, now)
+        self._remember_lost(route.key, reason, now)
+
+    def _remember_lost(self, key: SessionKey, reason: str, now: float) -> None:
+        """The session's next calls are told why it is gone (SESSION_CHANGED), for one session TTL."""
+        self._lost[key] = (reason, now)
         while len(self._lost) > _MAX_LOST:
             self._lost.pop(next(iter(self._lost)))
 

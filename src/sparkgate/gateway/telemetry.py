@@ -1,6 +1,6 @@
 """What each call did: Prometheus metrics and, for failed calls that reached a driver, the audit log.
 
-Both engines report every finished call once (:meth:`Telemetry.call_done`): method, the session's
+The relay reports every finished call once (:meth:`Telemetry.call_done`): method, the session's
 team and environment (``-`` before it was routed), the gRPC status and the time from request
 headers to the end of the response. A call costs a dictionary lookup and three additions on plain
 numbers; the Prometheus families (``sparkgate_rpcs_total``, ``sparkgate_rpc_duration_seconds``)

@@ -1,15 +1,11 @@
 """TLS for the gateway's listener, reloaded when the certificate files change.
 
-Both engines use the same files: the h2 engine an ``ssl.SSLContext`` (ALPN ``h2``), the grpc
-engine ``grpc.dynamic_ssl_server_credentials``. New connections get a renewed certificate within
-``tls.reload_interval_seconds``; open ones keep theirs.
+An ``ssl.SSLContext`` (ALPN ``h2``) for the gateway's HTTP/2 listener. New connections get a
+renewed certificate within ``tls.reload_interval_seconds``; open ones keep theirs.
 
-mTLS (h2 engine): with ``tls.client_ca_file`` a client *may* present a certificate (token users
-need none); OpenSSL verifies a presented one against that CA during the handshake, and its
-subject's CN is the caller's identity if listed in ``auth.service_identities``. grpc-python can
-only *require* client certificates of every caller or not ask for them at all (observed:
-``require_client_authentication=False`` requests none), so the grpc engine does not offer mTLS
-(the settings refuse the combination).
+mTLS: with ``tls.client_ca_file`` a client *may* present a certificate (token users need none);
+OpenSSL verifies a presented one against that CA during the handshake, and its subject's CN is the
+caller's identity if listed in ``auth.service_identities``.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -38,13 +33,10 @@ class ServerTls:
         self.client_ca = Path(settings.client_ca_file) if settings.client_ca_file else None
         self._context: ssl.SSLContext | None = None
         self._stamp = self._mtimes()
-        self._grpc_stamp = self._stamp
 
     def _mtimes(self) -> tuple[float, ...]:
         paths = [self.cert, self.key, *([self.client_ca] if self.client_ca else [])]
         return tuple(os.stat(p).st_mtime for p in paths)
-
-    # -- h2 engine ----------------------------------------------------------------------------
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
@@ -79,29 +71,6 @@ class ServerTls:
         log.info("TLS certificate reloaded from %s", self.cert)
         return True
 
-    # -- grpc engine --------------------------------------------------------------------------
-
-    def _grpc_config(self) -> Any:
-        ca = self.client_ca.read_bytes() if self.client_ca is not None else None
-        return grpc.ssl_server_certificate_configuration(
-            [(self.key.read_bytes(), self.cert.read_bytes())], root_certificates=ca
-        )
-
-    def grpc_credentials(self) -> grpc.ServerCredentials:
-        def fetch() -> Any:
-            # Called by grpc on new handshakes: a new configuration only when the files changed.
-            try:
-                stamp = self._mtimes()
-            except OSError:
-                return None
-            if stamp == self._grpc_stamp:
-                return None
-            self._grpc_stamp = stamp
-            log.info("TLS certificate reloaded from %s (grpc engine)", self.cert)
-            return self._grpc_config()
-
-        return grpc.dynamic_ssl_server_credentials(self._grpc_config(), fetch, require_client_authentication=False)
-
 
 def common_name(name: x509.Name) -> str | None:
     attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -110,7 +79,7 @@ def common_name(name: x509.Name) -> str | None:
 
 
 def peer_subject_from_ssl(ssl_object: ssl.SSLObject | None) -> str | None:
-    """The CN of the client certificate OpenSSL verified during the handshake (h2 engine)."""
+    """The CN of the client certificate OpenSSL verified during the handshake."""
     if ssl_object is None:
         return None
     cert = ssl_object.getpeercert()

@@ -116,7 +116,7 @@ def test_runs_on_uvloop(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with FakeSparkConnectServer(chunks=3, chunk_bytes=1 << 20) as fake:
-            gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
+            gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}}
             settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
             cm = ClusterManager(StaticProvider([fake.address]), pool_size=0)
             await cm.start()

@@ -69,7 +69,7 @@ async def test_resolve_known_only_answers_placed_sessions_on_live_drivers(gatewa
 
 async def test_a_calls_deadline_is_kept_while_its_session_waits_for_a_driver(tmp_path: Path) -> None:
     async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2"}
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}}
         settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
         cm = ClusterManager(FakeProvider(address=fake.address, start_delay=3.0), pool_size=0)  # a cold start
         await cm.start()

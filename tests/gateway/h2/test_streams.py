@@ -34,7 +34,7 @@ CHUNKS = 24
 @contextlib.asynccontextmanager
 async def relay(tmp_path: Path, **gateway: Any) -> AsyncIterator[tuple[Gateway, FakeSparkConnectServer]]:
     async with FakeSparkConnectServer(chunks=CHUNKS, chunk_bytes=CHUNK) as fake:
-        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, "engine": "h2", **gateway}
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, **gateway}
         settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
         cm = ClusterManager(StaticProvider([fake.address]), pool_size=0, sessions_per_driver=1000)
         await cm.start()

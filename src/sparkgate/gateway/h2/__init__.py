@@ -1,7 +1,7 @@
-"""The h2 gateway engine: Spark Connect relayed as HTTP/2 frames, on asyncio Protocols.
+"""The gateway's relay: Spark Connect relayed as HTTP/2 frames, on asyncio Protocols.
 
-The grpc engine (:mod:`sparkgate.gateway.relay`) pays grpc-python's per-message costs twice
-(parse and re-serialize every message, on both legs). This engine never leaves HTTP/2: it decodes
+A gRPC server and client in between would parse and re-serialize every message, on both legs.
+This relay never leaves HTTP/2: it decodes
 a client's request headers, holds the first gRPC message just long enough to route it with the
 same :class:`~sparkgate.gateway.sessions.SessionRouter`, then forwards DATA frames between the
 client's connection and one shared connection per driver without copying them, under both peers'

@@ -62,7 +62,7 @@ class Router(Protocol):
     def route(self, stream: ClientStream) -> None: ...
     def finish(self, stream: ClientStream, block: bytes, headers: list[Header] | None) -> None: ...
     def call_done(self, stream: ClientStream) -> None: ...
-    def connection_closed(self, conn: ClientConnection) -> None: ...
+    def connection_closed(self, conn: ClientConnection, *, by_client: bool) -> None: ...
 
 
 def status_block(code: int, message: str = "", metadata: tuple[tuple[str, str | bytes], ...] = ()) -> bytes:
@@ -567,11 +567,14 @@ class ClientConnection(Connection):
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, self.refuse)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # Closed by the client (EOF or reset; after its GOAWAY too) unless the gateway had started
+        # closing it: a GOAWAY of ours (idle, reclaimed, stopping) or a connection error it sent.
+        by_client = self.transport is not None and not self.draining
         if self.registry is not None:
             self.registry.discard(self)
         super().connection_lost(exc)
         if self.sessions:
-            self.router.connection_closed(self)
+            self.router.connection_closed(self, by_client=by_client)
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the engine: end what has waited too long."""

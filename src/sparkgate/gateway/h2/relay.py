@@ -1,6 +1,6 @@
-"""The h2 engine's routing glue: what happens to a client stream once its first message is complete.
+"""The relay's routing glue: what happens to a client stream once its first message is complete.
 
-``SessionRouter.resolve`` decides, exactly as for the grpc engine (:mod:`sparkgate.gateway.relay`):
+``SessionRouter.resolve`` decides:
 
 * :class:`~sparkgate.gateway.sessions.Forward` → open a stream on the driver's connection and attach
   it. A brand-new session's ``preamble`` (a ``Config(Set)`` replaying options held while the
@@ -12,12 +12,12 @@
 
 A new session's first call whose driver cannot be reached, refuses the preamble with UNAVAILABLE,
 resets the stream, drops the connection or answers UNAVAILABLE before any response header is
-relayed is sent to another driver (:meth:`SessionRouter.failover`, as the grpc engine does): the
+relayed is sent to another driver (:meth:`SessionRouter.failover`): the
 request was complete before it went out, so it is kept until the driver answers.
 
 Post-actions run when the driver's response ends, *before* its trailers reach the client, so the
 client's next call already sees the new routing: ReleaseSession drops the route (whatever the
-status, as the grpc engine does), a successful CloneSession routes the clone to the same driver.
+status: the client is done with it), a successful CloneSession routes the clone to the same driver.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from sparkgate.gateway.sessions import Answer, Forward, SessionRouter
 
 log = logging.getLogger(__name__)
 
-#: Seconds the driver may take to answer a new session's Config preamble (as the grpc engine).
+#: Seconds the driver may take to answer a new session's Config preamble.
 PREAMBLE_TIMEOUT = 60.0
 #: Calls whose response changes the routing (:meth:`H2Relay._post_action`).
 _POST_ACTION_METHODS = frozenset({"ReleaseSession", "CloneSession"})
@@ -166,6 +166,8 @@ class H2Relay:
 
     def _forward(self, stream: ClientStream, conn: DriverConnection, decision: Forward, ids: wire.RequestIds) -> None:
         method = stream.method
+        if stream.route is None:  # (not again for a new session's call sent to another driver)
+            self.router.call_started(decision.route.key)
         stream.route = decision.route
         carriers = cast(ClientConnection, stream.conn).sessions
         if decision.route.key not in carriers:
@@ -267,13 +269,15 @@ class H2Relay:
             return cloned
         return None
 
-    def connection_closed(self, conn: ClientConnection) -> None:
-        """A client connection closed: by its client (gone, perhaps for good) unless the gateway
-        was closing it (GOAWAY: idle, reclaimed, shutting down)."""
-        self.router.connection_closed(conn.sessions, by_client=not conn.draining)  # type: ignore[arg-type]
+    def connection_closed(self, conn: ClientConnection, *, by_client: bool) -> None:
+        """A client connection that carried sessions closed (``by_client``: its client closed it,
+        and may be gone for good)."""
+        self.router.connection_closed(conn.sessions, by_client=by_client)  # type: ignore[arg-type]
         conn.sessions = set()
 
     def call_done(self, stream: ClientStream) -> None:
+        if stream.route is not None:
+            self.router.call_ended(stream.route.key)
         if stream.path:  # a stream that got far enough to name a method
             seconds = time.monotonic() - stream.started
             self.router.telemetry.call_done(stream.method, stream.route, stream.status, seconds, stream.reason)
