@@ -17,7 +17,7 @@ class PlatformThread:
     (gateway on a free loopback port, admin endpoint off)."""
 
     def __init__(self, state_dir: Path, *, timeout: float = 300, **settings: Any) -> None:
-        from sparkgate.clusters.local import free_port
+        from sparkgate.aio import free_port
         from sparkgate.config import load_settings
         from sparkgate.platform import Platform
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sparkgate.aio import free_port, pid_alive
 from sparkgate.cli import main
-from sparkgate.clusters.local import free_port, pid_alive
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Asyncio helpers: supervised background tasks, and child processes.
+"""Asyncio helpers: supervised background tasks, and child processes (and their ports, liveness, logs).
 
 Every long-lived or fire-and-forget task is started through :class:`TaskSupervisor`, which names it,
 keeps a reference (so it is not garbage-collected mid-flight), logs its failure with a traceback,
@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -125,3 +127,37 @@ async def spawn(*cmd: str, **popen_kwargs: Any) -> Child:
     """
     popen_kwargs.setdefault("close_fds", True)
     return Child(subprocess.Popen(list(cmd), **popen_kwargs))  # noqa: ASYNC220 - vfork+exec returns at once
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still "exists"; treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def tail(path: str | Path | None, lines: int = 20) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""

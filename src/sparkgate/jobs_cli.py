@@ -16,10 +16,9 @@ from typing import Any
 import grpc
 
 from sparkgate.client._session import access_token
+from sparkgate.runner.jobs import TERMINAL
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
-
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 def _out(text: str = "") -> None:

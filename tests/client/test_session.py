@@ -57,7 +57,7 @@ def test_routing_travels_as_url_parameters(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_no_gateway_is_a_fast_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pyspark")
-    from sparkgate.clusters.local import free_port
+    from sparkgate.aio import free_port
 
     monkeypatch.setenv("SPARK_CONNECT_GATEWAY", f"127.0.0.1:{free_port()}")
     t0 = time.monotonic()

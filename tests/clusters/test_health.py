@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sparkgate.aio import free_port
 from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.clusters.health import HealthChecker
-from sparkgate.clusters.local import free_port
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import HealthSettings
 from sparkgate.testing.fake_backend import FakeSparkConnectServer

@@ -7,24 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sparkgate.clusters import plugin
+from sparkgate.clusters import catalog
 from sparkgate.clusters.base import Driver, DriverSpec
-from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token, spark_version_of, version_matches
+from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
 from sparkgate.errors import ConfigError, DriverStartError
-
-
-def test_spark_version_from_release_file_or_jar(tmp_path: Path) -> None:
-    (tmp_path / "jars").mkdir()
-    (tmp_path / "jars" / "spark-core_2.13-4.0.1.jar").touch()
-    assert spark_version_of(tmp_path) == "4.0.1"
-    (tmp_path / "RELEASE").write_text("Spark 3.5.3 built for Hadoop 3.3.4\n")
-    assert spark_version_of(tmp_path) == "3.5.3"
-
-
-def test_version_prefixes_match() -> None:
-    assert version_matches("4.1", "4.1.4") and version_matches("4.1.4", "4.1.4") and version_matches("4", "4.1.4")
-    assert not version_matches("4.1.3", "4.1.4") and not version_matches("3.5", "4.1.4")
 
 
 def test_a_profile_for_another_spark_version_is_refused(tmp_path: Path) -> None:
@@ -77,7 +64,7 @@ def no_javac(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
         built.append(cache_dir / "sparkgate-driver-plugin-test.jar")
         return built[-1]
 
-    monkeypatch.setattr(plugin, "plugin_jar", fake_jar)
+    monkeypatch.setattr(catalog, "plugin_jar", fake_jar)
     return built
 
 
@@ -100,7 +87,7 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     assert "spark.sql.catalog.pedregal" not in conf
     # List-valued conf adds up: the plugin jar and the eager loading stay next to the operator's.
     assert conf["spark.jars"] == f"{tmp_path}/plugin/sparkgate-driver-plugin-test.jar,/opt/extra.jar"
-    assert conf["spark.sql.extensions"] == f"{plugin.EXTENSIONS},com.example.Ext"
+    assert conf["spark.sql.extensions"] == f"{catalog.EXTENSIONS},com.example.Ext"
     assert (root / "raw" / "events.schema.json").is_file()  # the sample tables, under its own name
     # Prepared once per catalog, however many drivers start with it.
     await provider._mount(spec.catalog)
@@ -164,21 +151,21 @@ async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
         raise ConfigError("javac and jar not found")
 
-    monkeypatch.setattr(plugin, "plugin_jar", no_jdk)
+    monkeypatch.setattr(catalog, "plugin_jar", no_jdk)
     unity = CatalogSettings.model_validate({"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "u"}})
     # No sandbox (sandboxed jobs are refused), no path catalog; another catalog is mounted, only
     # not loaded ahead of use.
-    assert plugin.driver_conf(CatalogSettings(), tmp_path, tmp_path) == {}
-    assert plugin.driver_conf(unity, tmp_path, tmp_path) == {
+    assert catalog.driver_conf(CatalogSettings(), tmp_path, tmp_path) == {}
+    assert catalog.driver_conf(unity, tmp_path, tmp_path) == {
         "spark.sql.catalog.pedregal": "io.unitycatalog.spark.UCSingleCatalog",
         "spark.sql.catalog.pedregal.uri": "u",
     }
-    assert plugin.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}
+    assert catalog.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path) == {}
 
 
 async def test_the_sandbox_is_loaded_without_a_catalog(tmp_path: Path, no_javac: list[Path]) -> None:
-    conf = plugin.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path)
-    assert conf == {"spark.jars": str(no_javac[0]), "spark.sql.extensions": plugin.EXTENSIONS}
+    conf = catalog.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path)
+    assert conf == {"spark.jars": str(no_javac[0]), "spark.sql.extensions": catalog.EXTENSIONS}
 
 
 async def test_a_drivers_fingerprint_covers_the_local_settings_and_is_recorded(tmp_path: Path) -> None:

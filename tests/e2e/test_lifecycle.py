@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pyspark.sql
 import pytest
 
-from sparkgate.clusters.local import free_port, pid_alive
+from sparkgate.aio import free_port, pid_alive
 from sparkgate.config import load_settings
 from sparkgate.platform import Platform
 from tests.e2e.conftest import stop_all

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from sparkgate.clusters.local import pid_alive
+from sparkgate.aio import pid_alive
 from sparkgate.config import RunnerSettings
 from sparkgate.errors import BadRequest
 from sparkgate.gateway.server import Gateway

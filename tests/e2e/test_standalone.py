@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from sparkgate.clusters.local import free_port
+from sparkgate.aio import free_port
 from sparkgate.testing.standalone import StandaloneCluster
 
 pytestmark = pytest.mark.spark

@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from sparkgate.clusters.local import free_port
+from sparkgate.aio import free_port
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import load_settings
 from sparkgate.connect import wire

@@ -112,7 +112,7 @@ async def test_samples_environments_ui_and_docs(rig: Rig) -> None:
 
 
 async def test_runner_unreachable_is_503(tmp_path: Path) -> None:
-    from sparkgate.clusters.local import free_port
+    from sparkgate.aio import free_port
 
     app = create_app(load_settings(None, {}, state_dir=tmp_path, audit={"enabled": False}), f"127.0.0.1:{free_port()}")
     async with (

@@ -14,8 +14,8 @@ from sparkgate.testing.postgres import TempPostgres, find_bin
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     if find_bin() is None:
-        if os.environ.get("SPARKGATE_SKIP_POSTGRES"):
-            pytest.skip("PostgreSQL is not installed and SPARKGATE_SKIP_POSTGRES is set")
+        if os.environ.get("SPARKGATE_SKIP_POSTGRES") or os.environ.get("SPARKGATE_FAST") == "1":
+            pytest.skip("PostgreSQL is not installed (SPARKGATE_FAST=1 or SPARKGATE_SKIP_POSTGRES set)")
         pytest.fail("PostgreSQL is not installed: scripts/test installs it (apt-get install postgresql)")
     with TempPostgres() as url:
         yield url

@@ -3,7 +3,7 @@
 Each environment names its catalog (``environments.<env>.catalog``, see :class:`CatalogSettings`);
 a driver mounts its profile's. Production names Unity Catalog (``io.unitycatalog.spark.UCSingleCatalog``),
 whose jars come from Maven. Locally only the pyspark wheel's jars exist, so sparkgate's driver
-plugin (:mod:`sparkgate.clusters.plugin`) holds a small catalog, ``PathCatalog``
+plugin (:mod:`sparkgate.spark.plugin`) holds a small catalog, ``PathCatalog``
 (see ``docs/design/local-catalog.md``): tables are Parquet directories under one root, read and
 written by Spark's own V2 ``ParquetTable``. :func:`prepare_catalog` writes the sample tables and
 returns the catalog's conf; the plugin's ``EagerCatalogs`` extension loads it with a session's
@@ -16,7 +16,9 @@ import logging
 from pathlib import Path
 
 from sparkgate.config import CatalogSettings
+from sparkgate.errors import ConfigError
 from sparkgate.sampledata import write_pedregal_catalog
+from sparkgate.spark.plugin import EXTENSIONS, plugin_jar
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +38,24 @@ def prepare_catalog(catalog: CatalogSettings, state_dir: Path) -> dict[str, str]
 
 def _counts(tables: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v} rows)" for k, v in tables.items())
+
+
+def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> dict[str, str]:
+    """The Spark conf sparkgate adds to a local driver: the plugin and the mounted ``catalog``
+    (blocking: may run javac and write the sample tables)."""
+    try:
+        jar: Path | None = plugin_jar(spark_home, state_dir / "plugin")
+    except ConfigError as exc:
+        lost = "sandboxed jobs are refused on them"
+        if catalog.enabled and catalog.is_path_catalog:
+            lost += f", and {catalog.name} is left out"
+        elif catalog.enabled:
+            lost += f", and SHOW CATALOGS lists {catalog.name} only once used"
+        log.warning("local drivers start without sparkgate's driver plugin (%s): %s", lost, exc.message)
+        jar = None
+    conf: dict[str, str] = {}
+    if catalog.enabled and (jar is not None or not catalog.is_path_catalog):
+        conf |= prepare_catalog(catalog, state_dir)
+    if jar is not None:
+        conf |= {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
+    return conf

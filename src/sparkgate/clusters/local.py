@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,12 +34,13 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sparkgate.aio import Child, spawn
+from sparkgate.aio import Child, free_port, pid_alive, spawn, tail
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState
-from sparkgate.clusters.plugin import driver_conf
+from sparkgate.clusters.catalog import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
+from sparkgate.spark.home import default_spark_home, spark_version_of, version_matches
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +48,6 @@ CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
 #: Spark conf that holds comma-separated lists: a profile's value adds to the catalog's, not replaces it.
 LIST_CONF = ("spark.jars", "spark.sql.extensions")
-
-
-def default_spark_home() -> Path:
-    """The ``pyspark`` package directory, which ships ``bin/spark-submit`` and the jars."""
-    try:
-        import pyspark
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DriverStartError("local drivers need the pyspark package: pip install 'sparkgate[spark]'") from exc
-    return Path(pyspark.__file__).parent
-
-
-def spark_version_of(home: Path) -> str:
-    """The Spark version a distribution runs: its ``RELEASE`` file, else its ``spark-core`` jar's name."""
-    release = home / "RELEASE"
-    if release.is_file():
-        words = release.read_text(errors="replace").split()
-        if len(words) >= 2 and words[0] == "Spark":
-            return words[1]
-    for jar in sorted((home / "jars").glob("spark-core_*.jar")):
-        return jar.stem.rpartition("-")[2]
-    return "unknown"
-
-
-def version_matches(wanted: str, actual: str) -> bool:
-    """``4.1`` matches ``4.1.4``; ``4.1.4`` matches only itself."""
-    w, a = wanted.split("."), actual.split(".")
-    return a[: len(w)] == w
 
 
 #: The Spark conf that holds a driver's token (Spark Connect's pre-shared bearer token).
@@ -134,46 +107,12 @@ def scrub_token(properties: Path) -> None:
             f.write("".join(kept))
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still "exists"; treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
-
-
 def _pid_is_our_driver(pid: int, driver_id: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     return CONNECT_SERVER_CLASS.encode() in cmdline and driver_id.encode() in cmdline
-
-
-def tail(path: str | Path | None, lines: int = 20) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _escape_property(text: str, *, key: bool) -> str:

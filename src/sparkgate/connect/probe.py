@@ -11,9 +11,9 @@ import uuid
 import grpc
 import grpc.aio
 
+from sparkgate.connect.service import SERVICE_PATH
 from sparkgate.connect.wire import encode_string
 
-_SERVICE = "/spark.connect.SparkConnectService/"
 PROBE_USER = "sparkgate-probe"
 
 
@@ -42,8 +42,8 @@ async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0,
     Raises ``grpc.aio.AioRpcError`` when the driver does not answer or the query fails.
     """
     session_id = str(uuid.uuid4())
-    execute = channel.unary_stream(_SERVICE + "ExecutePlan")
-    release = channel.unary_unary(_SERVICE + "ReleaseSession")
+    execute = channel.unary_stream(SERVICE_PATH + "ExecutePlan")
+    release = channel.unary_unary(SERVICE_PATH + "ReleaseSession")
     n = 0
     try:
         async for _ in execute(sql_execute_request(session_id, query), timeout=timeout, metadata=metadata):
@@ -63,7 +63,7 @@ async def ping(channel: grpc.aio.Channel, timeout: float, metadata: Metadata = (
     unknown id creates no session and leaves no tombstone (observed on 4.1.4), so probing every
     second costs the driver nothing. Raises ``grpc.aio.AioRpcError`` if the driver does not answer.
     """
-    release = channel.unary_unary(_SERVICE + "ReleaseSession")
+    release = channel.unary_unary(SERVICE_PATH + "ReleaseSession")
     await release(release_session_request(str(uuid.uuid4())), timeout=timeout, metadata=metadata)
 
 
@@ -71,5 +71,5 @@ async def release_session(address: str, session_id: str, user_id: str, timeout: 
     """Release a session on the driver at ``address`` (its running operations are interrupted).
     Raises ``grpc.aio.AioRpcError`` if the driver does not answer."""
     async with grpc.aio.insecure_channel(address) as channel:
-        release = channel.unary_unary(_SERVICE + "ReleaseSession")
+        release = channel.unary_unary(SERVICE_PATH + "ReleaseSession")
         await release(release_session_request(session_id, user_id), timeout=timeout, metadata=metadata)

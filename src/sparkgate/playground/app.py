@@ -44,6 +44,7 @@ from sparkgate.errors import (
     Unauthenticated,
 )
 from sparkgate.playground.runner_client import RunnerClient
+from sparkgate.runner.jobs import TERMINAL
 from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, check_size, path_problems
 from sparkgate.security.guard import Guard, build_guard
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 SAMPLES = Path(__file__).parents[1] / "runner" / "samples"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 DEV_USER = "developer@localhost"
 
 

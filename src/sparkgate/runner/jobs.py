@@ -7,13 +7,41 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
-#: Spark Operator states with no counterpart among the five above, kept as they are.
-SUSPENDING, SUSPENDED, RESUMING, INVALIDATING = "SUSPENDING", "SUSPENDED", "RESUMING", "INVALIDATING"
+
+class JobState(StrEnum):
+    """What a job is doing: the runner's five states, then the Spark Operator's that have no
+    counterpart among them (kept as they are)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SUSPENDING = "SUSPENDING"
+    SUSPENDED = "SUSPENDED"
+    RESUMING = "RESUMING"
+    INVALIDATING = "INVALIDATING"
+
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
+    JobState.PENDING,
+    JobState.RUNNING,
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+)
+SUSPENDING, SUSPENDED, RESUMING, INVALIDATING = (
+    JobState.SUSPENDING,
+    JobState.SUSPENDED,
+    JobState.RESUMING,
+    JobState.INVALIDATING,
+)
+#: A job in one of these has ended; in any other it may still change.
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-ACTIVE = frozenset({PENDING, RUNNING, SUSPENDING, SUSPENDED, RESUMING, INVALIDATING})
+ACTIVE = frozenset(set(JobState) - TERMINAL)
 
 #: Kubernetes object names: at most 63 characters of [a-z0-9-].
 MAX_ID = 63

@@ -15,7 +15,7 @@ first sink's view (or the last view) goes to ``result.json`` in the scratch dire
 Sandbox mode (``--sandbox``): sinks may only write under the job's scratch directory (tables and
 other paths are refused before anything runs), and sources are limited to ``--sample-limit`` rows.
 The driver enforces the rest on every plan the job's session analyzes (sparkgate's driver plugin,
-``clusters/driver_plugin/Sandbox.java``): no JVM calls (``reflect``, ``java_method``,
+``spark/driver_plugin/Sandbox.java``): no JVM calls (``reflect``, ``java_method``,
 ``try_reflect``, however the SQL spells them), scripts or non-SQL functions; reads only of the
 job's inputs, its scratch and catalog tables; writes only under its scratch; no commands. The
 program checks that the driver enforces it before it runs anything. In every job, paths stay in

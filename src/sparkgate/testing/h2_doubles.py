@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sparkgate.connect.service import SERVICE_PATH
+
 if TYPE_CHECKING:
     from sparkgate.gateway.h2.downstream import ClientStream
     from sparkgate.gateway.h2.hpack import Header
-
-SERVICE_PATH = "/spark.connect.SparkConnectService/"
 
 
 class StubRouter:

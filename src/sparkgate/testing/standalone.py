@@ -27,8 +27,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sparkgate.clusters.local import default_spark_home, free_port
+from sparkgate.aio import free_port
 from sparkgate.errors import SparkgateError
+from sparkgate.spark.home import default_spark_home
 
 
 class StandaloneCluster:

@@ -31,19 +31,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparkgate.aio import Child, spawn
-from sparkgate.clusters.local import default_spark_home, free_port, pid_alive, tail
-from sparkgate.clusters.plugin import EXTENSIONS, plugin_jar
+from sparkgate.aio import Child, free_port, pid_alive, spawn, tail
 from sparkgate.connect import wire
+from sparkgate.connect.service import SERVICE_PATH
 from sparkgate.errors import ConfigError
 from sparkgate.runner import program
 from sparkgate.runner.backends.base import Launch, OnDone, Outcome
 from sparkgate.runner.jobs import COMPLETED, FAILED, Job
 from sparkgate.runner.manifest import Manifest
+from sparkgate.spark.home import default_spark_home
+from sparkgate.spark.plugin import EXTENSIONS, plugin_jar
 
 log = logging.getLogger(__name__)
-
-_SERVICE = "/spark.connect.SparkConnectService/"
 
 
 class LocalBackend:
@@ -342,8 +341,8 @@ class LocalBackend:
             channel = grpc.aio.insecure_channel(target)
         try:
             async with channel as ch:
-                await ch.unary_unary(_SERVICE + "Interrupt")(interrupt_all, metadata=md, timeout=10)
-                await ch.unary_unary(_SERVICE + "ReleaseSession")(release, metadata=md, timeout=10)
+                await ch.unary_unary(SERVICE_PATH + "Interrupt")(interrupt_all, metadata=md, timeout=10)
+                await ch.unary_unary(SERVICE_PATH + "ReleaseSession")(release, metadata=md, timeout=10)
         except grpc.aio.AioRpcError as exc:
             log.warning("job %s: interrupting its Spark session failed: %s", job.id, exc.details())
         except Exception:  # (an unreadable CA file, say): the job still ends

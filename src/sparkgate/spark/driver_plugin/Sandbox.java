@@ -13,7 +13,7 @@
 //   * is any other command: only temporary views and those writes are allowed (no SET, no DDL).
 // The check walks the analyzed tree (subqueries, views and the plans inside commands included),
 // so how the SQL spelled a call, or how long a plan's text is, does not matter.
-// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
+// Built by sparkgate.spark.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate.sandbox;
 
 import java.io.IOException;

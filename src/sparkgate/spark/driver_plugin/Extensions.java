@@ -2,7 +2,7 @@
 // one per session state, that run on every plan a session analyzes, before it runs:
 //   * EagerCatalogs loads the configured catalogs with a session's first plan;
 //   * Sandbox confines a batch job's sandboxed session.
-// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
+// Built by sparkgate.spark.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate;
 
 import io.sparkgate.catalog.EagerCatalogs;

@@ -5,7 +5,7 @@
 // INSERT OVERWRITE truncates the table's path). loadTable hands back Spark's own V2 ParquetTable,
 // so reads and writes are Spark's file-source code. A named catalog that delegates to the session
 // catalog cannot do this: it returns V1 tables, which only the session catalog can scan.
-// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
+// Built by sparkgate.spark.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate.catalog;
 
 import java.io.IOException;

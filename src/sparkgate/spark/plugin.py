@@ -9,8 +9,10 @@ Spark distribution's jars, once per source version (cached by hash). It holds
   the configured catalogs with a session's first statement, so ``SHOW CATALOGS`` lists them at once;
 * ``PathCatalog`` — the local catalog (see :mod:`sparkgate.clusters.catalog`).
 
-Without a JDK, drivers start without it: sandboxed jobs are refused on them (the job program
-checks that the sandbox is in force before it runs anything) and the path catalog is left out.
+Local drivers load it (:func:`sparkgate.clusters.catalog.driver_conf`), and so do batch jobs on
+drivers of their own. Without a JDK it cannot be built: drivers start without it, sandboxed jobs
+are refused on them (the job program checks that the sandbox is in force before it runs
+anything) and the path catalog is left out.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from sparkgate.clusters.catalog import prepare_catalog
-from sparkgate.config import CatalogSettings
 from sparkgate.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,24 +70,3 @@ def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
         staged.replace(jar)
     log.info("built sparkgate's driver plugin %s", jar)
     return jar
-
-
-def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> dict[str, str]:
-    """The Spark conf sparkgate adds to a local driver: the plugin and the mounted ``catalog``
-    (blocking: may run javac and write the sample tables)."""
-    try:
-        jar: Path | None = plugin_jar(spark_home, state_dir / "plugin")
-    except ConfigError as exc:
-        lost = "sandboxed jobs are refused on them"
-        if catalog.enabled and catalog.is_path_catalog:
-            lost += f", and {catalog.name} is left out"
-        elif catalog.enabled:
-            lost += f", and SHOW CATALOGS lists {catalog.name} only once used"
-        log.warning("local drivers start without sparkgate's driver plugin (%s): %s", lost, exc.message)
-        jar = None
-    conf: dict[str, str] = {}
-    if catalog.enabled and (jar is not None or not catalog.is_path_catalog):
-        conf |= prepare_catalog(catalog, state_dir)
-    if jar is not None:
-        conf |= {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
-    return conf

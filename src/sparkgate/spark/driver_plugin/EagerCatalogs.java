@@ -8,7 +8,7 @@
 // session state is built, for every plan, before a command like SHOW CATALOGS executes; the
 // builder only creates the rule (touching sessionState there would recurse into the state being
 // built). After the first plan a rule costs one atomic read per plan.
-// Built by sparkgate.clusters.plugin with javac against the pyspark wheel's jars.
+// Built by sparkgate.spark.plugin with javac against the pyspark wheel's jars.
 package io.sparkgate.catalog;
 
 import java.util.concurrent.atomic.AtomicBoolean;

@@ -1,0 +1,34 @@
+"""A Spark distribution on this machine: where it is and which Spark it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparkgate.errors import DriverStartError
+
+
+def default_spark_home() -> Path:
+    """The ``pyspark`` package directory, which ships ``bin/spark-submit`` and the jars."""
+    try:
+        import pyspark
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DriverStartError("local drivers need the pyspark package: pip install 'sparkgate[spark]'") from exc
+    return Path(pyspark.__file__).parent
+
+
+def spark_version_of(home: Path) -> str:
+    """The Spark version a distribution runs: its ``RELEASE`` file, else its ``spark-core`` jar's name."""
+    release = home / "RELEASE"
+    if release.is_file():
+        words = release.read_text(errors="replace").split()
+        if len(words) >= 2 and words[0] == "Spark":
+            return words[1]
+    for jar in sorted((home / "jars").glob("spark-core_*.jar")):
+        return jar.stem.rpartition("-")[2]
+    return "unknown"
+
+
+def version_matches(wanted: str, actual: str) -> bool:
+    """``4.1`` matches ``4.1.4``; ``4.1.4`` matches only itself."""
+    w, a = wanted.split("."), actual.split(".")
+    return a[: len(w)] == w
