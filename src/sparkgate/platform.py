@@ -122,9 +122,7 @@ class Platform:
 
     def _check_profiles(self) -> None:
         """Fail at start, not in a crash loop, when the provider cannot run a profile."""
-        check = getattr(self.provider, "check_spec", None)
-        if check is None:
-            return
+        check = self.provider.check_spec
         for name, p in self.clusters.profiles.items():
             try:
                 check(DriverSpec(profile=name, spark_conf=p.spark_conf, spark_version=p.spark_version))

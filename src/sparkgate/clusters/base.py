@@ -11,7 +11,7 @@ import enum
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -114,9 +114,30 @@ class DriverSpec:
 
 @runtime_checkable
 class ClusterProvider(Protocol):
-    """Starts, stops and lists drivers on one engine. Use as an async context manager."""
+    """Starts, stops and lists drivers on one engine. Use as an async context manager.
+
+    The last four members are optional capabilities: :class:`ProviderBase` gives every provider
+    their no-op defaults, and a provider overrides what it can do.
+    """
 
     name: str
+    #: Called with ``(driver_id, returncode)`` when a driver's process exits on its own (a crash,
+    #: ``kill -9``, OOM), for a provider that watches its drivers; the cluster manager sets it.
+    on_exit: Callable[[str, int | None], None] | None
+
+    def fingerprint(self, spec: DriverSpec) -> str:
+        """What a driver started from ``spec`` here is made of: an adopted driver whose fingerprint
+        differs (settings changed since it started) takes no new sessions and is replaced."""
+        ...
+
+    def check_spec(self, spec: DriverSpec) -> None:
+        """Raise ``DriverStartError`` if this provider cannot run ``spec`` (checked at start, so a
+        profile it cannot serve fails there, not in a crash loop)."""
+        ...
+
+    def record_namespace(self, driver: Driver) -> None:
+        """Keep a warm driver's new namespace where a restarted gateway finds it (adoption)."""
+        ...
 
     async def start_driver(self, spec: DriverSpec) -> Driver:
         """Start a driver and return it once READY (raises ``DriverStartError`` otherwise)."""
@@ -133,3 +154,20 @@ class ClusterProvider(Protocol):
     async def __aenter__(self) -> ClusterProvider: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+class ProviderBase:
+    """The optional capabilities of :class:`ClusterProvider`, as no-ops: a provider that cannot
+    watch processes, has nothing to add to a driver's fingerprint, can run every profile, or
+    keeps no records subclasses this and overrides nothing."""
+
+    on_exit: Callable[[str, int | None], None] | None = None
+
+    def fingerprint(self, spec: DriverSpec) -> str:
+        return spec.fingerprint()
+
+    def check_spec(self, spec: DriverSpec) -> None:
+        return None
+
+    def record_namespace(self, driver: Driver) -> None:
+        return None

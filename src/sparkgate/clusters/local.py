@@ -35,7 +35,7 @@ import grpc
 import grpc.aio
 
 from sparkgate.aio import Child, free_port, pid_alive, spawn, tail
-from sparkgate.clusters.base import Driver, DriverSpec, DriverState
+from sparkgate.clusters.base import Driver, DriverSpec, DriverState, ProviderBase
 from sparkgate.clusters.catalog import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
@@ -146,7 +146,7 @@ def write_properties(path: Path, conf: dict[str, str]) -> None:
     os.chmod(path, 0o600)  # also when the file already existed
 
 
-class LocalProvider:
+class LocalProvider(ProviderBase):
     """Starts Spark Connect servers as child processes of this machine."""
 
     name = "local"

@@ -114,8 +114,7 @@ class ClusterManager:
         self.dead: dict[str, str] = {}
         self.deaths = 0
         self.health = HealthChecker(health, self._driver_died) if health is not None else None
-        if hasattr(provider, "on_exit"):
-            provider.on_exit = self._driver_exited
+        provider.on_exit = self._driver_exited
 
     @property
     def pool_size(self) -> int:
@@ -158,8 +157,7 @@ class ClusterManager:
         log.info("adopted running driver %s (%s, profile %s) at %s", d.id, where, d.profile, d.address)
 
     def _fingerprint(self, spec: DriverSpec) -> str:
-        own = getattr(self.provider, "fingerprint", None)
-        return str(own(spec)) if own is not None else spec.fingerprint()
+        return self.provider.fingerprint(spec)
 
     async def close(self, *, stop_drivers: bool = True) -> None:
         if self._refill_timer is not None:
@@ -335,9 +333,7 @@ class ClusterManager:
         if warm:
             d = min(warm, key=lambda x: x.started_at)
             d.namespace = ns
-            record = getattr(self.provider, "record_namespace", None)
-            if record is not None:
-                record(d)
+            self.provider.record_namespace(d)
             log.info("claimed warm driver %s (profile %s) for %s", d.id, profile, ns)
             self.refill_pool()
             return self._handed_out(d)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec, DriverState
+from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec, DriverState, ProviderBase
 from sparkgate.errors import Unavailable
 
 
-class StaticProvider:
+class StaticProvider(ProviderBase):
     name = "static"
 
     def __init__(self, addresses: Sequence[str], namespace: str = POOL_NAMESPACE) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from sparkgate.clusters.base import Driver, DriverSpec, DriverState
+from sparkgate.clusters.base import Driver, DriverSpec, DriverState, ProviderBase
 from sparkgate.errors import DriverStartError
 
 
-class FakeProvider:
+class FakeProvider(ProviderBase):
     name = "fake"
 
     def __init__(
