@@ -317,9 +317,8 @@ class Runner:
 
     async def check(self, jid: str, *, include_logs: bool = False, include_results: bool = False) -> JobView:
         job = await asyncio.to_thread(self.store.get, jid)
-        ui_url = getattr(self.backend, "ui_url", None)
-        if not job.spark_ui_url and ui_url is not None and job.handle:
-            url = ui_url(job)
+        if not job.spark_ui_url and job.handle:
+            url = self.backend.ui_url(job)
             if url:  # a pool job's driver is known once its session reached one
                 job.spark_ui_url = url
                 await asyncio.to_thread(self.store.update, jid, spark_ui_url=url)

@@ -74,6 +74,9 @@ class FakeExecution:
     def logs(self, job: Job, lines: int) -> str:
         return f"log of {job.id}"
 
+    def ui_url(self, job: Job) -> str:
+        return ""
+
     async def close(self) -> None:
         for t in self._timers:
             t.cancel()
