@@ -23,7 +23,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import yaml
@@ -33,6 +33,7 @@ from sparkgate.config import Settings, load_settings
 from sparkgate.errors import SparkgateError
 from sparkgate.logs import setup_logging
 from sparkgate.platform import Platform
+from sparkgate.runner.client import RunnerClient
 
 log = logging.getLogger("sparkgate")
 
@@ -145,9 +146,10 @@ async def _run_up(settings: Settings) -> int:
     return 0
 
 
-def _runner_client(settings: Settings, args: argparse.Namespace) -> jobs_cli.RunnerClient:
+def _with_runner(settings: Settings, args: argparse.Namespace, work: Callable[[RunnerClient], Awaitable[int]]) -> int:
+    """Run a job command against the Spark Runner (``--runner``, else the configured one)."""
     host = settings.runner.host if settings.runner.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    return jobs_cli.RunnerClient(args.runner or f"{host}:{settings.runner.port}")
+    return asyncio.run(jobs_cli.with_runner(args.runner or f"{host}:{settings.runner.port}", work))
 
 
 async def _run_runner(settings: Settings) -> int:
@@ -484,17 +486,17 @@ def main(argv: list[str] | None = None) -> int:
             _out(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False).rstrip())
             return 0
         if args.command == "status" and args.job_id:
-            return jobs_cli.status(_runner_client(settings, args), args.job_id, args.json)
+            return _with_runner(settings, args, lambda c: jobs_cli.status(c, args.job_id, args.json))
         if args.command == "status":
             return _status(settings, args.url, args.json)
         if args.command == "submit":
-            return jobs_cli.submit(_runner_client(settings, args), args)
+            return _with_runner(settings, args, lambda c: jobs_cli.submit(c, args))
         if args.command == "cancel":
-            return jobs_cli.cancel(_runner_client(settings, args), args.job_id)
+            return _with_runner(settings, args, lambda c: jobs_cli.cancel(c, args.job_id))
         if args.command == "results":
-            return jobs_cli.show_results(_runner_client(settings, args), args.job_id, args.rows, args.json)
+            return _with_runner(settings, args, lambda c: jobs_cli.show_results(c, args.job_id, args.rows, args.json))
         if args.command == "jobs":
-            return jobs_cli.jobs(_runner_client(settings, args), args)
+            return _with_runner(settings, args, lambda c: jobs_cli.jobs(c, args))
         if args.command == "runner":
             return _run(_run_runner(settings))
         if args.command == "playground":

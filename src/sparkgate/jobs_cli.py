@@ -6,52 +6,50 @@ A thin gRPC client of ``sparkrunner.SparkRunnerService`` (``runner.host:runner.p
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import sys
-import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from sparkgate.client._session import access_token
+from sparkgate.errors import Unavailable
+from sparkgate.runner.client import RunnerClient
 from sparkgate.runner.jobs import TERMINAL
 from sparkgate.runner.proto import spark_runner_pb2 as pb
-from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
 
 
 def _out(text: str = "") -> None:
     print(text, flush=True)
 
 
-class RunnerClient:
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.channel = grpc.insecure_channel(target)
-        self.stub = pb_grpc.SparkRunnerServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        token = access_token()  # the runner checks it when auth is on, as the gateway does
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-
-    def call(self, method: str, request: Any, timeout: float = 30) -> Any:
-        try:
-            return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout)
-        except grpc.RpcError as err:
-            code = err.code()  # type: ignore[attr-defined]
-            if code is grpc.StatusCode.UNAVAILABLE:
-                raise SystemExit(
-                    f"sparkgate: no Spark Runner answers at {self.target}; is `sparkgate up` running? "
-                    "(--runner HOST:PORT selects another)"
-                ) from None
-            raise SystemExit(f"sparkgate: {code.name}: {err.details()}") from None  # type: ignore[attr-defined]
-
-
-def submit(client: RunnerClient, args: Any) -> int:
-    path = Path(args.manifest)
+async def with_runner(target: str, work: Callable[[RunnerClient], Awaitable[int]]) -> int:
+    """Run ``work`` with a client of the Spark Runner at ``target``, as the user of the token
+    ``sparkgate`` finds (the runner checks it when auth is on, as the gateway does)."""
+    token = access_token()
+    client = RunnerClient(target, (("authorization", f"Bearer {token}"),) if token else ())
     try:
-        text = sys.stdin.read() if args.manifest == "-" else path.read_text()
+        return await work(client)
+    except Unavailable:
+        raise Unavailable(
+            f"no Spark Runner answers at {target}; is `sparkgate up` running? (--runner HOST:PORT selects another)"
+        ) from None
+    finally:
+        await client.close()
+
+
+def _read_manifest(name: str) -> str:
+    """The manifest file ``name`` (``-``: standard input)."""
+    try:
+        return sys.stdin.read() if name == "-" else Path(name).read_text()
     except OSError as exc:
         raise SystemExit(f"sparkgate: cannot read the manifest: {exc}") from None
+
+
+async def submit(client: RunnerClient, args: Any) -> int:
+    text = await asyncio.to_thread(_read_manifest, args.manifest)
     options = dict(o.split("=", 1) for o in args.option)
     if args.sandbox:
         options["sandbox"] = "true"
@@ -63,20 +61,20 @@ def submit(client: RunnerClient, args: Any) -> int:
     req = pb.SubmitRequest(
         manifest=text, team=args.team or "", environment=args.env, user=args.user or getpass.getuser(), options=options
     )
-    resp = client.call("Submit", req)
+    resp = await client.call("Submit", req)
     _out(f"submitted {resp.job_id}  (namespace {resp.namespace}, {resp.backend})")
     if not args.follow:
         _out(f"  sparkgate status {resp.job_id}    sparkgate results {resp.job_id}")
         return 0
-    return follow(client, resp.job_id)
+    return await follow(client, resp.job_id)
 
 
-def follow(client: RunnerClient, job_id: str) -> int:
+async def follow(client: RunnerClient, job_id: str) -> int:
     """Print state changes and new log lines until the job ends; exit 0 only if it COMPLETED."""
     seen_states = 0
     seen_log: list[str] = []
     while True:
-        resp = client.call("Check", pb.CheckRequest(job_id=job_id, include_logs=True))
+        resp = await client.call("Check", pb.CheckRequest(job_id=job_id, include_logs=True))
         for change in resp.history[seen_states:]:
             _out(f"[{change.at}] {change.state}" + (f": {change.message}" if change.message else ""))
         seen_states = len(resp.history)
@@ -86,15 +84,15 @@ def follow(client: RunnerClient, job_id: str) -> int:
         seen_log = lines
         if resp.state in TERMINAL:
             if resp.state == "COMPLETED":
-                show_results(client, job_id, rows=10)
+                await show_results(client, job_id, rows=10)
             elif resp.error:
                 _out(f"error: {resp.error}")
             return 0 if resp.state == "COMPLETED" else 1
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
 
 
-def status(client: RunnerClient, job_id: str, as_json: bool) -> int:
-    r = client.call("Check", pb.CheckRequest(job_id=job_id))
+async def status(client: RunnerClient, job_id: str, as_json: bool) -> int:
+    r = await client.call("Check", pb.CheckRequest(job_id=job_id))
     if as_json:
         from google.protobuf.json_format import MessageToDict
 
@@ -113,8 +111,8 @@ def status(client: RunnerClient, job_id: str, as_json: bool) -> int:
     return 0
 
 
-def show_results(client: RunnerClient, job_id: str, rows: int = 100, as_json: bool = False) -> int:
-    r = client.call("Check", pb.CheckRequest(job_id=job_id, include_results=True))
+async def show_results(client: RunnerClient, job_id: str, rows: int = 100, as_json: bool = False) -> int:
+    r = await client.call("Check", pb.CheckRequest(job_id=job_id, include_results=True))
     if r.state != "COMPLETED":
         _out(f"job {job_id} is {r.state}; results exist only for COMPLETED jobs")
         return 1
@@ -141,14 +139,14 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([line, sep, *body])
 
 
-def cancel(client: RunnerClient, job_id: str) -> int:
-    r = client.call("Cancel", pb.CancelRequest(job_id=job_id))
+async def cancel(client: RunnerClient, job_id: str) -> int:
+    r = await client.call("Cancel", pb.CancelRequest(job_id=job_id))
     _out(f"{job_id}: {r.state}")
     return 0
 
 
-def jobs(client: RunnerClient, args: Any) -> int:
-    r = client.call(
+async def jobs(client: RunnerClient, args: Any) -> int:
+    r = await client.call(
         "List", pb.ListRequest(team=args.team or "", user=args.user or "", state=args.state or "", limit=args.limit)
     )
     rows = [[j.job_id, j.state, f"{j.team}/{j.environment}", j.user, j.created_at] for j in r.jobs]

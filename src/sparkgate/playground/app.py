@@ -43,7 +43,7 @@ from sparkgate.errors import (
     SparkgateError,
     Unauthenticated,
 )
-from sparkgate.playground.runner_client import RunnerClient
+from sparkgate.runner.client import RunnerClient
 from sparkgate.runner.jobs import TERMINAL
 from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, check_size, path_problems
 from sparkgate.security.guard import Guard, build_guard

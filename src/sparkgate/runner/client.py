@@ -1,4 +1,5 @@
-"""The Playground's way to the Spark Runner: gRPC only, errors turned into the platform's error tree."""
+"""The Spark Runner's client, for the Playground and the ``sparkgate submit`` family: gRPC, with
+errors turned into the platform's error tree."""
 
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 class RunnerClient:
-    def __init__(self, target: str) -> None:
+    """``metadata``: sent with every call that brings none of its own (a CLI user's token)."""
+
+    def __init__(self, target: str, metadata: Metadata = ()) -> None:
         self.target = target
+        self.metadata = metadata
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
 
@@ -46,7 +50,8 @@ class RunnerClient:
     async def call(self, method: str, request: Any, metadata: Metadata = (), timeout: float = 30) -> Any:
         """``metadata``: the caller's ``authorization`` header, forwarded (the runner checks it too)."""
         try:
-            return await getattr(self._get_stub(), method)(request, metadata=metadata, timeout=timeout)
+            stub = getattr(self._get_stub(), method)
+            return await stub(request, metadata=metadata or self.metadata, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             code = err.code()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
