@@ -12,6 +12,7 @@ from sparkgate.clusters.base import Driver, DriverSpec
 from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
 from sparkgate.errors import ConfigError, DriverStartError
+from sparkgate.spark import plugin
 
 
 def test_a_profile_for_another_spark_version_is_refused(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def no_javac(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
         built.append(cache_dir / "sparkgate-driver-plugin-test.jar")
         return built[-1]
 
-    monkeypatch.setattr(catalog, "plugin_jar", fake_jar)
+    monkeypatch.setattr(plugin, "plugin_jar", fake_jar)
     return built
 
 
@@ -87,7 +88,7 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     assert "spark.sql.catalog.pedregal" not in conf
     # List-valued conf adds up: the plugin jar and the eager loading stay next to the operator's.
     assert conf["spark.jars"] == f"{tmp_path}/plugin/sparkgate-driver-plugin-test.jar,/opt/extra.jar"
-    assert conf["spark.sql.extensions"] == f"{catalog.EXTENSIONS},com.example.Ext"
+    assert conf["spark.sql.extensions"] == f"{plugin.EXTENSIONS},com.example.Ext"
     assert (root / "raw" / "events.schema.json").is_file()  # the sample tables, under its own name
     # Prepared once per catalog, however many drivers start with it.
     await provider._mount(spec.catalog)
@@ -151,7 +152,7 @@ async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
         raise ConfigError("javac and jar not found")
 
-    monkeypatch.setattr(catalog, "plugin_jar", no_jdk)
+    monkeypatch.setattr(plugin, "plugin_jar", no_jdk)
     unity = CatalogSettings.model_validate({"class": "io.unitycatalog.spark.UCSingleCatalog", "options": {"uri": "u"}})
     # No sandbox (sandboxed jobs are refused), no path catalog; another catalog is mounted, only
     # not loaded ahead of use.
@@ -165,7 +166,7 @@ async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 async def test_the_sandbox_is_loaded_without_a_catalog(tmp_path: Path, no_javac: list[Path]) -> None:
     conf = catalog.driver_conf(CatalogSettings(enabled=False), tmp_path, tmp_path)
-    assert conf == {"spark.jars": str(no_javac[0]), "spark.sql.extensions": catalog.EXTENSIONS}
+    assert conf == {"spark.jars": str(no_javac[0]), "spark.sql.extensions": plugin.EXTENSIONS}
 
 
 async def test_a_drivers_fingerprint_covers_the_local_settings_and_is_recorded(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from sparkgate.config import CatalogSettings
 from sparkgate.errors import ConfigError
 from sparkgate.sampledata import write_pedregal_catalog
-from sparkgate.spark.plugin import EXTENSIONS, plugin_jar
+from sparkgate.spark.plugin import plugin_conf
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> 
     """The Spark conf sparkgate adds to a local driver: the plugin and the mounted ``catalog``
     (blocking: may run javac and write the sample tables)."""
     try:
-        jar: Path | None = plugin_jar(spark_home, state_dir / "plugin")
+        plugin = plugin_conf(spark_home, state_dir / "plugin")
     except ConfigError as exc:
         lost = "sandboxed jobs are refused on them"
         if catalog.enabled and catalog.is_path_catalog:
@@ -52,10 +52,8 @@ def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> 
         elif catalog.enabled:
             lost += f", and SHOW CATALOGS lists {catalog.name} only once used"
         log.warning("local drivers start without sparkgate's driver plugin (%s): %s", lost, exc.message)
-        jar = None
+        plugin = {}
     conf: dict[str, str] = {}
-    if catalog.enabled and (jar is not None or not catalog.is_path_catalog):
+    if catalog.enabled and (plugin or not catalog.is_path_catalog):
         conf |= prepare_catalog(catalog, state_dir)
-    if jar is not None:
-        conf |= {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
-    return conf
+    return conf | plugin

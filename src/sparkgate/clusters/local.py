@@ -40,14 +40,13 @@ from sparkgate.clusters.catalog import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
+from sparkgate.spark.conf import merge_conf
 from sparkgate.spark.home import default_spark_home, spark_version_of, version_matches
 
 log = logging.getLogger(__name__)
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
-#: Spark conf that holds comma-separated lists: a profile's value adds to the catalog's, not replaces it.
-LIST_CONF = ("spark.jars", "spark.sql.extensions")
 
 
 #: The Spark conf that holds a driver's token (Spark Connect's pre-shared bearer token).
@@ -257,15 +256,9 @@ class LocalProvider(ProviderBase):
             "spark.sparkgate.namespace": spec.namespace or "pool",
             "spark.sparkgate.profile": spec.profile,
         }
-        configured: dict[str, str] = {}
-        for extra in (catalog_conf, s.spark_conf, spec.spark_conf):
-            for k, v in extra.items():
-                if k in own:  # an operator's override of what sparkgate sets: stays a --conf
-                    own[k] = v
-                elif k in LIST_CONF and configured.get(k):
-                    configured[k] = f"{configured[k]},{v}"
-                else:
-                    configured[k] = v
+        configured = merge_conf(catalog_conf, s.spark_conf, spec.spark_conf)
+        for k in own.keys() & configured.keys():  # an operator's override of what sparkgate sets: stays a --conf
+            own[k] = configured.pop(k)
         if token:
             configured[TOKEN_CONF] = token  # scrubbed from the file once the driver is up
         properties = workdir / "spark.properties"

@@ -70,3 +70,9 @@ def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
         staged.replace(jar)
     log.info("built sparkgate's driver plugin %s", jar)
     return jar
+
+
+def plugin_conf(spark_home: Path, cache_dir: Path) -> dict[str, str]:
+    """The Spark conf that loads the plugin on a driver (builds it first if need be; raises
+    ConfigError without a JDK)."""
+    return {"spark.jars": str(plugin_jar(spark_home, cache_dir)), "spark.sql.extensions": EXTENSIONS}

@@ -39,8 +39,9 @@ from sparkgate.runner import program
 from sparkgate.runner.backends.base import Launch, OnDone, Outcome
 from sparkgate.runner.jobs import COMPLETED, FAILED, Job
 from sparkgate.runner.manifest import Manifest
+from sparkgate.spark.conf import merge_conf
 from sparkgate.spark.home import default_spark_home
-from sparkgate.spark.plugin import EXTENSIONS, plugin_jar
+from sparkgate.spark.plugin import plugin_conf
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,10 @@ class LocalBackend:
         if self.plugin_dir is None:
             return {}
         try:
-            jar = await asyncio.to_thread(plugin_jar, spark_home, self.plugin_dir)
+            return await asyncio.to_thread(plugin_conf, spark_home, self.plugin_dir)
         except ConfigError as exc:
             log.warning("jobs on drivers of their own start without sparkgate's driver plugin: %s", exc.message)
             return {}
-        return {"spark.jars": str(jar), "spark.sql.extensions": EXTENSIONS}
 
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
         d = self._dir(job)
@@ -162,9 +162,7 @@ class LocalBackend:
                 "spark.sql.warehouse.dir": str(d / "warehouse"),
                 "spark.sparkgate.job.id": job.id,
             }
-            plugin = await self._plugin_conf(home)
-            for k, v in (plugin | manifest.spec.spark_conf).items():
-                conf[k] = f"{plugin[k]},{v}" if k in plugin and k in manifest.spec.spark_conf else v
+            conf |= merge_conf(await self._plugin_conf(home), manifest.spec.spark_conf)
             cmd = [str(home / "bin" / "spark-submit"), "--master", f"local[{max(1, r.driver.cores)}]"]
             cmd += ["--driver-memory", r.driver.memory, "--name", f"sparkgate-job-{job.id}"]
             for k, v in conf.items():
