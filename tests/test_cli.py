@@ -88,15 +88,14 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> 
 @pytest.mark.spark
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_up_stops_every_driver(tmp_path: Path, sig: signal.Signals) -> None:
+    # While the driver is still warming (test_readme stops a ready platform with Ctrl-C).
     proc, port = _start_up(tmp_path)
     try:
-        if sig is signal.SIGTERM:
-            out = _wait_for_line(proc, "sparkgate is ready", 240)
-            assert any(f"sc://localhost:{port}" in line for line in out)
-            assert any("warming drivers" in line for line in out)  # progress while drivers warm
-        else:  # Ctrl-C while the driver is still warming
-            _wait_for_line(proc, "starting driver", 60)
-        pids = _driver_pids(tmp_path)
+        out = _wait_for_line(proc, "warming drivers: 0/1 ready", 60)  # progress while drivers warm
+        assert any(f"sc://localhost:{port}" in line for line in out)
+        deadline = time.monotonic() + 60
+        while not (pids := _driver_pids(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert pids, "a driver record should exist"
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=60)

@@ -133,6 +133,11 @@ class RunnerRig:
         self.harness.run(self.gateway.stop(0))
 
 
+#: Tests of what the job store keeps (states, history, restarts) run on both stores; tests of what a
+#: job does on its driver (the sandbox, SQL, own drivers) on SQLite only: the store plays no part.
+SQLITE_ONLY = pytest.mark.parametrize("rig", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def rig(
     request: pytest.FixtureRequest, spark_stack: GatewayHarness, tmp_path_factory: pytest.TempPathFactory
@@ -156,6 +161,7 @@ class _nothing:
         return None
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(("sample", "env"), [("daily_orders", "prod"), ("city_revenue", "staging")])
 def test_every_shipped_sample_runs_in_the_sandbox(rig: RunnerRig, sample: str, env: str) -> None:
     job = rig.wait(rig.submit((SAMPLES / f"{sample}.yaml").read_text(), env=env, sandbox="true"))
@@ -184,16 +190,19 @@ def test_sample_manifest_completes_with_a_correct_preview(rig: RunnerRig) -> Non
     assert "[sparkgate-job" in view.logs and [e.state for e in view.history] == ["PENDING", "RUNNING", "COMPLETED"]
 
 
+@SQLITE_ONLY
 def test_sql_ending_in_a_comment_or_a_semicolon_runs(rig: RunnerRig) -> None:
     job = rig.wait(rig.submit(manifest("SELECT count(*) AS n FROM orders; -- every order")))
     assert job.state == "COMPLETED", job.error
 
 
+@SQLITE_ONLY
 def test_a_sql_error_fails_with_sparks_message(rig: RunnerRig) -> None:
     job = rig.wait(rig.submit(manifest("SELECT no_such_column FROM orders")))
     assert job.state == "FAILED" and "no_such_column" in job.error and "UNRESOLVED_COLUMN" in job.error
 
 
+@SQLITE_ONLY
 def test_sandbox_refuses_writes_outside_scratch(rig: RunnerRig) -> None:
     outside = manifest("SELECT * FROM orders", sinks="{from: result, path: /tmp/escape, mode: overwrite}")
     with pytest.raises(BadRequest, match=r"spec\.coreEtl\.sinks\[0\]\.path: /tmp/escape is outside the data roots"):
@@ -212,6 +221,7 @@ def test_sandbox_refuses_writes_outside_scratch(rig: RunnerRig) -> None:
 MANY = ", ".join(f"{i} AS c{i}" for i in range(40))
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(
     ("sql", "refused"),
     [
@@ -228,6 +238,7 @@ def test_the_sandbox_checks_the_plan_not_the_text(rig: RunnerRig, sql: str, refu
     assert job.state == "FAILED" and f"sandbox: spec.coreEtl.transforms[0] {refused}" in job.error, job.error
 
 
+@SQLITE_ONLY
 def test_a_sandboxed_job_reads_its_inputs_and_nothing_else(rig: RunnerRig, tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("a\n1\n")
     own = f"{{name: orders, path: {tmp_path}/in.csv, format: csv, options: {{header: 'true'}}}}"
@@ -239,6 +250,7 @@ def test_a_sandboxed_job_reads_its_inputs_and_nothing_else(rig: RunnerRig, tmp_p
         rig.submit(peek, env="test", sandbox="true")
 
 
+@SQLITE_ONLY
 def test_sql_cannot_read_files_by_path(rig: RunnerRig) -> None:
     job = rig.wait(rig.submit(manifest("SELECT * FROM text.`/etc/hostname`", name="peek")))
     assert job.state == "FAILED" and "hostname" not in json.dumps(rig.check(job.id, include_results=True).result or {})
@@ -285,6 +297,7 @@ def test_a_runner_restarted_mid_job_loses_nothing(rig: RunnerRig) -> None:
     assert rig.check(keeps, include_results=True).result["preview"] == [{"n": 1500000000}]
 
 
+@SQLITE_ONLY
 def test_own_driver(rig: RunnerRig) -> None:
     """A job on a driver of its own, sandboxed there too (the driver loads the plugin)."""
     job = rig.wait(rig.submit((SAMPLES / "city_revenue.yaml").read_text(), env="staging", driver="own", sandbox="true"))
