@@ -100,7 +100,7 @@ class Platform:
         self.runner: Runner | None = None
         self.runner_server: RunnerServer | None = None
         self.playground: PlaygroundServer | None = None
-        self.registry = self.gateway.router.telemetry.registry
+        self.registry = self.gateway.telemetry.registry
         self.registry.register(_PlatformCollector(self))
 
     async def __aenter__(self) -> Platform:

@@ -48,8 +48,8 @@ from sparkgate.clusters.local import CONNECT_SERVER_CLASS, LocalProvider
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import DEFAULT_PROFILE, Settings, load_settings
 from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.pipeline.intents import Forward, Refuse
 from sparkgate.gateway.server import Gateway
-from sparkgate.gateway.sessions import Forward
 
 T = TypeVar("T")
 
@@ -176,20 +176,19 @@ class GatewayHarness:
         self.run(stop())
 
     def _record(self, gw: Gateway) -> None:
-        """Wrap the router's decision so every routed RPC lands in :attr:`calls`."""
-        resolve = gw.router.resolve
+        """Watch the pipeline's decisions (through its hook) so every call lands in :attr:`calls`."""
+        hook = gw.telemetry
+        decided = hook.decided
 
-        async def recording_resolve(method: str, metadata: Any, ids: Any, request: Any, *rest: Any) -> Any:
-            try:
-                decision = await resolve(method, metadata, ids, request, *rest)
-            except BaseException:
-                self.calls.append(Call(method, ids.session_id, "error", time.time()))
-                raise
-            outcome = decision.driver.id if isinstance(decision, Forward) else "answer"
-            self.calls.append(Call(method, ids.session_id, outcome, time.time()))
-            return decision
+        def recording(call: Any, identity: Any, decision: Any) -> None:
+            if isinstance(decision, Forward):
+                outcome = decision.driver.id
+            else:
+                outcome = "error" if isinstance(decision, Refuse) else "answer"
+            self.calls.append(Call(call.method, call.ids.session_id, outcome, time.time()))
+            decided(call, identity, decision)
 
-        gw.router.resolve = recording_resolve  # type: ignore[method-assign,assignment]
+        hook.decided = recording  # type: ignore[method-assign]
 
     def _note_drivers(self) -> None:
         if self.clusters is not None:

@@ -179,20 +179,18 @@ def test_a_killed_clients_session_frees_its_driver_slot(gateway: GatewayHarness)
     driver = gateway.clusters.get(route.driver_id)
     assert driver is not None
     before = driver.sessions
-    router = gw.router
-    kept = router._settings
-    router._settings = kept.model_copy(
-        update={"affinity": kept.affinity.model_copy(update={"client_gone_seconds": 0.5})}
-    )
+    book = gw.sessions
+    kept = book.settings
+    book.settings = kept.model_copy(update={"affinity": kept.affinity.model_copy(update={"client_gone_seconds": 0.5})})
     try:
 
         def released() -> bool:
-            gateway.run(router.sweep())
+            gateway.run(book.sweep())
             return gateway.route(sid) is None
 
         gateway.wait_for(released, 20, what="the session of the killed client to be released")
     finally:
-        router._settings = kept
+        book.settings = kept
     assert driver.sessions == before - 1
     # The driver released it too: the session id is closed there.
     request = wire.encode_config_set_request(sid, route.user_id, [("spark.sql.ansi.enabled", "true")])

@@ -167,7 +167,7 @@ def test_oidc_over_tls_with_real_clients(secure: dict[str, Any]) -> None:
     assert {e["who"] for e in denied} == {"carol@example.com", "bob@example.com"}
     created = {e["who"] for e in events if e["event"] == "session.create"}
     assert created >= {"alice@example.com", "dave@example.com"}
-    sample = gw.router.telemetry.registry.get_sample_value
+    sample = gw.telemetry.registry.get_sample_value
     unrouted = {"team": "-", "environment": "-"}
     refused = sum(
         sample("sparkgate_rpcs_total", {"method": m, **unrouted, "status": "UNAUTHENTICATED"}) or 0

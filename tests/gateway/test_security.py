@@ -128,7 +128,7 @@ async def test_tokens_identity_and_session_ownership(backend: FakeSparkConnectSe
         await call(ch, bearer("t-alice"), sid, method="ReleaseSession")
         await asyncio.sleep(0.1)  # a call is reported once its stream is closed
 
-        sample = gw.router.telemetry.registry.get_sample_value
+        sample = gw.telemetry.registry.get_sample_value
         unrouted = {"method": "Config", "team": "-", "environment": "-"}
         assert sample("sparkgate_rpcs_total", {**unrouted, "status": "UNAUTHENTICATED"}) == 2
         assert sample("sparkgate_rpcs_total", {**unrouted, "status": "PERMISSION_DENIED"}) == 2

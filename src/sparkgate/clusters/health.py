@@ -1,7 +1,8 @@
 """Driver health: active probes with thresholds, plus reports from the data plane.
 
 A driver is probed every ``interval_seconds`` with :func:`sparkgate.connect.probe.ping` (a
-ReleaseSession of an unknown session: answered at once, creates nothing). ``failures_to_dead``
+ReleaseSession of an unknown session: answered at once, creates nothing), on the connections the
+gateway relays calls on when it runs (:meth:`HealthChecker.use`), else on a channel of its own. ``failures_to_dead``
 consecutive failures mark it DEAD; a driver that failed at least once is *suspect* and gets no new
 sessions until ``successes_to_ready`` consecutive successes. HTTP/2 keepalive pings are not used:
 Spark Connect servers (grpc-java, ``permitKeepAliveTime`` = 5 min) answer frequent pings with
@@ -18,12 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
-import grpc.aio
-
 from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.config import HealthSettings
-from sparkgate.connect.probe import ping
+from sparkgate.connect.probe import ChannelCalls, DriverCallFailed, DriverCalls, ping
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,12 @@ class HealthChecker:
         self.settings = settings
         self._on_dead = on_dead
         self._records: dict[str, _Record] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._own = ChannelCalls()
+        self.calls: DriverCalls = self._own
+
+    def use(self, calls: DriverCalls | None) -> None:
+        """Probe over ``calls`` (the gateway's driver connections); None: over channels of its own."""
+        self.calls = calls if calls is not None else self._own
 
     def suspect(self, driver: Driver) -> bool:
         """True while a driver that failed a probe has not yet recovered."""
@@ -49,13 +52,10 @@ class HealthChecker:
         return rec is not None and rec.failures > 0
 
     async def probe(self, driver: Driver) -> bool:
-        ch = self._channels.get(driver.address)
-        if ch is None:
-            ch = self._channels[driver.address] = grpc.aio.insecure_channel(driver.address)
         try:
-            await ping(ch, self.settings.timeout_seconds, driver.auth_metadata)
-        except (TimeoutError, grpc.aio.AioRpcError) as exc:
-            await self.observe(driver, ok=False, why=_why(exc))
+            await ping(self.calls, driver.address, self.settings.timeout_seconds, driver.auth_metadata)
+        except DriverCallFailed as exc:
+            await self.observe(driver, ok=False, why=str(exc))
             return False
         await self.observe(driver, ok=True)
         return True
@@ -87,18 +87,14 @@ class HealthChecker:
             return
         driver.state = DriverState.DEAD
         self._records.pop(driver.id, None)
-        ch = self._channels.pop(driver.address, None)
-        if ch is not None:
-            await ch.close()
+        await self.calls.forget(driver.address)
         log.error("driver %s is dead: %s", driver.id, why)
         await self._on_dead(driver, why)
 
     async def forget(self, driver: Driver) -> None:
-        """A driver stopped on purpose: its probe record and channel go too."""
+        """A driver stopped on purpose: its probe record and connections go too."""
         self._records.pop(driver.id, None)
-        ch = self._channels.pop(driver.address, None)
-        if ch is not None:
-            await ch.close()
+        await self.calls.forget(driver.address)
 
     async def check(self, drivers: list[Driver]) -> None:
         # Draining drivers still serve their sessions: a death there must be noticed too.
@@ -106,12 +102,4 @@ class HealthChecker:
         await asyncio.gather(*(self.probe(d) for d in drivers if d.state in live))
 
     async def close(self) -> None:
-        for ch in self._channels.values():
-            await ch.close()
-        self._channels.clear()
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return "no answer in time"
+        await self._own.close()

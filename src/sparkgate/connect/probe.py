@@ -7,6 +7,7 @@ the pyspark package (and its 450 MB of jars) to check its drivers.
 from __future__ import annotations
 
 import uuid
+from typing import Protocol, runtime_checkable
 
 import grpc
 import grpc.aio
@@ -56,20 +57,74 @@ async def run_sql(channel: grpc.aio.Channel, query: str, timeout: float = 120.0,
     return n
 
 
-async def ping(channel: grpc.aio.Channel, timeout: float, metadata: Metadata = ()) -> None:
+class DriverCallFailed(Exception):
+    """A call to a driver got no OK answer; the message says why (``CODE: details``, or no answer)."""
+
+
+@runtime_checkable
+class DriverCalls(Protocol):
+    """Unary calls to drivers, on connections kept open between calls.
+
+    The gateway serves them on the connections it relays clients' calls on (its driver pool), so a
+    driver's health probes and session releases share those connections; without a gateway,
+    :class:`ChannelCalls` keeps a gRPC channel per driver.
+    """
+
+    async def unary(self, address: str, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes:
+        """Call ``method`` (a Spark Connect method name); the response message, or raises
+        :class:`DriverCallFailed`."""
+        ...
+
+    async def forget(self, address: str) -> None:
+        """The driver at ``address`` is gone: close what is kept open for it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ChannelCalls:
+    """:class:`DriverCalls` on one gRPC channel per driver address."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def unary(self, address: str, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        call = channel.unary_unary(SERVICE_PATH + method)
+        try:
+            response: bytes = await call(request, timeout=timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise DriverCallFailed(f"{exc.code().name}: {exc.details()}") from None
+        except TimeoutError:
+            raise DriverCallFailed("no answer in time") from None
+        return response
+
+    async def forget(self, address: str) -> None:
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            await channel.close()
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+
+async def ping(calls: DriverCalls, address: str, timeout: float, metadata: Metadata = ()) -> None:
     """The cheapest call a Spark Connect server answers: ReleaseSession of an unknown session.
 
     The server looks the session up with ``getIsolatedSessionIfPresent`` and answers at once; an
     unknown id creates no session and leaves no tombstone (observed on 4.1.4), so probing every
-    second costs the driver nothing. Raises ``grpc.aio.AioRpcError`` if the driver does not answer.
+    second costs the driver nothing. Raises :class:`DriverCallFailed` if the driver does not answer.
     """
-    release = channel.unary_unary(SERVICE_PATH + "ReleaseSession")
-    await release(release_session_request(str(uuid.uuid4())), timeout=timeout, metadata=metadata)
+    await calls.unary(address, "ReleaseSession", release_session_request(str(uuid.uuid4())), metadata, timeout)
 
 
-async def release_session(address: str, session_id: str, user_id: str, timeout: float, metadata: Metadata = ()) -> None:
+async def release_session(
+    calls: DriverCalls, address: str, session_id: str, user_id: str, *, timeout: float, metadata: Metadata = ()
+) -> None:
     """Release a session on the driver at ``address`` (its running operations are interrupted).
-    Raises ``grpc.aio.AioRpcError`` if the driver does not answer."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        release = channel.unary_unary(SERVICE_PATH + "ReleaseSession")
-        await release(release_session_request(session_id, user_id), timeout=timeout, metadata=metadata)
+    Raises :class:`DriverCallFailed` if the driver does not answer."""
+    await calls.unary(address, "ReleaseSession", release_session_request(session_id, user_id), metadata, timeout)

@@ -22,6 +22,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from sparkgate.errors import SessionLost, SparkgateError
 
+#: gRPC status code number → name (``grpc.StatusCode`` values are ``(number, name)``).
+STATUS_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 _SQL_EXCEPTION = "org.apache.spark.SparkSQLException"

@@ -1,6 +1,6 @@
 """The Spark Gateway service: a gRPC server on :15002 speaking the Spark Connect protocol.
 
-Assembles the parts — affinity store, session router, the HTTP/2 relay (:mod:`sparkgate.gateway.h2`)
+Assembles the parts — affinity store, session table, call pipeline, the HTTP/2 relay (:mod:`sparkgate.gateway.h2`)
 — around a :class:`~sparkgate.clusters.manager.ClusterManager` it is given (the cluster layer's
 lifecycle is its owner's: ``sparkgate up`` stops drivers on exit, a restarting gateway leaves them
 running).
@@ -19,7 +19,10 @@ from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 from sparkgate.gateway.h2 import H2Engine
 from sparkgate.gateway.h2.buffers import ReadArena
-from sparkgate.gateway.sessions import SessionRouter
+from sparkgate.gateway.h2.upstream import DriverPool
+from sparkgate.gateway.pipeline.decide import CallPipeline
+from sparkgate.gateway.sessions import SessionBook
+from sparkgate.gateway.telemetry import Telemetry
 from sparkgate.security.guard import Guard, build_guard
 from sparkgate.security.tls import ServerTls
 
@@ -72,12 +75,17 @@ class Gateway:
         self.clusters = clusters
         self.store = store if store is not None else build_affinity_store(settings)
         self.guard = guard if guard is not None else build_guard(settings)
-        self.router = SessionRouter(settings.gateway, settings.environments, self.store, clusters, self.guard)
+        #: Metrics and audit of calls and sessions: the pipeline's hook.
+        self.telemetry = Telemetry(audit=self.guard.audit)
+        #: Connections to drivers: clients' calls, the gateway's own (releases, health probes).
+        self.pool = DriverPool()
+        self.sessions = SessionBook(settings.gateway, self.store, clusters, self.telemetry, self.pool)
+        self.pipeline = CallPipeline(settings.gateway, settings.environments, self.sessions, self.guard)
         self.tls = ServerTls(settings.tls) if settings.tls.enabled else None
         self._h2: H2Engine | None = None
         self._tasks = TaskSupervisor("gateway")
         self.port = 0
-        clusters.on_driver_dead(self.router.driver_died)
+        clusters.on_driver_dead(self.sessions.driver_died)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -90,12 +98,14 @@ class Gateway:
         g = self.settings.gateway
         await self.guard.__aenter__()
         await self.store.__aenter__()
-        self.router.restore()
+        self.sessions.restore()
         tune_allocator()
-        self._h2 = H2Engine(g, self.router, self.tls.ssl_context() if self.tls is not None else None)
+        self._h2 = H2Engine(g, self.pipeline, self.pool, self.tls.ssl_context() if self.tls is not None else None)
         await self._h2.start()
         self.port = self._h2.port
-        self._tasks.every("sweep", g.affinity.sweep_interval_seconds, self.router.sweep)
+        if self.clusters.health is not None:
+            self.clusters.health.use(self.pool)  # probes share the relay's driver connections
+        self._tasks.every("sweep", g.affinity.sweep_interval_seconds, self.sessions.sweep)
         self._tasks.every("rate-limit-sweep", 60.0, self._sweep_limits)
         if self.tls is not None:
             self._tasks.every("tls-reload", self.settings.tls.reload_interval_seconds, self._reload_tls)
@@ -125,6 +135,8 @@ class Gateway:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.gateway.drain_seconds if grace is None else grace
+        if self.clusters.health is not None and self.clusters.health.calls is self.pool:
+            self.clusters.health.use(None)  # the cluster manager may outlive this gateway
         if self._h2 is not None:
             await self._h2.stop(grace)
             self._h2 = None

@@ -1,6 +1,10 @@
-"""What each call did: Prometheus metrics and, for failed calls that reached a driver, the audit log.
+"""What each call did: Prometheus metrics and the audit log — the gateway's :class:`PipelineHook`.
 
-The relay reports every finished call once (:meth:`Telemetry.call_done`): method, the session's
+Audit records: ``session.create`` when a call placed a new session, ``permission.denied`` and
+``rpc.error`` for calls refused by the gateway or failed on a driver, ``session.release`` and
+``session.abandoned`` when sessions end.
+
+The engine reports every finished call once (:meth:`Telemetry.call_done`): method, the session's
 team and environment (``-`` before it was routed), the gRPC status and the time from request
 headers to the end of the response. A call costs a dictionary lookup and three additions on plain
 numbers; the Prometheus families (``sparkgate_rpcs_total``, ``sparkgate_rpc_duration_seconds``)
@@ -14,16 +18,19 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-import grpc
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sparkgate.connect.status import STATUS_NAMES
+from sparkgate.errors import PermissionDenied, Unauthenticated
 from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.pipeline.call import Call
+from sparkgate.gateway.pipeline.hook import PipelineHook
+from sparkgate.gateway.pipeline.intents import Decided, Forward, Refuse
 from sparkgate.security.audit import AuditLog
+from sparkgate.security.identity import Identity
 
-#: gRPC status code number → name (``grpc.StatusCode`` values are ``(number, name)``).
-STATUS_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 #: Seconds; unary calls take ~1 ms through the gateway, queries seconds to minutes.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
@@ -39,12 +46,51 @@ class _Calls:
         self.buckets = [0] * (len(_BUCKETS) + 1)  # the last one is +Inf
 
 
-class Telemetry:
+class Telemetry(PipelineHook):
     def __init__(self, registry: CollectorRegistry | None = None, audit: AuditLog | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.audit = audit
         self._calls: dict[tuple[str, str, str, str], _Calls] = {}
         self.registry.register(_CallsCollector(self._calls))
+
+    def decided(self, call: Call, identity: Identity | None, decision: Decided) -> None:
+        audit = self.audit
+        if audit is None:
+            return
+        if type(decision) is Forward:
+            if decision.new:
+                route = decision.route
+                audit.emit(
+                    "session.create",
+                    who=route.owner,
+                    auth=identity.method if identity is not None else "none",
+                    team=route.team,
+                    environment=route.environment,
+                    session=route.session_id,
+                    driver=route.driver_id,
+                    method=call.method,
+                )
+            return
+        if type(decision) is Refuse:
+            exc = decision.error
+            if isinstance(exc, Unauthenticated):
+                return  # audited as auth.failure by the guard
+            audit.emit(
+                "permission.denied" if isinstance(exc, PermissionDenied) else "rpc.error",
+                who=identity.subject if identity is not None else call.ids.user_id,
+                session=call.ids.session_id,
+                method=call.method,
+                status=exc.grpc_status.name,
+                reason=exc.message,
+            )
+
+    def session_released(self, route: Route) -> None:
+        if self.audit is not None:
+            self.audit.emit("session.release", **route.audit_fields())
+
+    def session_abandoned(self, route: Route) -> None:
+        if self.audit is not None:
+            self.audit.emit("session.abandoned", **route.audit_fields())
 
     def call_done(self, method: str, route: Route | None, status: int | None, seconds: float, reason: str = "") -> None:
         """Record a finished call; ``status`` None means the stream was reset (client cancel)."""

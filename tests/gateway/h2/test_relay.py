@@ -1,4 +1,5 @@
-"""The h2 relay's routing: calls of a placed session are routed at once, without a task."""
+"""The h2 relay carrying out the pipeline's intents: calls of a placed session go out at once,
+without a task."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import pytest
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import load_settings
+from sparkgate.clusters.static import StaticProvider
+from sparkgate.config import HealthSettings, load_settings
 from sparkgate.connect import wire
+from sparkgate.connect.probe import release_session
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.hpack import Decoder, encode_headers
+from sparkgate.gateway.pipeline.call import Call
+from sparkgate.gateway.pipeline.intents import Forward, Refuse, Wait
 from sparkgate.gateway.server import Gateway
-from sparkgate.gateway.sessions import Forward
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.fake_provider import FakeProvider
 from tests.gateway.h2.test_connection import RawClient, request_headers
@@ -55,16 +59,23 @@ async def test_placed_sessions_are_routed_without_a_task(gateway: Gateway, monke
         assert touched is not None and touched.last_used >= route.last_used
 
 
-async def test_resolve_known_only_answers_placed_sessions_on_live_drivers(gateway: Gateway) -> None:
-    router, sid = gateway.router, str(uuid.uuid4())
-    assert router.resolve_known(wire.RequestIds(sid, "alice")) is None  # not placed yet
-    assert router.resolve_known(wire.RequestIds("not-a-uuid", "alice")) is None  # resolve rejects it
-    placed = await router.resolve("Config", ROUTE, wire.RequestIds(sid, "alice"), b"")
+async def test_only_placed_sessions_on_live_drivers_are_forwarded_without_waiting(gateway: Gateway) -> None:
+    pipeline, sid = gateway.pipeline, str(uuid.uuid4())
+
+    def call(session_id: str = sid, metadata: tuple[tuple[str, str], ...] = ()) -> Call:
+        return Call("Config", metadata, wire.RequestIds(session_id, "alice"), b"")
+
+    assert isinstance(pipeline.decide(call()), Refuse)  # not placed, and no team: refused at once
+    assert isinstance(pipeline.decide(call("not-a-uuid")), Refuse)
+    placed = await pipeline.decide_now(call(metadata=ROUTE))  # placing it waits for a driver
     assert isinstance(placed, Forward)
-    known = router.resolve_known(wire.RequestIds(sid, "alice"))
-    assert known is not None and known.driver is placed.driver and known.preamble is None
+    known = pipeline.decide(call())
+    assert isinstance(known, Forward) and known.driver is placed.driver and known.held_config is None
     known.driver.state = known.driver.state.DEAD
-    assert router.resolve_known(wire.RequestIds(sid, "alice")) is None  # resolve reports the lost session
+    lost = pipeline.decide(call())
+    assert isinstance(lost, Wait)  # the route is dropped first, then the client is told
+    told = await lost.decision
+    assert isinstance(told, Refuse) and "SESSION_CHANGED" in str(told.error)
 
 
 async def test_a_calls_deadline_is_kept_while_its_session_waits_for_a_driver(tmp_path: Path) -> None:
@@ -93,3 +104,27 @@ async def test_a_calls_deadline_is_kept_while_its_session_waits_for_a_driver(tmp
                 await ch.unary_unary(SVC + "Config")(message, metadata=ROUTE, timeout=10)
             assert [call.session_id for call in fake.calls_of("Config")][-1:] == [sid]
         await cm.close()
+
+
+async def test_health_probes_and_releases_share_the_relays_driver_connection(tmp_path: Path) -> None:
+    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
+        gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}}
+        settings = load_settings(None, {}, gateway=gw, state_dir=tmp_path)
+        cm = ClusterManager(StaticProvider([fake.address]), pool_size=0, health=HealthSettings(interval_seconds=3600))
+        await cm.start()
+        assert cm.health is not None
+        try:
+            async with Gateway(settings, cm) as gateway:
+                assert cm.health.calls is gateway.pool
+                sid = str(uuid.uuid4())
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
+                    await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
+                conns = gateway.pool.connections()
+                (driver,) = cm.drivers()
+                assert len(conns) == 1 and await cm.health.probe(driver)
+                await release_session(gateway.pool, driver.address, sid, "alice", timeout=5)
+                assert gateway.pool.connections() == conns  # no connection of their own
+            assert cm.health.calls is not gateway.pool  # the cluster manager outlives the gateway
+            assert await cm.health.probe(driver)
+        finally:
+            await cm.close()

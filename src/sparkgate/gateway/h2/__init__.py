@@ -2,15 +2,16 @@
 
 A gRPC server and client in between would parse and re-serialize every message, on both legs.
 This relay never leaves HTTP/2: it decodes
-a client's request headers, holds the first gRPC message just long enough to route it with the
-same :class:`~sparkgate.gateway.sessions.SessionRouter`, then forwards DATA frames between the
+a client's request headers, holds the first gRPC message just long enough for the call pipeline
+(:mod:`sparkgate.gateway.pipeline`) to decide where it goes, then forwards DATA frames between the
 client's connection and one shared connection per driver without copying them, under both peers'
 flow-control windows. Modules, from the wire up:
 
 * :mod:`.frames` — frame constants and encoding; :mod:`.hpack` — header blocks;
 * :mod:`.stream` — a relayed stream and its flow control; :mod:`.connection` — parsing and writing;
 * :mod:`.downstream` — the client-facing leg; :mod:`.upstream` — driver connections and their pool;
-* :mod:`.relay` — routing, preamble, post-actions; :mod:`.engine` — listener and graceful stop.
+* :mod:`.relay` — carrying out the pipeline's intent: held options, failover, after-answer actions;
+* :mod:`.engine` — listener and graceful stop.
 """
 
 from sparkgate.gateway.h2.engine import H2Engine

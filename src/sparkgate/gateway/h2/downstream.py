@@ -50,7 +50,7 @@ FAILED_PRECONDITION, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 9, 12, 13, 14
 
 #: Runs once the driver's response ended, before its trailers reach the client:
 #: ``(grpc-status or None if the stream failed, the response message)``.
-PostAction = Callable[[int | None, bytes], Awaitable[None]]
+AfterAnswer = Callable[[int | None, bytes], Awaitable[None]]
 
 
 class Router(Protocol):
@@ -209,6 +209,7 @@ class ClientStream(Stream):
         "content_left",
         "held",
         "held_len",
+        "kept",
         "message_len",
         "metadata",
         "method",
@@ -240,10 +241,12 @@ class ClientStream(Stream):
         self.content_left = -1
         self.routing = False
         self.response_started = False
-        #: Set by the relay when trailers must wait for a post-action (ReleaseSession, CloneSession).
-        self.after: PostAction | None = None
-        #: Response bytes kept for a post-action that reads the response (CloneSession).
+        #: What must run before the trailers go out (:meth:`run_after_answer`).
+        self.after: AfterAnswer | None = None
+        #: Response bytes kept for an after-answer action that reads the response (CloneSession).
         self.collected: bytearray | None = None
+        #: The whole request, kept while the call may still go to another driver (:meth:`keep_for_failover`).
+        self.kept: list[memoryview | bytes] | None = None
         self.reset_after_end: int | None = None
         #: For telemetry: when the request began, the session's route once placed, the final status.
         #: Bytes of the held-message budget this stream reserved (:meth:`ClientConnection.reserve`).
@@ -252,8 +255,8 @@ class ClientStream(Stream):
         self.route: Route | None = None
         self.status: int | None = None
         self.reason = ""
-        #: Set by the relay on a new session's first call: ``retry(why)`` sends the request to
-        #: another driver if this one fails before answering (False: it may not, fail as usual).
+        #: On a new session's first call: ``retry(why)`` sends the request to another driver if this
+        #: one fails before answering (False: it may not, fail as usual).
         self.retry: Callable[[str], bool] | None = None
         if isinstance(conn, ClientConnection):
             self.budget = conn.budget
@@ -377,6 +380,43 @@ class ClientStream(Stream):
         conn = self.conn
         return conn.peer if isinstance(conn, ClientConnection) else None
 
+    def run_after_answer(self, action: AfterAnswer, *, keep_response: bool) -> None:
+        """Run ``action`` when the driver's response ends, before its trailers reach the client
+        (with the response message if ``keep_response``)."""
+        self.after = action
+        self.collected = bytearray() if keep_response else None
+
+    def take_after_answer(self) -> tuple[AfterAnswer, bytes] | None:
+        """The after-answer action (once), with the response message it reads."""
+        after, self.after = self.after, None
+        if after is None:
+            return None
+        kept, self.collected = self.collected or b"", None
+        size = int.from_bytes(kept[1:5], "big")
+        return after, bytes(kept[_MESSAGE_PREFIX : _MESSAGE_PREFIX + size]) if len(kept) >= _MESSAGE_PREFIX else b""
+
+    def keep_for_failover(self, retry: Callable[[str], bool]) -> None:
+        """Keep the whole request until the driver answers: if it fails before answering,
+        ``retry(why)`` may send it to another driver (after :meth:`rewind`)."""
+        self.keep_held()  # views would pin read buffers until the driver answers
+        self.kept = list(self.held)
+        self.retry = retry
+
+    def rewind(self) -> bool:
+        """Undo the attach to a driver that failed before answering: the driver's stream is
+        cancelled and the kept request held again. False if too late (answered, or closed)."""
+        if self.closed or self.response_started or self.kept is None:
+            return False
+        partner, self.partner = self.partner, None
+        if partner is not None:
+            partner.partner = None
+            if not partner.closed:
+                partner.reset(ErrorCode.CANCEL)
+        self.held = list(self.kept)
+        self.held_len = sum(len(h) for h in self.held)
+        self.after = self.collected = None
+        return True
+
     def attach(self, driver_stream: DriverStream) -> None:
         """Connect to the driver's stream: held bytes first, then straight through."""
         self.partner = driver_stream
@@ -424,8 +464,9 @@ class ClientStream(Stream):
             self.status = status
             if status:
                 self.reason = urllib.parse.unquote(next((v for k, v in headers if k == "grpc-message"), ""))
+        self.kept = None
         if end and self.after is not None:
-            self.router.finish(self, block, headers)  # sends the block after the post-action
+            self.router.finish(self, block, headers)  # sends the block after the after-answer action
             return
         self.response_started = True
         self.send_headers(block, end)
@@ -439,6 +480,7 @@ class ClientStream(Stream):
         retry, self.retry = self.retry, None
         if retry is not None and retry(why):
             return
+        self.kept = None
         if self.after is not None:
             self.router.finish(self, b"", None)
         if self.closed or self.sent_end:
@@ -456,10 +498,11 @@ class ClientStream(Stream):
         self.send_data(b"\x00" + len(message).to_bytes(4, "big") + message, False)
         self.send_trailers(status_block(0))
 
-    def relay_blocks(self, blocks: list[bytes]) -> None:
+    def end_with_driver_answer(self, status: int, blocks: list[bytes]) -> None:
         """End the stream with a driver's own response header blocks (an error it answered)."""
         if self.sent_end or self.closed:
             return
+        self.status = status
         if len(blocks) == 1:  # trailers-only: the block carries :status itself
             self.response_started = True
             self.send_trailers(blocks[0])
@@ -467,6 +510,12 @@ class ClientStream(Stream):
         self.response_started = True
         self.send_headers(blocks[0], False)
         self.send_trailers(blocks[-1])
+
+    def send_final_block(self, block: bytes) -> None:
+        """Send the driver's final header block, held while an after-answer action ran."""
+        if not self.closed and not self.sent_end:
+            self.response_started = True
+            self.send_headers(block, True)
 
     def fail(self, code: int, message: str, metadata: tuple[tuple[str, str | bytes], ...] = ()) -> None:
         """End the stream with a gRPC error (trailers-only if no response was started)."""

@@ -20,9 +20,9 @@ from sparkgate.config import GatewaySettings
 from sparkgate.gateway.h2.budget import SharedBudgets
 from sparkgate.gateway.h2.buffers import ReadArena, arena
 from sparkgate.gateway.h2.downstream import ClientConnection
-from sparkgate.gateway.h2.relay import H2Relay
+from sparkgate.gateway.h2.relay import CallRelay
 from sparkgate.gateway.h2.upstream import DriverPool
-from sparkgate.gateway.sessions import SessionRouter
+from sparkgate.gateway.pipeline.decide import CallPipeline
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,14 @@ def raise_open_file_limit() -> int:
 
 
 class H2Engine:
-    def __init__(self, settings: GatewaySettings, router: SessionRouter, ssl: SSLContext | None = None) -> None:
+    def __init__(
+        self, settings: GatewaySettings, pipeline: CallPipeline, pool: DriverPool, ssl: SSLContext | None = None
+    ) -> None:
         self.settings = settings
         self.ssl = ssl
-        self.pool = DriverPool()
+        self.pool = pool
         self._tasks = TaskSupervisor("h2")
-        self.relay = H2Relay(router, self.pool, settings.max_message_bytes, self._tasks)
+        self.relay = CallRelay(pipeline, self.pool, settings.max_message_bytes, self._tasks)
         self._connections: set[ClientConnection] = set()
         self.max_connections = settings.http2.max_connections
         self._server: asyncio.Server | None = None

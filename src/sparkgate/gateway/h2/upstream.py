@@ -8,17 +8,21 @@ connection reaches the driver's SETTINGS_MAX_CONCURRENT_STREAMS, another one is 
 We advertise SETTINGS_HEADER_TABLE_SIZE = 0, so the driver's HPACK encoder keeps no dynamic table:
 its header blocks are context-free and are forwarded to clients byte for byte. Each block is still
 decoded here (with a zero-size table, so a block that references dynamic state fails loudly
-instead of being misread) because the relay needs ``grpc-status`` for post-actions.
+instead of being misread) because the relay needs ``grpc-status`` for after-answer actions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sparkgate.connect.probe import DriverCallFailed, Metadata
+from sparkgate.connect.service import SERVICE_PATH
+from sparkgate.connect.status import STATUS_NAMES
 from sparkgate.errors import Unavailable
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.budget import INITIAL_WINDOW
@@ -115,7 +119,7 @@ class DriverConnection(Connection):
         self.open_settings()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.pool.forget(self)
+        self.pool.closed_connection(self)
         if self.streams:
             log.warning("connection to driver %s lost with %d stream(s) open: %s", self.address, len(self.streams), exc)
         super().connection_lost(exc)
@@ -162,7 +166,7 @@ class DriverConnection(Connection):
             last_stream_id,
         )
         self.draining = True
-        self.pool.forget(self)
+        self.pool.closed_connection(self)
         for stream in [s for sid, s in self.streams.items() if sid > last_stream_id]:
             # Never processed by the driver: fail them so the client retries (UNAVAILABLE).
             self.close_stream(stream)
@@ -190,10 +194,12 @@ class UnaryResult:
     status: int
     blocks: list[bytes] = field(default_factory=list)
     message: bytes = b""
+    #: The driver's ``grpc-message`` (percent-decoded), if it sent one.
+    details: str = ""
 
 
 class _UnaryCall:
-    """Collects one driver stream's response (for the Config preamble)."""
+    """Collects one driver stream's response (for a new session's held Config options)."""
 
     def __init__(self) -> None:
         self.future: asyncio.Future[UnaryResult] = asyncio.get_running_loop().create_future()
@@ -206,7 +212,8 @@ class _UnaryCall:
         if end and not self.future.done():
             status = grpc_status(headers)
             message = bytes(self.data[5:])
-            self.future.set_result(UnaryResult(2 if status is None else status, self.blocks, message))
+            details = urllib.parse.unquote(next((v for k, v in headers if k == "grpc-message"), ""))
+            self.future.set_result(UnaryResult(2 if status is None else status, self.blocks, message, details))
 
     def response_data(self, payload: memoryview | bytes, end: bool) -> None:
         self.data += payload
@@ -256,15 +263,33 @@ class DriverPool:
         self._conns.setdefault(address, []).append(conn)
         return conn
 
-    def forget(self, conn: DriverConnection) -> None:
+    def closed_connection(self, conn: DriverConnection) -> None:
+        """A connection closed (or draining): no new streams go on it."""
         conns = self._conns.get(conn.address)
         if conns and conn in conns:
             conns.remove(conn)
             if not conns:
                 del self._conns[conn.address]
 
-    async def unary(self, address: str, method_path: str, metadata: tuple[Header, ...], message: bytes) -> UnaryResult:
-        """A unary call made by the gateway itself (the Config preamble of a new session)."""
+    async def unary(self, address: str, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes:
+        """A unary call of the gateway's own (health probes, releases): :class:`DriverCalls`."""
+        try:
+            result = await asyncio.wait_for(self.call(address, SERVICE_PATH + method, metadata, request), timeout)
+        except TimeoutError:
+            raise DriverCallFailed("no answer in time") from None
+        except Unavailable as exc:
+            raise DriverCallFailed(f"UNAVAILABLE: {exc.message}") from None
+        if result.status != 0:
+            raise DriverCallFailed(f"{STATUS_NAMES.get(result.status, result.status)}: {result.details}")
+        return result.message
+
+    async def forget(self, address: str) -> None:
+        """The driver at ``address`` is gone: its connections are closed."""
+        for conn in self._conns.pop(address, []):
+            conn.abort()
+
+    async def call(self, address: str, method_path: str, metadata: tuple[Header, ...], message: bytes) -> UnaryResult:
+        """A unary call made by the gateway itself, with the driver's raw answer (for relaying it)."""
         conn = await self.get(address)
         call = _UnaryCall()
         stream = conn.open_stream(request_block(method_path, address, metadata), call)

@@ -1,0 +1,112 @@
+"""The call pipeline: its stages in order, and the intent they come to."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+
+from sparkgate.config import GatewaySettings
+from sparkgate.errors import SparkgateError
+from sparkgate.gateway.pipeline.admit import Admit
+from sparkgate.gateway.pipeline.after_call import AfterCall
+from sparkgate.gateway.pipeline.call import Call, Caller
+from sparkgate.gateway.pipeline.hook import PipelineHook
+from sparkgate.gateway.pipeline.identify import Identify
+from sparkgate.gateway.pipeline.intents import Answer, Decided, Forward, Intent, Refuse, Wait
+from sparkgate.gateway.pipeline.lookup import Found, Joining, Lookup, Stale
+from sparkgate.gateway.pipeline.placement import Placement
+from sparkgate.gateway.pipeline.routing_info import ReadRouting
+from sparkgate.gateway.sessions import SessionBook
+from sparkgate.security.guard import Guard
+
+
+class CallPipeline:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        environments: Mapping[str, object],
+        book: SessionBook,
+        guard: Guard,
+    ) -> None:
+        self.book = book
+        self.hook: PipelineHook = book.hook
+        self.identify = Identify(guard)
+        self.lookup = Lookup(book)
+        self.routing = ReadRouting(settings, environments, book)
+        self.admit = Admit(guard)
+        self.placement = Placement(settings, book)
+        self.after_call = AfterCall(book)
+
+    def decide(self, call: Call) -> Intent:
+        """The call's intent. Nearly every call is of a placed session whose caller is known: that
+        is decided here and now; what must wait comes back as :class:`Wait`."""
+        caller = self.identify.now(call)
+        if caller is None:
+            return Wait(self._identified_later(call))
+        try:
+            step = self._decide(call, caller)
+        except SparkgateError as exc:
+            return self._decided(call, caller, Refuse(exc))
+        if isinstance(step, Forward | Answer):
+            return self._decided(call, caller, step)
+        return Wait(self._finish(call, caller, step))
+
+    async def decide_now(self, call: Call) -> Decided:
+        """:meth:`decide`, waiting for what must wait."""
+        intent = self.decide(call)
+        return await intent.decision if isinstance(intent, Wait) else intent
+
+    def _decide(self, call: Call, caller: Caller) -> Forward | Answer | Awaitable[Forward | Answer]:
+        found = self.lookup.find(call, caller)
+        if isinstance(found, Found):
+            self.admit.existing(caller, found.route)
+            self.book.used(found.route, found.driver)
+            return Forward(found.driver, found.route, rewrite_user=caller.rewrite_user)
+        if isinstance(found, Answer):
+            return found
+        if isinstance(found, Stale):
+            return self._after_stale(call, caller, found)
+        return self._unplaced(call, caller)
+
+    def _unplaced(self, call: Call, caller: Caller) -> Answer | Awaitable[Forward | Answer]:
+        """A session without a route: the rest of the lookup, then routing, admission, placement."""
+        unplaced = self.lookup.unplaced(call, caller)
+        if isinstance(unplaced, Answer):
+            return unplaced
+        if isinstance(unplaced, Joining):
+            return self.placement.join(unplaced.placement, caller)
+        info = self.routing.read(call, caller)
+        if isinstance(info, Answer):
+            return info
+        self.admit.new(caller, info)
+        return self.placement.place(call, caller, info)
+
+    async def _after_stale(self, call: Call, caller: Caller, stale: Stale) -> Forward | Answer:
+        # A driver gone without a death report: the same as a reported death.
+        await self.book.lose(stale.route, f"driver {stale.route.driver_id} is gone")
+        step = self._unplaced(call, caller)
+        return step if isinstance(step, Answer) else await step
+
+    async def _identified_later(self, call: Call) -> Decided:
+        try:
+            caller = await self.identify.verify(call)
+        except SparkgateError as exc:
+            decision = Refuse(exc)
+            self.hook.decided(call, None, decision)
+            return decision
+        try:
+            step = self._decide(call, caller)
+            decided = step if isinstance(step, Forward | Answer) else await step
+        except SparkgateError as exc:
+            return self._decided(call, caller, Refuse(exc))
+        return self._decided(call, caller, decided)
+
+    async def _finish(self, call: Call, caller: Caller, rest: Awaitable[Forward | Answer]) -> Decided:
+        try:
+            decided: Decided = await rest
+        except SparkgateError as exc:
+            decided = Refuse(exc)
+        return self._decided(call, caller, decided)
+
+    def _decided(self, call: Call, caller: Caller, decision: Decided) -> Decided:
+        self.hook.decided(call, caller.identity, decision)
+        return decision

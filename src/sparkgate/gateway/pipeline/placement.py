@@ -1,0 +1,122 @@
+"""Stage 5, for a new session: place it on a driver of its team and environment.
+
+The cluster manager picks the driver (least-loaded ready driver first, starting one if none has
+room); the session's route is recorded before the call goes out, so its next calls follow it.
+Calls of the same session arriving meanwhile join this placement instead of making another.
+
+:meth:`Placement.failover` places a new session again, away from a driver its first call failed on
+before any response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from sparkgate.clusters.base import Driver
+from sparkgate.config import GatewaySettings
+from sparkgate.errors import Unavailable
+from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.pipeline.call import Call, Caller
+from sparkgate.gateway.pipeline.intents import Forward
+from sparkgate.gateway.routing import RoutingInfo
+from sparkgate.gateway.sessions import SessionBook
+
+log = logging.getLogger(__name__)
+
+
+class Placement:
+    def __init__(self, settings: GatewaySettings, book: SessionBook) -> None:
+        self._settings = settings
+        self._book = book
+
+    def place(self, call: Call, caller: Caller, info: RoutingInfo) -> Coroutine[Any, Any, Forward]:
+        """Start placing the session: from now on its other calls join this placement.
+
+        The returned coroutine must be awaited; it gives the :class:`Forward` of this call.
+        """
+        key = (caller.user_id, call.ids.session_id)
+        placement: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()
+        self._book.placing[key] = placement
+        return self._place(call, caller, info, placement)
+
+    async def _place(
+        self, call: Call, caller: Caller, info: RoutingInfo, placement: asyncio.Future[Forward]
+    ) -> Forward:
+        book = self._book
+        ids = call.ids
+        key = (caller.user_id, ids.session_id)
+        identity = caller.identity
+        try:
+            driver = await self._acquire(info.team, info.environment)
+            route = Route(
+                user_id=caller.user_id,
+                session_id=ids.session_id,
+                driver_id=driver.id,
+                address=driver.address,
+                team=info.team,
+                environment=info.environment,
+                owner=identity.subject if identity.verified else (info.user or ids.user_id),
+            )
+            await book.add(route, driver)
+            result = Forward(driver, route, book.take_held(key), new=True, rewrite_user=caller.rewrite_user)
+            placement.set_result(result)
+            log.info(
+                "session %s (user %s, team %s, env %s) -> driver %s",
+                ids.session_id,
+                caller.user_id or "-",
+                info.team,
+                info.environment,
+                driver.id,
+            )
+            return result
+        except BaseException as exc:
+            placement.set_exception(exc)
+            placement.exception()  # mark retrieved: joining calls re-raise it themselves
+            raise
+        finally:
+            if book.placing.get(key) is placement:
+                del book.placing[key]
+
+    @staticmethod
+    async def join(placement: asyncio.Future[Forward], caller: Caller) -> Forward:
+        """Another call of a session being placed: it goes to the same driver."""
+        placed = await asyncio.shield(placement)
+        return Forward(placed.driver, placed.route, rewrite_user=caller.rewrite_user)
+
+    async def failover(self, failed: Forward, why: str) -> Forward:
+        """A new session's first call failed on its driver before any response: place it on another.
+
+        Nothing of the session exists anywhere yet (the driver never answered), so it is placed
+        afresh, away from every driver it already failed on; the failed driver is probed at once.
+        """
+        book = self._book
+        route = failed.route
+        await book.remove(route)
+        book.clusters.report_unreachable(route.driver_id)
+        tried = failed.tried | {failed.driver.id}
+        log.warning(
+            "session %s: first call failed on driver %s before any response (%s); placing it on another driver",
+            route.session_id,
+            failed.driver.id,
+            why,
+        )
+        driver = await self._acquire(route.team, route.environment, exclude=tried)
+        moved = dataclasses.replace(route, driver_id=driver.id, address=driver.address)
+        await book.add(moved, driver)
+        log.info("session %s -> driver %s (failover)", route.session_id, driver.id)
+        return dataclasses.replace(failed, driver=driver, route=moved, tried=tried)
+
+    async def _acquire(self, team: str, environment: str, exclude: frozenset[str] = frozenset()) -> Driver:
+        wait = self._settings.driver_wait_seconds
+        try:
+            return await asyncio.wait_for(self._book.clusters.acquire(team, environment, exclude=exclude), wait)
+        except TimeoutError:
+            raise Unavailable(
+                f"no driver for team {team!r} in {environment!r} became ready within {wait:.0f}s; "
+                "one is still starting, retry shortly",
+                retry_after_seconds=5.0,
+            ) from None
