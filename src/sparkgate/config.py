@@ -608,6 +608,11 @@ class RunnerSettings(_Section):
     submits_per_minute_per_user: int = Field(default=60, ge=1)
     #: Driver log lines returned by Check(include_logs).
     log_tail_lines: int = Field(default=200, ge=1)
+    #: Watch streams (a job's live events: the Playground's job view) open at once; one more is
+    #: refused with RESOURCE_EXHAUSTED.
+    max_watches: int = Field(default=1000, ge=1)
+    #: Watch streams one user may have open at once.
+    max_watches_per_user: int = Field(default=20, ge=1)
     #: Directory of the local sample catalog (relative to ``state_dir``); ``samples.*`` tables.
     catalog_dir: str = "catalog"
     kubernetes: KubernetesJobSettings = KubernetesJobSettings()

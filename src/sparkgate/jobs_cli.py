@@ -70,25 +70,25 @@ async def submit(client: RunnerClient, args: Any) -> int:
 
 
 async def follow(client: RunnerClient, job_id: str) -> int:
-    """Print state changes and new log lines until the job ends; exit 0 only if it COMPLETED."""
+    """Print state changes and new log lines as the runner reports them, until the job ends;
+    exit 0 only if it COMPLETED."""
     seen_states = 0
-    seen_log: list[str] = []
-    while True:
-        resp = await client.call("Check", pb.CheckRequest(job_id=job_id, include_logs=True))
+    async for event in client.watch(job_id, log_filter="[sparkgate-job"):
+        for line in event.log_lines:
+            _out(f"  {line}")
+        if not event.HasField("state"):
+            continue
+        resp = event.state
         for change in resp.history[seen_states:]:
             _out(f"[{change.at}] {change.state}" + (f": {change.message}" if change.message else ""))
         seen_states = len(resp.history)
-        lines = [ln for ln in resp.logs.splitlines() if "[sparkgate-job" in ln]
-        for ln in lines[len(seen_log) :] if lines[: len(seen_log)] == seen_log else lines:
-            _out(f"  {ln}")
-        seen_log = lines
         if resp.state in TERMINAL:
             if resp.state == "COMPLETED":
                 await show_results(client, job_id, rows=10)
             elif resp.error:
                 _out(f"error: {resp.error}")
             return 0 if resp.state == "COMPLETED" else 1
-        await asyncio.sleep(0.5)
+    raise Unavailable(f"the Spark Runner stopped following job {job_id}; see sparkgate status {job_id}")
 
 
 async def status(client: RunnerClient, job_id: str, as_json: bool) -> int:

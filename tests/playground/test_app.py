@@ -96,6 +96,23 @@ async def test_live_events(rig: Rig) -> None:
     assert "event: state" in r.text and '"state":"COMPLETED"' in r.text and r.text.rstrip().endswith("data: {}")
 
 
+async def test_live_events_follow_a_running_job(rig: Rig) -> None:
+    job = await rig.run()
+    await wait_state(rig, job, "RUNNING")
+    watching = asyncio.ensure_future(rig.client.get(f"{API}/jobs/{job}/events", headers=ALICE))
+    for _ in range(100):  # until the stream is open: the runner has a watch
+        if rig.runner._watches.get(job):
+            break
+        await asyncio.sleep(0.02)
+    rig.fake.write_log(job, "[sparkgate-job] reading orders")
+    rig.fake.write_log(job, "INFO SparkContext: noise")
+    await asyncio.sleep(0.5)  # (the line is followed within a quarter second)
+    await rig.fake.finish(job, result=RESULT)
+    text = (await watching).text
+    running, log, done = (text.index(s) for s in ('"state":"RUNNING"', "reading orders", '"state":"COMPLETED"'))
+    assert running < log < done and "noise" not in text and text.rstrip().endswith("data: {}")
+
+
 async def test_samples_environments_ui_and_docs(rig: Rig) -> None:
     samples = (await rig.client.get(f"{API}/samples")).json()
     assert {s["name"] for s in samples} >= {"daily_orders", "city_revenue"} and all(s["manifest"] for s in samples)

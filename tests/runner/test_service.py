@@ -280,3 +280,33 @@ async def test_a_cancel_arriving_while_the_job_starts_waits_for_it_and_stops_it(
         assert job.id not in fake.running  # what the start began was stopped, not left running
     finally:
         await runner.close()
+
+
+async def test_watch_pushes_state_changes_and_new_log_lines(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake, max_watches_per_user=1) as (_, stub):
+        job = (await stub.Submit(submit())).job_id
+        await wait_state(stub, job, "RUNNING")
+        events = stub.Watch(pb.WatchRequest(job_id=job, log_filter="[job]"))
+        first = await events.read()
+        assert first.state.state == "RUNNING" and not first.log_lines
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # one watch per user here
+            await stub.Watch(pb.WatchRequest(job_id=job)).read()
+        assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "runner.max_watches_per_user" in (err.value.details() or "")
+        fake.write_log(job, "[job] step 1")
+        fake.write_log(job, "spark: INFO noise")
+        logs = await events.read()
+        assert list(logs.log_lines) == ["[job] step 1"] and not logs.HasField("state")
+        fake.write_log(job, "[job] step 2")
+        await fake.finish(job)
+        rest = []
+        while (e := await events.read()) is not grpc.aio.EOF:
+            rest.append(e)
+        assert [line for e in rest for line in e.log_lines] == ["[job] step 2"]
+        assert rest[-1].state.state == "COMPLETED" and [h.state for h in rest[-1].state.history][-1] == "COMPLETED"
+        again = [e async for e in stub.Watch(pb.WatchRequest(job_id=job))]  # the watch ended: room again
+        assert again[0].state.state == "COMPLETED" and again[-1].log_lines[-1] == "[job] step 2"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Watch(pb.WatchRequest(job_id="no-such-job")).read()
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND

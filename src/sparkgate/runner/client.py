@@ -3,6 +3,7 @@ errors turned into the platform's error tree."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
@@ -53,15 +54,25 @@ class RunnerClient:
             stub = getattr(self._get_stub(), method)
             return await stub(request, metadata=metadata or self.metadata, timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            code = err.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(
-                    f"the Spark Runner at {self.target} is not reachable ({code.name}); try again"
-                ) from err
-            if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                wait = retry_after(err.trailing_metadata())
-                raise ResourceExhausted(err.details() or code.name, retry_after_seconds=wait) from err
-            raise _ERRORS.get(code, SparkgateError)(err.details() or code.name) from err
+            raise self._error(err) from err
+
+    async def watch(self, job_id: str, *, log_filter: str = "", metadata: Metadata = ()) -> AsyncGenerator[Any, None]:
+        """The job's ``JobEvent``s until it ends (its state first)."""
+        request = pb.WatchRequest(job_id=job_id, log_filter=log_filter)
+        try:
+            async for event in self._get_stub().Watch(request, metadata=metadata or self.metadata):
+                yield event
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err) from err
+
+    def _error(self, err: grpc.aio.AioRpcError) -> SparkgateError:
+        code = err.code()
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return Unavailable(f"the Spark Runner at {self.target} is not reachable ({code.name}); try again")
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            wait = retry_after(err.trailing_metadata())
+            return ResourceExhausted(err.details() or code.name, retry_after_seconds=wait)
+        return _ERRORS.get(code, SparkgateError)(err.details() or code.name)
 
     async def submit(self, metadata: Metadata = (), **fields: Any) -> Any:
         return await self.call("Submit", pb.SubmitRequest(**fields), metadata)

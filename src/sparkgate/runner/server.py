@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -167,6 +167,30 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
             await self._fail(context, exc)
             raise AssertionError("unreachable") from None
         return pb.ListResponse(jobs=[check_response(JobView(j)) for j in jobs])
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.JobEvent]:
+        try:
+            who, _ = await self._caller(context, "", "Watch")
+            self._own(who, (await self.runner.check(request.job_id)).job)
+            updates = self.runner.watch(request.job_id, user=who.subject, log_filter=request.log_filter)
+            first = await anext(updates)
+        except SparkgateError as exc:
+            await self._fail(context, exc)
+            raise AssertionError("unreachable") from None
+        try:
+            update = first
+            while True:
+                event = pb.JobEvent(log_lines=update.log_lines)
+                if update.view is not None:
+                    event.state.CopyFrom(check_response(update.view))
+                yield event
+                update = await anext(updates)
+        except StopAsyncIteration:
+            return
+        finally:
+            await updates.aclose()
 
 
 class RunnerServer:

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,20 @@ OPTIONS = {
     "driver": "pool (a warm driver) or own (a driver of its own)",
     "param.<name>": "override spec.parameters.<name>",
 }
+
+
+#: Seconds between looks at a followed job's log for new lines (state changes wake a watch at once).
+LOG_FOLLOW_SECONDS = 0.25
+#: A watch starts this many bytes before the end of the job's log, and reads at most this much at a time.
+LOG_CHUNK = 1 << 20
+
+
+@dataclass
+class JobUpdate:
+    """What :meth:`Runner.watch` yields: the job's state when it changed, and new log lines."""
+
+    view: JobView | None
+    log_lines: list[str]
 
 
 @dataclass
@@ -85,6 +99,9 @@ class Runner:
         self._admitting = asyncio.Lock()
         #: Jobs being launched now (see _launch).
         self._launching: dict[str, asyncio.Future[None]] = {}
+        #: Watches of each job, woken when its state changes, and watches open per user.
+        self._watches: dict[str, set[asyncio.Event]] = {}
+        self._watchers: dict[str, int] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
@@ -262,6 +279,7 @@ class Runner:
             attempts=job.attempts + 1,
             started_at=now,
         )
+        self._changed(job.id)
         self._deadlines[job.id] = time.monotonic() + float(job.options.get("ttl_seconds", 3600))
 
     def _on_done(self, jid: str) -> Any:
@@ -286,7 +304,12 @@ class Runner:
         )
         log.info("job %s %s%s", jid, state, f": {message}" if state != COMPLETED else "")
         self._wake.set()
+        self._changed(jid)
         return job
+
+    def _changed(self, jid: str) -> None:
+        for event in self._watches.get(jid, ()):
+            event.set()
 
     async def _enforce_ttl(self) -> None:
         now = time.monotonic()
@@ -322,6 +345,7 @@ class Runner:
             if url:  # a pool job's driver is known once its session reached one
                 job.spark_ui_url = url
                 await asyncio.to_thread(self.store.update, jid, spark_ui_url=url)
+                self._changed(jid)
         view = JobView(job, await asyncio.to_thread(self.store.events, jid))
         if include_logs and job.log_path:
             view.logs = await asyncio.to_thread(self.backend.logs, job, self.settings.log_tail_lines)
@@ -342,6 +366,68 @@ class Runner:
 
     async def list(self, *, team: str = "", user: str = "", state: str = "", limit: int = 50) -> list[Job]:
         return await asyncio.to_thread(self.store.list_jobs, team=team, user=user, state=state, limit=limit)
+
+    async def watch(self, jid: str, *, user: str = "", log_filter: str = "") -> AsyncGenerator[JobUpdate, None]:
+        """Follow a job until it ends: its state now and after every change (pushed by the
+        transitions themselves), and each new line of its log (read once, from where the last
+        read ended; ``log_filter``: only lines containing it). Raises NotFound for an unknown job,
+        ResourceExhausted when ``user`` (or everyone) has too many watches open."""
+        self._admit_watch(user)
+        changed = asyncio.Event()
+        self._watches.setdefault(jid, set()).add(changed)
+        self._watchers[user] = self._watchers.get(user, 0) + 1
+        try:
+            view = await self.check(jid)
+            yield JobUpdate(view, [])
+            job, offset, partial = view.job, -LOG_CHUNK, b""
+            skip_first = True  # starting mid-log: the first line read may be cut
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), LOG_FOLLOW_SECONDS)
+                state_changed = changed.is_set()
+                changed.clear()
+                if state_changed:
+                    view = await self.check(jid)
+                    job = view.job
+                lines: list[str] = []
+                while job.log_path:
+                    data, offset = await asyncio.to_thread(self.backend.read_log, job, offset, LOG_CHUNK)
+                    if not data:
+                        break
+                    *complete, partial = (partial + data).split(b"\n")
+                    if skip_first and offset > len(data):
+                        complete = complete[1:]
+                    skip_first = False
+                    lines += [t for line in complete if log_filter in (t := line.decode("utf-8", "replace"))]
+                if job.done and partial:
+                    text = partial.decode("utf-8", "replace")
+                    lines += [text] if log_filter in text else []
+                if state_changed or lines:
+                    yield JobUpdate(view if state_changed else None, lines)
+                if job.done:
+                    return
+        finally:
+            watches = self._watches.get(jid)
+            if watches is not None:
+                watches.discard(changed)
+                if not watches:
+                    del self._watches[jid]
+            left = self._watchers.pop(user) - 1
+            if left:
+                self._watchers[user] = left
+
+    def _admit_watch(self, user: str) -> None:
+        if sum(self._watchers.values()) >= self.settings.max_watches:
+            raise ResourceExhausted(
+                f"the runner has {self.settings.max_watches} job watches open (runner.max_watches); retry later",
+                retry_after_seconds=5.0,
+            )
+        if self._watchers.get(user, 0) >= self.settings.max_watches_per_user:
+            raise ResourceExhausted(
+                f"{user or 'you'} already watch {self.settings.max_watches_per_user} jobs "
+                "(runner.max_watches_per_user); close some",
+                retry_after_seconds=5.0,
+            )
 
     async def wait(self, jid: str, timeout: float = 600) -> Job:
         """Wait until a job is finished (for tests, benchmarks and ``submit --follow``)."""

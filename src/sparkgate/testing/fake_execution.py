@@ -29,6 +29,8 @@ class FakeExecution:
         #: Seconds start() takes (a process that is slow to start).
         self.start_delay = 0.0
         self.scratch: dict[str, str] = {}
+        #: Lines each job's log has after its first one (:meth:`write_log`).
+        self.log_lines: dict[str, list[str]] = {}
         self._timers: list[asyncio.TimerHandle] = []
 
     async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
@@ -71,8 +73,21 @@ class FakeExecution:
         self.running[job.id] = on_done
         return None
 
+    def write_log(self, job_id: str, line: str) -> None:
+        """The job's log gets a line."""
+        self.log_lines.setdefault(job_id, []).append(line)
+
+    def _log(self, job_id: str) -> str:
+        return "".join(f"{line}\n" for line in [f"log of {job_id}", *self.log_lines.get(job_id, [])])
+
     def logs(self, job: Job, lines: int) -> str:
-        return f"log of {job.id}"
+        return "\n".join(self._log(job.id).splitlines()[-lines:])
+
+    def read_log(self, job: Job, offset: int, limit: int) -> tuple[bytes, int]:
+        data = self._log(job.id).encode()
+        start = max(0, len(data) + offset) if offset < 0 else min(offset, len(data))
+        chunk = data[start : start + limit]
+        return chunk, start + len(chunk)
 
     def ui_url(self, job: Job) -> str:
         return ""

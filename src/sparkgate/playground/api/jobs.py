@@ -30,6 +30,8 @@ from sparkgate.runner.jobs import TERMINAL
 from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, check_size, path_problems
 
 router = APIRouter()
+#: Seconds a job's event stream may be quiet before it carries a comment (proxies close idle streams).
+KEEPALIVE_SECONDS = 15.0
 #: What a route on one job answers when it is another user's, or unknown.
 MINE: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
@@ -124,22 +126,33 @@ async def events(job_id: str, user: User, runner: Runner) -> StreamingResponse:
     await own_job(runner, job_id, user)
 
     async def stream() -> AsyncIterator[str]:
-        last: str | None = None
-        seen: list[str] = []
-        while True:
-            resp = await runner.check(job_id, logs=True, metadata=user.metadata)
-            lines = [ln for ln in resp.logs.splitlines() if "[sparkgate-job" in ln]
-            new = lines[len(seen) :] if lines[: len(seen)] == seen else lines
-            for ln in new:
-                yield f"event: log\ndata: {json.dumps(ln)}\n\n"
-            seen = lines
-            key = f"{resp.state}/{len(resp.history)}/{resp.spark_ui_url}"
-            if key != last:
-                yield f"event: state\ndata: {job_status(resp).model_dump_json()}\n\n"
-                last = key
-            if resp.state in TERMINAL:
-                yield "event: end\ndata: {}\n\n"
-                return
-            await asyncio.sleep(0.5)
+        # The runner pushes state changes as they happen and the job program's new log lines;
+        # a comment every KEEPALIVE_SECONDS keeps proxies from closing a quiet stream.
+        watch = runner.watch(job_id, log_filter="[sparkgate-job", metadata=user.metadata)
+        events = aiter(watch)
+        next_event: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                next_event = next_event or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_SECONDS)
+                if not done:
+                    yield ": keepalive\n\n"
+                    continue
+                try:
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    return
+                next_event = None
+                for line in event.log_lines:
+                    yield f"event: log\ndata: {json.dumps(line)}\n\n"
+                if event.HasField("state"):
+                    yield f"event: state\ndata: {job_status(event.state).model_dump_json()}\n\n"
+                    if event.state.state in TERMINAL:
+                        yield "event: end\ndata: {}\n\n"
+                        return
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+            await watch.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

@@ -52,6 +52,11 @@ class ExecutionBackend(Protocol):
         """The tail of the job's driver log."""
         ...
 
+    def read_log(self, job: Job, offset: int, limit: int) -> tuple[bytes, int]:
+        """At most ``limit`` bytes of the job's log from ``offset`` (negative: from the end), and
+        the offset after them: following a log reads each byte once."""
+        ...
+
     def ui_url(self, job: Job) -> str:
         """The Spark UI of the driver the job runs on, once known ("" until then, or never)."""
         ...

@@ -388,6 +388,17 @@ class LocalBackend:
     def logs(self, job: Job, lines: int) -> str:
         return tail(job.log_path or self._dir(job) / "driver.log", lines)
 
+    def read_log(self, job: Job, offset: int, limit: int) -> tuple[bytes, int]:
+        try:
+            with open(job.log_path or self._dir(job) / "driver.log", "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                start = max(0, size + offset) if offset < 0 else min(offset, size)
+                f.seek(start)
+                data = f.read(limit)
+        except FileNotFoundError:
+            return b"", max(offset, 0)
+        return data, start + len(data)
+
     async def close(self) -> None:
         for task in list(self._watchers.values()):
             task.cancel()

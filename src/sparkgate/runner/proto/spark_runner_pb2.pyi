@@ -134,3 +134,19 @@ class ListResponse(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[CheckResponse]
     def __init__(self, jobs: _Optional[_Iterable[_Union[CheckResponse, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("job_id", "log_filter")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LOG_FILTER_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    log_filter: str
+    def __init__(self, job_id: _Optional[str] = ..., log_filter: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("state", "log_lines")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LOG_LINES_FIELD_NUMBER: _ClassVar[int]
+    state: CheckResponse
+    log_lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[_Union[CheckResponse, _Mapping]] = ..., log_lines: _Optional[_Iterable[str]] = ...) -> None: ...

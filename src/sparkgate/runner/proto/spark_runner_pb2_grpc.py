@@ -54,6 +54,11 @@ class SparkRunnerServiceStub:
                 request_serializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListRequest.SerializeToString,
                 response_deserializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/sparkrunner.SparkRunnerService/Watch',
+                request_serializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.WatchRequest.SerializeToString,
+                response_deserializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class SparkRunnerServiceServicer:
@@ -87,6 +92,14 @@ class SparkRunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Follow a job until it ends: its state now and after every change, and its new log lines
+        (sparkgate addition)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SparkRunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +122,11 @@ def add_SparkRunnerServiceServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListRequest.FromString,
                     response_serializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.WatchRequest.FromString,
+                    response_serializer=sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.JobEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +237,33 @@ class SparkRunnerService:
             '/sparkrunner.SparkRunnerService/List',
             sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListRequest.SerializeToString,
             sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparkrunner.SparkRunnerService/Watch',
+            sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.WatchRequest.SerializeToString,
+            sparkgate_dot_runner_dot_proto_dot_spark__runner__pb2.JobEvent.FromString,
             options,
             channel_credentials,
             insecure,
