@@ -821,7 +821,8 @@ class ClientConnection(Connection):
         self.draining = True
         self._out.append(f.goaway_frame(self._last_stream_id, ErrorCode.NO_ERROR, b"idle connection reclaimed"))
         self._flush_out()
-        transport, self.transport = self.transport, None
+        transport = self.take_transport()
+        assert transport is not None
         # Counted until its socket is closed (connection_lost): at once, unless what we wrote is
         # still waiting for a peer that does not read, which is then cut off.
         if self.paused or transport.get_write_buffer_size():
@@ -844,5 +845,6 @@ class ClientConnection(Connection):
         if self.transport is None:
             return
         self._flush_out()
-        transport, self.transport = self.transport, None
+        transport = self.take_transport()
+        assert transport is not None
         self._close_lingering(transport)  # what the client sent before it saw our GOAWAY is dropped, not reset

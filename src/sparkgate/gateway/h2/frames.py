@@ -1,6 +1,6 @@
 """HTTP/2 framing (RFC 9113 §4, §6): frame types, flags, error codes, settings, and frame encoding.
 
-Parsing lives in :mod:`.connection`, inlined into ``data_received`` because it is the hot path
+Parsing lives in :mod:`.protocol`, inlined into its ``_parse`` because it is the hot path
 (DATA payloads are forwarded as memoryviews of the received buffer, never copied). This module
 holds what both directions share and what tests need to build frames by hand.
 """

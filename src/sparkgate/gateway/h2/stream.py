@@ -19,7 +19,7 @@ from sparkgate.gateway.h2.budget import INITIAL_WINDOW
 
 if TYPE_CHECKING:
     from sparkgate.gateway.h2.budget import WindowBudget
-    from sparkgate.gateway.h2.connection import Connection
+    from sparkgate.gateway.h2.protocol import H2Protocol
 
 #: Receive window a stream that uses its window grows to, budget permitting: bytes a peer may send
 #: ahead of what we wrote on. 16 MiB keeps a 4 MiB Arrow batch pipeline full on loopback without
@@ -58,7 +58,7 @@ class Stream:
         "window",
     )
 
-    def __init__(self, conn: Connection, stream_id: int) -> None:
+    def __init__(self, conn: H2Protocol, stream_id: int) -> None:
         self.conn = conn
         self.id = stream_id
         self.send_window = conn.peer_initial_window
