@@ -610,8 +610,8 @@ class RunnerSettings(_Section):
     log_tail_lines: int = Field(default=200, ge=1)
     #: Watch streams (a job's live events: the Playground's job view) open at once; one more is
     #: refused with RESOURCE_EXHAUSTED.
-    max_watches: int = Field(default=1000, ge=1)
-    #: Watch streams one user may have open at once.
+    max_watches: int = Field(default=200, ge=1)
+    #: Watch streams one authenticated user may have open at once.
     max_watches_per_user: int = Field(default=20, ge=1)
     #: Directory of the local sample catalog (relative to ``state_dir``); ``samples.*`` tables.
     catalog_dir: str = "catalog"

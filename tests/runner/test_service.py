@@ -284,16 +284,16 @@ async def test_a_cancel_arriving_while_the_job_starts_waits_for_it_and_stops_it(
 
 async def test_watch_pushes_state_changes_and_new_log_lines(db_url: str) -> None:
     fake = FakeExecution()
-    async with serve(db_url, fake, max_watches_per_user=1) as (_, stub):
+    async with serve(db_url, fake, max_watches=1) as (_, stub):
         job = (await stub.Submit(submit())).job_id
         await wait_state(stub, job, "RUNNING")
         events = stub.Watch(pb.WatchRequest(job_id=job, log_filter="[job]"))
         first = await events.read()
         assert first.state.state == "RUNNING" and not first.log_lines
-        with pytest.raises(grpc.aio.AioRpcError) as err:  # one watch per user here
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # one watch at a time here
             await stub.Watch(pb.WatchRequest(job_id=job)).read()
         assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "runner.max_watches_per_user" in (err.value.details() or "")
+        assert "runner.max_watches" in (err.value.details() or "")
         fake.write_log(job, "[job] step 1")
         fake.write_log(job, "spark: INFO noise")
         logs = await events.read()
@@ -310,3 +310,16 @@ async def test_watch_pushes_state_changes_and_new_log_lines(db_url: str) -> None
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Watch(pb.WatchRequest(job_id="no-such-job")).read()
         assert err.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_followed_log_is_cut_into_bounded_lines() -> None:
+    from sparkgate.runner.service import MAX_LOG_LINE, _LogFollower
+
+    follow = _LogFollower("")
+    follow.offset = 100  # the first read began 90 bytes into the log: its first line is cut
+    assert follow.lines(b"tail of a line\nfirst\nsec", final=False) == ["first"]
+    follow.offset = 200
+    huge = b"x" * (MAX_LOG_LINE + 10)
+    assert follow.lines(b"ond\n" + huge, final=False) == ["second", "x" * MAX_LOG_LINE]  # cut at the limit
+    follow.offset = 300
+    assert follow.lines(b"xxxx\nthird\nlast, no newline", final=True) == ["third", "last, no newline"]

@@ -137,9 +137,11 @@ class Gateway:
         grace = self.settings.gateway.drain_seconds if grace is None else grace
         if self.clusters.health is not None and self.clusters.health.calls is self.pool:
             self.clusters.health.use(None)  # the cluster manager may outlive this gateway
+        await self._tasks.close()  # (sweeps release sessions over the driver connections)
         if self._h2 is not None:
             await self._h2.stop(grace)
             self._h2 = None
-        await self._tasks.close()
+        for placing in list(self.sessions.placing.values()):
+            placing.cancel()  # drivers still starting for sessions no call waits for any more
         await self.store.__aexit__(None, None, None)
         await self.guard.__aexit__(None, None, None)

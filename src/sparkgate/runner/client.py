@@ -59,11 +59,14 @@ class RunnerClient:
     async def watch(self, job_id: str, *, log_filter: str = "", metadata: Metadata = ()) -> AsyncGenerator[Any, None]:
         """The job's ``JobEvent``s until it ends (its state first)."""
         request = pb.WatchRequest(job_id=job_id, log_filter=log_filter)
+        call = self._get_stub().Watch(request, metadata=metadata or self.metadata)
         try:
-            async for event in self._get_stub().Watch(request, metadata=metadata or self.metadata):
+            async for event in call:
                 yield event
         except grpc.aio.AioRpcError as err:
             raise self._error(err) from err
+        finally:
+            call.cancel()  # (a no-op once the stream ended; stops it when the caller stopped early)
 
     def _error(self, err: grpc.aio.AioRpcError) -> SparkgateError:
         code = err.code()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import grpc
@@ -29,7 +29,7 @@ from sparkgate.errors import PermissionDenied, SparkgateError, Unauthenticated
 from sparkgate.runner.jobs import Job
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.runner.proto import spark_runner_pb2_grpc as pb_grpc
-from sparkgate.runner.service import JobView, Runner
+from sparkgate.runner.service import JobUpdate, JobView, Runner
 from sparkgate.security.authz import PLATFORM_GROUP
 from sparkgate.security.guard import Guard
 from sparkgate.security.identity import Identity, bearer_token
@@ -168,29 +168,25 @@ class RunnerServicer(pb_grpc.SparkRunnerServiceServicer):  # type: ignore[misc]
             raise AssertionError("unreachable") from None
         return pb.ListResponse(jobs=[check_response(JobView(j)) for j in jobs])
 
-    async def Watch(
-        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.JobEvent]:
+    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        # Written with context.write() rather than as a generator: when the client goes away the
+        # handler is cancelled where it waits, and the watch is closed at once (not when collected).
+        updates: AsyncGenerator[JobUpdate, None] | None = None
         try:
             who, _ = await self._caller(context, "", "Watch")
             self._own(who, (await self.runner.check(request.job_id)).job)
-            updates = self.runner.watch(request.job_id, user=who.subject, log_filter=request.log_filter)
-            first = await anext(updates)
-        except SparkgateError as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from None
-        try:
-            update = first
-            while True:
+            user = who.subject if who.verified else ""
+            updates = self.runner.watch(request.job_id, user=user, log_filter=request.log_filter)
+            async for update in updates:
                 event = pb.JobEvent(log_lines=update.log_lines)
                 if update.view is not None:
                     event.state.CopyFrom(check_response(update.view))
-                yield event
-                update = await anext(updates)
-        except StopAsyncIteration:
-            return
+                await context.write(event)
+        except SparkgateError as exc:
+            await self._fail(context, exc)
         finally:
-            await updates.aclose()
+            if updates is not None:
+                await updates.aclose()
 
 
 class RunnerServer:

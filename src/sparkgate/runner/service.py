@@ -50,9 +50,48 @@ OPTIONS = {
 
 
 #: Seconds between looks at a followed job's log for new lines (state changes wake a watch at once).
-LOG_FOLLOW_SECONDS = 0.25
+LOG_FOLLOW_SECONDS = 0.5
 #: A watch starts this many bytes before the end of the job's log, and reads at most this much at a time.
-LOG_CHUNK = 1 << 20
+LOG_CHUNK = 256 * 1024
+#: Log lines longer than this (bytes) are cut when followed.
+MAX_LOG_LINE = 64 * 1024
+
+
+class _LogFollower:
+    """Splits a followed log into lines: a line cut by a read is completed by the next one."""
+
+    def __init__(self, log_filter: str) -> None:
+        self.log_filter = log_filter
+        #: Where the next read starts (first: near the end of the log).
+        self.offset = -LOG_CHUNK
+        self._partial = b""
+        #: Dropping bytes up to the next newline: a line the first read began inside of, or the
+        #: rest of one longer than MAX_LOG_LINE.
+        self._skipping = False
+        self._started = False
+
+    def lines(self, data: bytes, *, final: bool) -> list[str]:
+        """The lines ``data`` (read up to :attr:`offset`) completes; ``final``: the log ended."""
+        if data and not self._started:
+            self._started = True
+            self._skipping = self.offset - len(data) > 0
+        *complete, rest = (self._partial + data).split(b"\n")
+        out = []
+        for line in complete:
+            if self._skipping:
+                self._skipping = False
+                continue
+            out.append(line)
+        if self._skipping:
+            rest = b""
+        elif len(rest) > MAX_LOG_LINE:
+            out.append(rest[:MAX_LOG_LINE])
+            rest, self._skipping = b"", True
+        if final and rest:
+            out.append(rest)
+            rest = b""
+        self._partial = rest
+        return [text for line in out if self.log_filter in (text := line.decode("utf-8", "replace"))]
 
 
 @dataclass
@@ -371,7 +410,11 @@ class Runner:
         """Follow a job until it ends: its state now and after every change (pushed by the
         transitions themselves), and each new line of its log (read once, from where the last
         read ended; ``log_filter``: only lines containing it). Raises NotFound for an unknown job,
-        ResourceExhausted when ``user`` (or everyone) has too many watches open."""
+        ResourceExhausted when ``user`` (or everyone) has too many watches open.
+
+        An update carries at most :data:`LOG_CHUNK` bytes of log; a line longer than
+        :data:`MAX_LOG_LINE` is cut there (the rest of it is skipped).
+        """
         self._admit_watch(user)
         changed = asyncio.Event()
         self._watches.setdefault(jid, set()).add(changed)
@@ -379,32 +422,26 @@ class Runner:
         try:
             view = await self.check(jid)
             yield JobUpdate(view, [])
-            job, offset, partial = view.job, -LOG_CHUNK, b""
-            skip_first = True  # starting mid-log: the first line read may be cut
+            job, follow = view.job, _LogFollower(log_filter)
+            more = False  # the last read filled a chunk: read again at once
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), LOG_FOLLOW_SECONDS)
+                if not more:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), LOG_FOLLOW_SECONDS)
                 state_changed = changed.is_set()
                 changed.clear()
                 if state_changed:
                     view = await self.check(jid)
                     job = view.job
                 lines: list[str] = []
-                while job.log_path:
-                    data, offset = await asyncio.to_thread(self.backend.read_log, job, offset, LOG_CHUNK)
-                    if not data:
-                        break
-                    *complete, partial = (partial + data).split(b"\n")
-                    if skip_first and offset > len(data):
-                        complete = complete[1:]
-                    skip_first = False
-                    lines += [t for line in complete if log_filter in (t := line.decode("utf-8", "replace"))]
-                if job.done and partial:
-                    text = partial.decode("utf-8", "replace")
-                    lines += [text] if log_filter in text else []
+                more = False
+                if job.log_path:
+                    data, follow.offset = await asyncio.to_thread(self.backend.read_log, job, follow.offset, LOG_CHUNK)
+                    lines = follow.lines(data, final=job.done and len(data) < LOG_CHUNK)
+                    more = len(data) == LOG_CHUNK
                 if state_changed or lines:
                     yield JobUpdate(view if state_changed else None, lines)
-                if job.done:
+                if job.done and not more:
                     return
         finally:
             watches = self._watches.get(jid)
@@ -422,7 +459,7 @@ class Runner:
                 f"the runner has {self.settings.max_watches} job watches open (runner.max_watches); retry later",
                 retry_after_seconds=5.0,
             )
-        if self._watchers.get(user, 0) >= self.settings.max_watches_per_user:
+        if user and self._watchers.get(user, 0) >= self.settings.max_watches_per_user:
             raise ResourceExhausted(
                 f"{user or 'you'} already watch {self.settings.max_watches_per_user} jobs "
                 "(runner.max_watches_per_user); close some",

@@ -21,6 +21,7 @@ STAGES = {
     "lookup": ("find", "unplaced"),
     "routing": ("read",),
     "admit": ("existing", "new"),
+    "releases": ("check",),
     "placement": ("place", "join"),
 }
 
@@ -57,6 +58,9 @@ async def test_a_new_session_visits_each_stage_once_in_order(gw: Rig) -> None:
     seen.clear()
     intent = gw.pipeline.decide(again(c, "AnalyzePlan"))  # a placed session: decided at once
     assert isinstance(intent, Forward) and seen == ["identify.now", "lookup.find", "admit.existing"]
+    seen.clear()
+    assert isinstance(gw.pipeline.decide(again(c, "ReleaseSession")), Forward)
+    assert seen == ["identify.now", "lookup.find", "admit.existing", "releases.check"]
 
 
 async def test_the_hook_sees_every_decision_once() -> None:

@@ -72,13 +72,6 @@ async def test_releases_and_reattaches_of_unknown_sessions(gw: Rig) -> None:
         gw.pipeline.lookup.unplaced(again(c, "ReattachExecute"), alice(c))
 
 
-async def test_a_release_execute_during_a_release_session_is_answered(gw: Rig) -> None:
-    f = await placed(gw)
-    c = call("ReleaseSession", session_id=f.route.session_id)
-    assert isinstance(gw.pipeline.lookup.find(c, alice(c)), Found)  # it goes to the driver
-    assert isinstance(gw.pipeline.lookup.find(again(c, "ReleaseExecute"), alice(c)), Answer)
-
-
 async def test_a_call_of_a_session_being_placed_joins_the_placement(gw: Rig) -> None:
     c = call()
     future: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()

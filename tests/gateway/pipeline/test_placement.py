@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 
 import pytest
 
@@ -54,3 +55,13 @@ async def test_no_driver_in_time_is_unavailable_and_joiners_hear_it() -> None:
         await joined
     assert gw.book.store.all() == [] and not gw.book.placing
     await cm.close()
+
+
+async def test_a_placement_finishes_when_the_call_that_started_it_never_waits(gw: Rig) -> None:
+    c = call()
+    key = ("alice", c.ids.session_id)
+    started = gw.pipeline.placement.place(c, alice(c), FE)
+    assert isinstance(started, Coroutine)
+    started.close()  # its call was cancelled before it ran (a gateway stopping, say)
+    joined = await gw.pipeline.placement.join(gw.book.placing[key], alice(c))
+    assert gw.book.store.get(key) == joined.route and key not in gw.book.placing

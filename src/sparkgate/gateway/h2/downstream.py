@@ -16,11 +16,11 @@ import base64
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 from sparkgate.config import Http2Limits
-from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.affinity import Route, SessionKey
 from sparkgate.gateway.h2 import frames as f
 from sparkgate.gateway.h2.budget import INITIAL_WINDOW, ByteBudget, SharedBudgets, WindowBudget
 from sparkgate.gateway.h2.connection import MAX_CONTROL_FRAME, MAX_FRAME, Connection, Stream
@@ -380,6 +380,16 @@ class ClientStream(Stream):
         conn = self.conn
         return conn.peer if isinstance(conn, ClientConnection) else None
 
+    def goes_to(self, route: Route) -> tuple[bool, bool]:
+        """The call goes to ``route``'s driver: whether this is the call's first route (not a new
+        session's failover), and whether its connection carries that session for the first time."""
+        first_call, self.route = self.route is None, route
+        conn = self.conn
+        if not isinstance(conn, ClientConnection) or route.key in conn.sessions:
+            return first_call, False
+        conn.sessions.add(route.key)
+        return first_call, True
+
     def run_after_answer(self, action: AfterAnswer, *, keep_response: bool) -> None:
         """Run ``action`` when the driver's response ends, before its trailers reach the client
         (with the response message if ``keep_response``)."""
@@ -603,8 +613,8 @@ class ClientConnection(Connection):
         self.draining = False
         #: Subject (CN) of the client certificate verified in the TLS handshake (mTLS), if any.
         self.peer: str | None = None
-        #: The sessions whose calls this connection carried (the router's keys).
-        self.sessions: set[Hashable] = set()
+        #: The sessions whose calls this connection carried.
+        self.sessions: set[SessionKey] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -624,6 +634,11 @@ class ClientConnection(Connection):
         super().connection_lost(exc)
         if self.sessions:
             self.router.connection_closed(self, by_client=by_client)
+
+    def take_sessions(self) -> set[SessionKey]:
+        """The sessions this connection carried (forgotten here: reported once)."""
+        sessions, self.sessions = self.sessions, set()
+        return sessions
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the engine: end what has waited too long."""

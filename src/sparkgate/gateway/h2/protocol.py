@@ -234,6 +234,8 @@ class H2Protocol:
         """Handle bytes from the peer (a connection error queues GOAWAY and ends the connection)."""
         if not self.live:
             return  # ended (a connection error): what still arrives is dropped
+        if self._backlog is not None:  # (only without an adapter: it reads no more meanwhile)
+            data, self._backlog = self._backlog + bytes(data), None
         try:
             self._parse(data)
         except H2Error as err:
@@ -248,8 +250,7 @@ class H2Protocol:
         """:meth:`receive`, and what it deferred, at once (no adapter: tests, fuzz targets)."""
         self.receive(data)
         while self._backlog is not None and self.live:
-            rest, self._backlog = self._backlog, None
-            self.receive(rest)
+            self.receive(b"")
 
     def last_peer_stream_id(self) -> int:
         return 0

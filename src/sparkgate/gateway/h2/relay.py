@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
@@ -198,12 +198,10 @@ class CallRelay:
 
     def _forward(self, stream: ClientStream, conn: DriverConnection, call: Call, forward: Forward) -> None:
         route = forward.route
-        if stream.route is None:  # (not again for a new session's call sent to another driver)
+        first_call, first_on_connection = stream.goes_to(route)
+        if first_call:  # (not again for a new session's call sent to another driver)
             self.sessions.call_started(route.key)
-        stream.route = route
-        carriers = cast(ClientConnection, stream.conn).sessions
-        if route.key not in carriers:
-            carriers.add(route.key)
+        if first_on_connection:
             self.sessions.carried(route.key)
         if forward.rewrite_user is not None:
             # The driver must see the authenticated identity (Spark keys sessions on user id and
@@ -275,8 +273,7 @@ class CallRelay:
     def connection_closed(self, conn: ClientConnection, *, by_client: bool) -> None:
         """A client connection that carried sessions closed (``by_client``: its client closed it,
         and may be gone for good)."""
-        self.sessions.connection_closed(conn.sessions, by_client=by_client)  # type: ignore[arg-type]
-        conn.sessions = set()
+        self.sessions.connection_closed(conn.take_sessions(), by_client=by_client)
 
     def call_done(self, stream: ClientStream) -> None:
         if stream.route is not None:

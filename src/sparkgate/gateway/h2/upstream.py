@@ -174,6 +174,11 @@ class DriverConnection(Connection):
                 stream.sink.response_failed(None, f"driver {self.address} is closing its connection (GOAWAY)")
         self._close_if_drained()
 
+    def drain(self) -> None:
+        """No new streams; the connection closes once the streams in flight have ended."""
+        self.draining = True
+        self._close_if_drained()
+
     def stream_closed(self, stream: Stream | None) -> None:
         self._close_if_drained()
 
@@ -231,6 +236,7 @@ class DriverPool:
     def __init__(self) -> None:
         self._conns: dict[str, list[DriverConnection]] = {}
         self._connecting: dict[str, asyncio.Future[DriverConnection]] = {}
+        self._closed = False
 
     def ready(self, address: str) -> DriverConnection | None:
         for conn in self._conns.get(address, ()):
@@ -239,6 +245,8 @@ class DriverPool:
         return None
 
     async def get(self, address: str) -> DriverConnection:
+        if self._closed:
+            raise Unavailable(f"cannot reach driver {address}: the gateway is stopping")
         conn = self.ready(address)
         if conn is not None:
             return conn
@@ -279,14 +287,24 @@ class DriverPool:
             raise DriverCallFailed("no answer in time") from None
         except Unavailable as exc:
             raise DriverCallFailed(f"UNAVAILABLE: {exc.message}") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The connection it waited for was given up (the pool closed): not this task's end.
+            raise DriverCallFailed("the gateway closed its connections to the driver") from None
         if result.status != 0:
             raise DriverCallFailed(f"{STATUS_NAMES.get(result.status, result.status)}: {result.details}")
         return result.message
 
     async def forget(self, address: str) -> None:
-        """The driver at ``address`` is gone: its connections are closed."""
+        """The driver at ``address`` is gone: no new calls go on its connections (those in flight
+        end as the driver ends them), and a connection being opened to it is given up."""
+        connecting = self._connecting.pop(address, None)
+        if connecting is not None:
+            connecting.cancel()
         for conn in self._conns.pop(address, []):
-            conn.abort()
+            conn.drain()
 
     async def call(self, address: str, method_path: str, metadata: tuple[Header, ...], message: bytes) -> UnaryResult:
         """A unary call made by the gateway itself, with the driver's raw answer (for relaying it)."""
@@ -305,6 +323,7 @@ class DriverPool:
         return [c for conns in self._conns.values() for c in conns]
 
     async def close(self) -> None:
+        self._closed = True
         for fut in list(self._connecting.values()):
             fut.cancel()
         conns = self.connections()

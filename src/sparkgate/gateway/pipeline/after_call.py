@@ -1,4 +1,4 @@
-"""Stage 6: what a call's answer changes, applied before its trailers reach the client — so the
+"""After the call: what a call's answer changes, applied before its trailers reach the client — so the
 client's next call already sees it.
 
 * ``ReleaseSession`` drops the session's route, whatever the status: the client is done with it;

@@ -12,8 +12,9 @@ from sparkgate.gateway.pipeline.call import Call, Caller
 from sparkgate.gateway.pipeline.hook import PipelineHook
 from sparkgate.gateway.pipeline.identify import Identify
 from sparkgate.gateway.pipeline.intents import Answer, Decided, Forward, Intent, Refuse, Wait
-from sparkgate.gateway.pipeline.lookup import Found, Joining, Lookup, Stale
+from sparkgate.gateway.pipeline.lookup import RELEASE, Found, Joining, Lookup, Stale
 from sparkgate.gateway.pipeline.placement import Placement
+from sparkgate.gateway.pipeline.releases import Releases
 from sparkgate.gateway.pipeline.routing_info import ReadRouting
 from sparkgate.gateway.sessions import SessionBook
 from sparkgate.security.guard import Guard
@@ -33,6 +34,7 @@ class CallPipeline:
         self.lookup = Lookup(book)
         self.routing = ReadRouting(settings, environments, book)
         self.admit = Admit(guard)
+        self.releases = Releases(book)
         self.placement = Placement(settings, book)
         self.after_call = AfterCall(book)
 
@@ -60,9 +62,11 @@ class CallPipeline:
         if isinstance(found, Found):
             self.admit.existing(caller, found.route)
             self.book.used(found.route, found.driver)
+            if call.method in RELEASE:
+                answer = self.releases.check(call, found.route)
+                if answer is not None:
+                    return answer
             return Forward(found.driver, found.route, rewrite_user=caller.rewrite_user)
-        if isinstance(found, Answer):
-            return found
         if isinstance(found, Stale):
             return self._after_stale(call, caller, found)
         return self._unplaced(call, caller)

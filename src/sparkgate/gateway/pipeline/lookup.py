@@ -75,15 +75,8 @@ class Lookup:
     def __init__(self, book: SessionBook) -> None:
         self._book = book
 
-    def find(self, call: Call, caller: Caller) -> Found | Stale | Answer | None:
-        """The session's route on a live driver (None: it has none, see :meth:`unplaced`).
-
-        A ReleaseExecute of a session whose ReleaseSession is already with the driver is answered
-        here: pyspark's ``stop()`` sends ReleaseSession while ReleaseExecutes of finished queries
-        are still on their way, and those reaching the driver after it closed the session fail
-        (``INVALID_HANDLE.SESSION_CLOSED``); closing the session released them anyway. A second
-        ReleaseSession still goes to the driver: a retry after a failed one must reach it.
-        """
+    def find(self, call: Call, caller: Caller) -> Found | Stale | None:
+        """The session's route on a live driver (None: it has none, see :meth:`unplaced`)."""
         session_id = call.ids.session_id
         check_session_id(session_id)
         book = self._book
@@ -94,11 +87,6 @@ class Lookup:
         driver = book.live_driver(route)
         if driver is None:
             return Stale(route)
-        method = call.method
-        if method == "ReleaseSession":
-            book.releasing(key)
-        elif method == "ReleaseExecute" and book.is_releasing(key):
-            return Answer(method, session_id)
         return Found(route, driver)
 
     def unplaced(self, call: Call, caller: Caller) -> Answer | Joining | None:

@@ -1,4 +1,4 @@
-"""Stage 5, for a new session: place it on a driver of its team and environment.
+"""Stage 6, for a new session: place it on a driver of its team and environment.
 
 The cluster manager picks the driver (least-loaded ready driver first, starting one if none has
 room); the session's route is recorded before the call goes out, so its next calls follow it.
@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable
 
 from sparkgate.clusters.base import Driver
 from sparkgate.config import GatewaySettings
 from sparkgate.errors import Unavailable
-from sparkgate.gateway.affinity import Route
+from sparkgate.gateway.affinity import Route, SessionKey
 from sparkgate.gateway.pipeline.call import Call, Caller
 from sparkgate.gateway.pipeline.intents import Forward
 from sparkgate.gateway.routing import RoutingInfo
@@ -33,59 +32,55 @@ class Placement:
         self._settings = settings
         self._book = book
 
-    def place(self, call: Call, caller: Caller, info: RoutingInfo) -> Coroutine[Any, Any, Forward]:
+    def place(self, call: Call, caller: Caller, info: RoutingInfo) -> Awaitable[Forward]:
         """Start placing the session: from now on its other calls join this placement.
 
-        The returned coroutine must be awaited; it gives the :class:`Forward` of this call.
+        The placement runs as a task of its own: it finishes (and records the route, or its
+        failure) whatever becomes of the call that started it. The returned awaitable gives the
+        :class:`Forward` of this call.
         """
         key = (caller.user_id, call.ids.session_id)
-        placement: asyncio.Future[Forward] = asyncio.get_running_loop().create_future()
+        placement = asyncio.get_running_loop().create_task(self._place(call, caller, info))
         self._book.placing[key] = placement
-        return self._place(call, caller, info, placement)
+        placement.add_done_callback(lambda done: self._placed(key, done))
+        return _placed_as(placement, caller, first=True)
 
-    async def _place(
-        self, call: Call, caller: Caller, info: RoutingInfo, placement: asyncio.Future[Forward]
-    ) -> Forward:
+    def _placed(self, key: SessionKey, placement: asyncio.Task[Forward]) -> None:
+        if self._book.placing.get(key) is placement:
+            del self._book.placing[key]
+        if not placement.cancelled():
+            placement.exception()  # mark retrieved: the calls waiting on it re-raise it themselves
+
+    async def _place(self, call: Call, caller: Caller, info: RoutingInfo) -> Forward:
         book = self._book
         ids = call.ids
         key = (caller.user_id, ids.session_id)
         identity = caller.identity
-        try:
-            driver = await self._acquire(info.team, info.environment)
-            route = Route(
-                user_id=caller.user_id,
-                session_id=ids.session_id,
-                driver_id=driver.id,
-                address=driver.address,
-                team=info.team,
-                environment=info.environment,
-                owner=identity.subject if identity.verified else (info.user or ids.user_id),
-            )
-            await book.add(route, driver)
-            result = Forward(driver, route, book.take_held(key), new=True, rewrite_user=caller.rewrite_user)
-            placement.set_result(result)
-            log.info(
-                "session %s (user %s, team %s, env %s) -> driver %s",
-                ids.session_id,
-                caller.user_id or "-",
-                info.team,
-                info.environment,
-                driver.id,
-            )
-            return result
-        except BaseException as exc:
-            placement.set_exception(exc)
-            placement.exception()  # mark retrieved: joining calls re-raise it themselves
-            raise
-        finally:
-            if book.placing.get(key) is placement:
-                del book.placing[key]
+        driver = await self._acquire(info.team, info.environment)
+        route = Route(
+            user_id=caller.user_id,
+            session_id=ids.session_id,
+            driver_id=driver.id,
+            address=driver.address,
+            team=info.team,
+            environment=info.environment,
+            owner=identity.subject if identity.verified else (info.user or ids.user_id),
+        )
+        await book.add(route, driver)
+        log.info(
+            "session %s (user %s, team %s, env %s) -> driver %s",
+            ids.session_id,
+            caller.user_id or "-",
+            info.team,
+            info.environment,
+            driver.id,
+        )
+        return Forward(driver, route, book.take_held(key), new=True, rewrite_user=caller.rewrite_user)
 
     @staticmethod
-    async def join(placement: asyncio.Future[Forward], caller: Caller) -> Forward:
-        """Another call of a session being placed: it goes to the same driver."""
-        placed = await asyncio.shield(placement)
-        return Forward(placed.driver, placed.route, rewrite_user=caller.rewrite_user)
+    def join(placement: asyncio.Future[Forward], caller: Caller) -> Awaitable[Forward]:
+        """Another call of a session being placed: it goes where the placement puts it."""
+        return _placed_as(placement, caller, first=False)
 
     async def failover(self, failed: Forward, why: str) -> Forward:
         """A new session's first call failed on its driver before any response: place it on another.
@@ -120,3 +115,17 @@ class Placement:
                 "one is still starting, retry shortly",
                 retry_after_seconds=5.0,
             ) from None
+
+
+async def _placed_as(placement: asyncio.Future[Forward], caller: Caller, *, first: bool) -> Forward:
+    """Where a call goes once the placement is done (``first``: the call that started it, which
+    carries the held options and may fail over)."""
+    try:
+        placed = await asyncio.shield(placement)
+    except asyncio.CancelledError:
+        if placement.cancelled():  # the gateway is stopping: this call did not end by itself
+            raise Unavailable("the gateway stopped while placing this session; retry") from None
+        raise
+    if first:
+        return placed
+    return Forward(placed.driver, placed.route, rewrite_user=caller.rewrite_user)

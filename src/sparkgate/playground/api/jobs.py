@@ -142,7 +142,12 @@ async def events(job_id: str, user: User, runner: Runner) -> StreamingResponse:
                     event = next_event.result()
                 except StopAsyncIteration:
                     return
-                next_event = None
+                except SparkgateError as exc:  # the response has started: say why in the stream
+                    yield f"event: error\ndata: {json.dumps({'error': exc.message})}\n\n"
+                    return
+                finally:
+                    if next_event.done():
+                        next_event = None
                 for line in event.log_lines:
                     yield f"event: log\ndata: {json.dumps(line)}\n\n"
                 if event.HasField("state"):
@@ -152,7 +157,8 @@ async def events(job_id: str, user: User, runner: Runner) -> StreamingResponse:
                         return
         finally:
             if next_event is not None:
-                next_event.cancel()
+                next_event.cancel()  # the client left while the runner had nothing new
+                await asyncio.wait({next_event})
             await watch.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

@@ -186,6 +186,7 @@ function follow(jobId) {
           if (ev === "log") { $("log").textContent += JSON.parse(data) + "\n"; $("log").scrollTop = 1e9; }
           if (ev === "state") showJob(JSON.parse(data));
           if (ev === "end") loadHistory();
+          if (ev === "error") toast(JSON.parse(data).error + " (use Check Status)");
         }
       }
     } catch (e) {
