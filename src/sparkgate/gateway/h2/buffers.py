@@ -16,11 +16,13 @@ once it is free, or dropped (and freed when its last view goes) if too many are 
 
 Slabs are anonymous memory maps of their own, so one that is dropped goes back to the operating
 system at once: a burst (a client that stopped reading, say) leaves no memory behind in the
-allocator's heap. Slabs set aside and free again are kept only up to :data:`KEEP_FREE` (:meth:`ReadArena.shed`).
+allocator's heap. Slabs set aside and free again are kept for reuse while reads go on, and only up to
+:data:`KEEP_FREE` once the connections are quiet (:meth:`ReadArena.shed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import sys
 import threading
@@ -40,7 +42,16 @@ KEEP_FREE = 2
 
 def _new_slab() -> mmap.mmap:
     # Private: shared anonymous memory would count as shared memory, and skip huge pages.
-    return mmap.mmap(-1, SLAB_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    slab = mmap.mmap(-1, SLAB_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if _HUGE is not None:
+        # Huge pages where the system offers them on request (transparent_hugepage "madvise"): the
+        # kernel's copies into and out of a slab then miss the TLB far less often.
+        with contextlib.suppress(OSError):
+            slab.madvise(_HUGE)
+    return slab
+
+
+_HUGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 def _unshared(slab: mmap.mmap) -> bool:
@@ -51,7 +62,7 @@ def _unshared(slab: mmap.mmap) -> bool:
 class ReadArena:
     """Lends receive buffers (slabs of :data:`SLAB_BYTES`) to the connections of one thread."""
 
-    __slots__ = ("_loan", "_off", "_retired", "_slab", "loans", "slabs_made")
+    __slots__ = ("_loan", "_loans_at_shed", "_off", "_retired", "_slab", "loans", "slabs_made")
 
     def __init__(self) -> None:
         self._slab = _new_slab()
@@ -61,6 +72,7 @@ class ReadArena:
         #: Counters (tests, and the relay bench's diagnostics): reads offered, slabs allocated.
         self.loans = 0
         self.slabs_made = 1
+        self._loans_at_shed = -1
 
     def lend(self) -> memoryview:
         """Room for the next read (at least :data:`MIN_READ` bytes).
@@ -90,18 +102,24 @@ class ReadArena:
         retired = self._retired
         retired.append(self._slab)
         self._off = 0
-        if _unshared(retired[0]):
-            self._slab = retired.pop(0)
-            return
+        for i in range(len(retired) - 1):  # the oldest free one (not the slab just set aside)
+            if _unshared(retired[i]):
+                self._slab = retired.pop(i)
+                return
         if len(retired) > MAX_RETIRED:
             del retired[0]
         self._slab = _new_slab()
         self.slabs_made += 1
 
     def shed(self) -> None:
-        """Keep at most KEEP_FREE of the set-aside slabs that are free (and every held one); called
-        now and then (the engine's once-a-second sweep), not on the read path, where dropping a
-        slab only to map a fresh one moments later would cost page faults."""
+        """Once the connections are quiet (no read since the last call), keep at most KEEP_FREE of
+        the set-aside slabs that are free (and every held one). Called now and then (the engine's
+        once-a-second sweep); while reads go on, free slabs are kept (at most MAX_RETIRED): dropping
+        one only to map a fresh one moments later costs a page fault per 4 KiB."""
+        quiet = self.loans == self._loans_at_shed
+        self._loans_at_shed = self.loans
+        if not quiet:
+            return
         retired, free, i = self._retired, 0, 0
         while i < len(retired):
             if _unshared(retired[i]):  # (no local name for it: that would count as a reference)
