@@ -131,6 +131,46 @@ class AffinitySettings(_Section):
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
 
+class StateSettings(_Section):
+    """Where gateway replicas keep what they share. ``local`` (the default): this process alone, with
+    routes in ``gateway.affinity``. ``redis``: session routes in Redis, so several gateways behind a
+    load balancer serve every session, and a client whose gateway died carries on through another."""
+
+    #: ``local`` or ``redis``.
+    backend: Literal["local", "redis"] = "local"
+    #: With ``redis``: ``redis://[:password@]host:port/db`` or ``rediss://`` (TLS).
+    redis_url: str = ""
+    #: Instead of ``redis_url``: Redis Sentinel addresses (``host:port``) that name the current
+    #: primary of ``master_name``; the gateway follows a failover.
+    sentinels: list[str] = []
+    #: The Sentinel name of the Redis primary.
+    master_name: str = "mymaster"
+    #: Prefix of every key (hash-tagged, so the keys share a Redis Cluster slot); replicas that share
+    #: state use the same prefix.
+    key_prefix: str = "sparkgate"
+    #: Replicas that must acknowledge a new route before its first call goes on (Redis ``WAIT``), so
+    #: a failover to a replica loses no placed session; 0 with a Redis that has no replicas.
+    wait_replicas: int = Field(default=0, ge=0)
+    #: Milliseconds ``WAIT`` may take; a route not acknowledged in time makes its call UNAVAILABLE.
+    wait_timeout_ms: int = Field(default=500, ge=1)
+    #: Seconds a Redis command may take before the call that needed it fails with UNAVAILABLE.
+    timeout_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _url_given(self) -> StateSettings:
+        if self.backend != "redis" or self.sentinels:
+            for address in self.sentinels:
+                host, _, port = address.rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"state.sentinels: {address!r} is not host:port")
+            return self
+        if not self.redis_url.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                "state.backend redis needs state.redis_url (redis://host:port/db or rediss://...) or state.sentinels"
+            )
+        return self
+
+
 class Http2Limits(_Section):
     """What one client's HTTP/2 connection may do. Each default is the one nginx or Envoy ships; a
     client past a limit gets the answer named, never the service of others."""
@@ -674,6 +714,7 @@ class Settings(_Section):
     #: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR`` (``--log-level`` overrides).
     log_level: str = "INFO"
     gateway: GatewaySettings = GatewaySettings()
+    state: StateSettings = StateSettings()
     pool: PoolSettings = PoolSettings()
     health: HealthSettings = HealthSettings()
     admin: AdminSettings = AdminSettings()

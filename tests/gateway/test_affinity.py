@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
-from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore, Route
+from sparkgate.gateway.affinity import SWEEP_SLICE, AffinityStore, MemoryAffinityStore, Route
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 
 
@@ -50,3 +51,31 @@ async def test_sqlite_routes_survive_restart(tmp_path: Path) -> None:
         r = s2.get(("u", "a"))
         assert r is not None and r.driver_id == "d1" and r.last_used > time.time()
         assert s2.get(("u", "b")) is None
+
+
+async def test_the_sweep_lets_calls_go_on_every_slice_of_routes(store: AffinityStore) -> None:
+    """Housekeeping never holds the event loop for long: with many sessions, calls are served
+    between slices of the sweep (each a few milliseconds), and a route touched meanwhile stays."""
+    n = SWEEP_SLICE * 5
+    now = time.time()
+    for i in range(n):
+        await store.put(Route("u", f"s{i}", "d1", "x", "fe", "prod", last_used=now - 100))
+        store.touch(("u", f"s{i}"), now - 60 if i % 2 else now)
+    turns = 0
+    stop = False
+
+    async def calls() -> None:  # what the loop does for clients meanwhile
+        nonlocal turns
+        while not stop:
+            turns += 1
+            if turns == 3:
+                store.touch(("u", "s1"), time.time())  # an idle session called again mid-sweep
+            await asyncio.sleep(0)
+
+    ticker = asyncio.ensure_future(calls())
+    await asyncio.sleep(0)
+    dead = await store.sweep(now - 30)
+    stop = True
+    await ticker
+    assert turns >= 2 * n // SWEEP_SLICE  # served between slices of both passes
+    assert len(dead) == n // 2 - 1 and store.get(("u", "s1")) is not None

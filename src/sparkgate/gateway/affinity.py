@@ -9,17 +9,21 @@ The key is ``(user_id, session_id)``, the same pair the Spark Connect server key
 the session.
 
 :class:`AffinityStore` is the pluggable part (memory here, SQLite in :mod:`.affinity_sqlite`,
-Redis later). Lookups happen on every RPC, so persistent stores keep an in-memory copy and write
-through; ``touch`` only marks a route as used and is flushed in :meth:`AffinityStore.sweep`.
+Redis, shared by gateway replicas, in :mod:`.affinity_redis`). Lookups happen on every RPC, so
+persistent stores keep an in-memory copy and write through; ``touch`` only marks a route as used
+and is flushed in :meth:`AffinityStore.sweep`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 SessionKey = tuple[str, str]  # (user_id, session_id)
+#: Routes the sweep handles before it lets calls go on.
+SWEEP_SLICE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,9 @@ class Route:
 
 @runtime_checkable
 class AffinityStore(Protocol):
+    #: Other gateways write routes too: a session missing here may have a route there (:meth:`load`).
+    shared: bool
+
     async def __aenter__(self) -> AffinityStore: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -63,6 +70,22 @@ class AffinityStore(Protocol):
 
     def touch(self, key: SessionKey, now: float) -> None:
         """Mark a route as used (persisted lazily by :meth:`sweep`)."""
+        ...
+
+    async def load(self, key: SessionKey) -> Route | None:
+        """The route for a session, asking the shared state if this gateway does not know it."""
+        ...
+
+    async def create(self, route: Route) -> Route:
+        """Record a new route unless the session already has one: the route in force after."""
+        ...
+
+    def lost(self, key: SessionKey) -> str | None:
+        """Why another gateway dropped this session, if the shared state says so (read by :meth:`load`)."""
+        ...
+
+    async def remember_lost(self, lost: list[tuple[SessionKey, str]], ttl: float) -> None:
+        """Tell other gateways why these sessions were dropped, for ``ttl`` seconds."""
         ...
 
     async def put(self, route: Route) -> None: ...
@@ -83,6 +106,8 @@ class AffinityStore(Protocol):
 class MemoryAffinityStore:
     """Routes in a dict: fastest, gone when the gateway stops."""
 
+    shared = False
+
     def __init__(self) -> None:
         self._routes: dict[SessionKey, Route] = {}
         self._touched: dict[SessionKey, float] = {}
@@ -100,6 +125,22 @@ class MemoryAffinityStore:
     def touch(self, key: SessionKey, now: float) -> None:
         if key in self._routes:
             self._touched[key] = now
+
+    async def load(self, key: SessionKey) -> Route | None:
+        return self._routes.get(key)
+
+    def lost(self, key: SessionKey) -> str | None:
+        return None  # (no other gateway shares these routes)
+
+    async def remember_lost(self, lost: list[tuple[SessionKey, str]], ttl: float) -> None:
+        return None
+
+    async def create(self, route: Route) -> Route:
+        existing = self._routes.get(route.key)
+        if existing is not None:
+            return existing
+        await self.put(route)
+        return route
 
     async def put(self, route: Route) -> None:
         self._add(route)
@@ -134,9 +175,33 @@ class MemoryAffinityStore:
                 self._routes[key] = replace(r, last_used=ts)
         return touched
 
+    async def _apply_touches_in_slices(self) -> dict[SessionKey, float]:
+        """:meth:`_apply_touches`, yielding to calls every :data:`SWEEP_SLICE` routes."""
+        touched, self._touched = self._touched, {}
+        items = list(touched.items())
+        for start in range(0, len(items), SWEEP_SLICE):
+            for key, ts in items[start : start + SWEEP_SLICE]:
+                r = self._routes.get(key)
+                if r is not None and ts > r.last_used:
+                    self._routes[key] = replace(r, last_used=ts)
+            await asyncio.sleep(0)
+        return touched
+
+    async def _idle_in_slices(self, idle_before: float) -> list[Route]:
+        """Routes unused since ``idle_before``, found :data:`SWEEP_SLICE` at a time (calls go on
+        in between: one touched meanwhile is not idle)."""
+        routes = list(self._routes.values())
+        idle: list[Route] = []
+        for start in range(0, len(routes), SWEEP_SLICE):
+            idle += [r for r in routes[start : start + SWEEP_SLICE] if r.last_used < idle_before]
+            await asyncio.sleep(0)
+        return [r for r in idle if r.key not in self._touched and self._routes.get(r.key) is r]
+
     async def sweep(self, idle_before: float) -> list[Route]:
-        self._apply_touches()
-        dead = [r for r in self._routes.values() if r.last_used < idle_before]
+        """Drop idle routes. Never long on the event loop: with 100k sessions, calls wait for it
+        no more than one slice (a few milliseconds)."""
+        await self._apply_touches_in_slices()
+        dead = await self._idle_in_slices(idle_before)
         for r in dead:
             self._remove(r.key)
         return dead

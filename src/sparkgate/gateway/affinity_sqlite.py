@@ -109,10 +109,10 @@ class SqliteAffinityStore(MemoryAffinityStore):
             self._db.executemany("DELETE FROM routes WHERE user_id=? AND session_id=?", [r.key for r in dead])
 
     async def sweep(self, idle_before: float) -> list[Route]:
-        # The in-memory part runs on the loop (the dict is read there on every RPC); only the
-        # disk writes go to a thread.
-        touched = self._apply_touches()
-        dead = [r for r in self._routes.values() if r.last_used < idle_before]
+        # The in-memory part runs on the loop (the dict is read there on every RPC), in slices;
+        # only the disk writes go to a thread.
+        touched = await self._apply_touches_in_slices()
+        dead = await self._idle_in_slices(idle_before)
         for r in dead:
             self._remove(r.key)
         if touched or dead:

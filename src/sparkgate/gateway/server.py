@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def build_affinity_store(settings: Settings) -> AffinityStore:
+    if settings.state.backend == "redis":
+        from sparkgate.gateway.affinity_redis import RedisAffinityStore  # (redis-py only when used)
+
+        return RedisAffinityStore(settings.state)
     aff = settings.gateway.affinity
     if aff.backend == "memory":
         return MemoryAffinityStore()

@@ -105,9 +105,14 @@ class SessionBook:
         self.store.touch(route.key, now)
         driver.last_used = now
 
-    async def add(self, route: Route, driver: Driver) -> None:
-        await self.store.put(route)
-        self.clusters.attach(driver)
+    async def add(self, route: Route, driver: Driver) -> Route:
+        """Record a new route: the route in force after (another gateway's, if one placed the same
+        session first; then the driver counted is that route's, if this gateway knows it)."""
+        placed = await self.store.create(route)
+        counted = driver if placed.driver_id == driver.id else self.clusters.get(placed.driver_id)
+        if counted is not None:
+            self.clusters.attach(counted)
+        return placed
 
     async def remove(self, route: Route) -> bool:
         """Drop the route (False: it was already gone)."""
@@ -147,22 +152,29 @@ class SessionBook:
     # -- sessions that ended --------------------------------------------------------------------
 
     def lost(self, key: SessionKey) -> str | None:
-        """Why the gateway dropped this session, if it did (within one session TTL)."""
+        """Why the gateway (or, with shared state, another gateway) dropped this session, if it
+        did (within one session TTL)."""
         found = self._lost.get(key)
-        return found[0] if found is not None else None
+        return found[0] if found is not None else self.store.lost(key)
 
     def forget_lost(self, key: SessionKey) -> None:
         self._lost.pop(key, None)
 
     async def lose(self, route: Route, reason: str) -> None:
         """Drop a route whose driver is gone; the session's next calls are told ``reason``."""
-        await self.remove(route)
         self._remember_lost(route.key, reason, time.time())
+        await self._share_lost([(route.key, reason)])
+        await self.remove(route)
 
     def _remember_lost(self, key: SessionKey, reason: str, now: float) -> None:
         self._lost[key] = (reason, now)
         while len(self._lost) > MAX_REMEMBERED:
             self._lost.pop(next(iter(self._lost)))
+
+    async def _share_lost(self, lost: list[tuple[SessionKey, str]]) -> None:
+        """Tell other gateways sharing the state (their clients' next calls hear the same)."""
+        if lost:
+            await self.store.remember_lost(lost, self.settings.affinity.session_ttl_seconds)
 
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
@@ -230,11 +242,13 @@ class SessionBook:
         for key in self._in_flight:
             self.store.touch(key, now)  # a call still running: its session is not idle
         expired = []
+        why = f"it was released after {ttl:g}s without a call"
         for r in await self.store.sweep(now - ttl):
             self.clusters.detach(r.driver_id)
-            self._remember_lost(r.key, f"it was released after {ttl:g}s without a call", now)
+            self._remember_lost(r.key, why, now)
             log.info("session %s of %s expired after idling", r.session_id, r.user_id or "-")
             expired.append(r)
+        await self._share_lost([(r.key, why) for r in expired])
         held_cutoff = time.monotonic() - self.settings.pending_ttl_seconds
         for key in [k for k, h in self._held.items() if h.since < held_cutoff]:
             del self._held[key]
@@ -257,7 +271,9 @@ class SessionBook:
             if route is None or key in self._carriers or key in self._in_flight:
                 continue
             # Told first: a call arriving while the route is deleted gets this, not a new session.
-            self._remember_lost(key, f"it was released {wait:g}s after its client closed its connection", now)
+            why = f"it was released {wait:g}s after its client closed its connection"
+            self._remember_lost(key, why, now)
+            await self._share_lost([(key, why)])
             if not await self.remove(route):
                 continue
             routes.append(route)

@@ -17,10 +17,12 @@ from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 
 @contextlib.asynccontextmanager
-async def gateway_to(address: str, state_dir: Path, **gateway: Any) -> AsyncIterator[Gateway]:
-    """A gateway (h2 engine, ``gateway`` settings overridden) in front of the driver at ``address``."""
+async def gateway_to(
+    address: str, state_dir: Path, *, state: dict[str, Any] | None = None, **gateway: Any
+) -> AsyncIterator[Gateway]:
+    """A gateway (``gateway`` and ``state`` settings overridden) in front of the driver at ``address``."""
     gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, **gateway}
-    settings = load_settings(None, {}, gateway=gw, state_dir=state_dir)
+    settings = load_settings(None, {}, gateway=gw, state=state or {}, state_dir=state_dir)
     cm = ClusterManager(StaticProvider([address]), pool_size=0)
     await cm.start()
     try:

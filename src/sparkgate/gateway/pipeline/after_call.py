@@ -44,6 +44,7 @@ class AfterCall:
         driver = self._book.clusters.get(source.driver_id)
         now = time.time()
         clone = dataclasses.replace(source, session_id=new_session_id, created_at=now, last_used=now)
-        await self._book.store.put(clone)
         if driver is not None:
-            self._book.clusters.attach(driver)
+            await self._book.add(clone, driver)
+        else:
+            await self._book.store.create(clone)

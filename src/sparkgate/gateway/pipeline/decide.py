@@ -59,6 +59,13 @@ class CallPipeline:
 
     def _decide(self, call: Call, caller: Caller) -> Forward | Answer | Awaitable[Forward | Answer]:
         found = self.lookup.find(call, caller)
+        if found is None and self.book.store.shared:
+            return self._after_load(call, caller)  # another gateway may have placed it
+        return self._found(call, caller, found)
+
+    def _found(
+        self, call: Call, caller: Caller, found: Found | Stale | None
+    ) -> Forward | Answer | Awaitable[Forward | Answer]:
         if isinstance(found, Found):
             self.admit.existing(caller, found.route)
             self.book.used(found.route, found.driver)
@@ -70,6 +77,10 @@ class CallPipeline:
         if isinstance(found, Stale):
             return self._after_stale(call, caller, found)
         return self._unplaced(call, caller)
+
+    async def _after_load(self, call: Call, caller: Caller) -> Forward | Answer:
+        step = self._found(call, caller, await self.lookup.load(call, caller))
+        return step if isinstance(step, Forward | Answer) else await step
 
     def _unplaced(self, call: Call, caller: Caller) -> Answer | Awaitable[Forward | Answer]:
         """A session without a route: the rest of the lookup, then routing, admission, placement."""

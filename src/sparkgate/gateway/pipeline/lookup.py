@@ -89,6 +89,15 @@ class Lookup:
             return Stale(route)
         return Found(route, driver)
 
+    async def load(self, call: Call, caller: Caller) -> Found | Stale | None:
+        """:meth:`find` for a session this gateway does not know, asking the state other gateways
+        share (a client that reconnected through this one)."""
+        route = await self._book.store.load((caller.user_id, call.ids.session_id))
+        if route is None:
+            return None
+        driver = self._book.live_driver(route)
+        return Found(route, driver) if driver is not None else Stale(route)
+
     def unplaced(self, call: Call, caller: Caller) -> Answer | Joining | None:
         """For a session without a route: an answer, a placement to join, or None (a new session)."""
         session_id, method = call.ids.session_id, call.method

@@ -66,7 +66,16 @@ class Placement:
             environment=info.environment,
             owner=identity.subject if identity.verified else (info.user or ids.user_id),
         )
-        await book.add(route, driver)
+        placed = await book.add(route, driver)
+        if placed.driver_id != driver.id:  # another gateway placed it first: its driver it is
+            other = book.live_driver(placed)
+            if other is None:
+                raise Unavailable(
+                    f"session {ids.session_id} was placed by another gateway on driver {placed.driver_id}, "
+                    "which this gateway cannot reach; retry",
+                    retry_after_seconds=1.0,
+                )
+            driver, route = other, placed
         log.info(
             "session %s (user %s, team %s, env %s) -> driver %s",
             ids.session_id,
@@ -101,7 +110,8 @@ class Placement:
         )
         driver = await self._acquire(route.team, route.environment, exclude=tried)
         moved = dataclasses.replace(route, driver_id=driver.id, address=driver.address)
-        await book.add(moved, driver)
+        moved = await book.add(moved, driver)
+        driver = book.live_driver(moved) or driver
         log.info("session %s -> driver %s (failover)", route.session_id, driver.id)
         return dataclasses.replace(failed, driver=driver, route=moved, tried=tried)
 

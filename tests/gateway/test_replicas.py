@@ -1,0 +1,48 @@
+"""Gateway replicas sharing session routes in Redis: any replica serves any session, and one
+replica gone takes no session with it (a fake Spark Connect backend, real gRPC, real Redis)."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import grpc.aio
+
+from sparkgate.gateway.server import Gateway
+from sparkgate.testing.fake_backend import FakeSparkConnectServer
+from sparkgate.testing.redis import TempRedis
+from tests.gateway.h2.conftest import gateway_to
+from tests.gateway.test_relay import ROUTE, SVC, request
+
+
+def replica(backend: str, redis_url: str, prefix: str, state_dir: Path) -> AbstractAsyncContextManager[Gateway]:
+    return gateway_to(backend, state_dir, state={"backend": "redis", "redis_url": redis_url, "key_prefix": prefix})
+
+
+async def test_any_replica_serves_any_session_and_one_gone_loses_none(
+    redis_server: TempRedis,
+    tmp_path: Path,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake:
+        async with (
+            replica(fake.address, redis_server.url, prefix, tmp_path / "a") as a,
+            replica(fake.address, redis_server.url, prefix, tmp_path / "b") as b,
+        ):
+            sid = str(uuid.uuid4())
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as ch:
+                await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)  # placed through a
+            placed = a.store.get(("alice", sid))
+            assert placed is not None and b.store.get(("alice", sid)) is None
+            await a.stop(0)  # a is gone: its client reconnects through b
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as ch:
+                chunks = [m async for m in ch.unary_stream(SVC + "ExecutePlan")(request(sid))]  # no routing headers
+                assert len(chunks) >= 2
+                other = request(sid, user="mallory")
+                try:
+                    await ch.unary_unary(SVC + "Config")(other, metadata=ROUTE)
+                    raise AssertionError("another user's session id was accepted")
+                except grpc.aio.AioRpcError as err:
+                    assert err.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert b.store.get(("alice", sid)) == placed  # the same route, not a new placement
