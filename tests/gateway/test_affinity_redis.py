@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sparkgate.config import StateSettings
-from sparkgate.errors import Unavailable
+from sparkgate.errors import PermissionDenied, SessionLost, Unavailable
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
 from sparkgate.testing.redis import TempRedis
@@ -39,8 +39,8 @@ async def test_two_replicas_placing_one_session_agree_on_its_driver(
 ) -> None:
     a, b = replicas
     sid = str(uuid.uuid4())
-    first, second = await asyncio.gather(a.create(route(sid, "d1")), b.create(route(sid, "d2")))
-    assert first.driver_id == second.driver_id
+    (first, made_a), (second, made_b) = await asyncio.gather(a.create(route(sid, "d1")), b.create(route(sid, "d2")))
+    assert first == second and made_a != made_b  # one placement made it; the other got it
     assert a.get(first.key) == b.get(first.key) == first
 
 
@@ -49,7 +49,7 @@ async def test_a_replica_loads_a_session_it_has_not_seen(
 ) -> None:
     a, b = replicas
     sid = str(uuid.uuid4())
-    placed = await a.create(route(sid))
+    placed, _ = await a.create(route(sid))
     assert b.get(placed.key) is None  # the hot path never asks Redis
     assert await b.load(placed.key) == placed
     assert b.get(placed.key) == placed
@@ -60,17 +60,51 @@ async def test_every_replica_hears_why_a_session_was_dropped(
     replicas: tuple[RedisAffinityStore, RedisAffinityStore],
 ) -> None:
     a, b = replicas
-    placed = await a.create(route(str(uuid.uuid4())))
-    await a.remember_lost([(placed.key, "driver d1 died: exit 9")], ttl=60)
-    await a.delete(placed.key)
+    placed, _ = await a.create(route(str(uuid.uuid4())))
+    assert await a.delete(placed.key, driver_id="elsewhere") is None  # only the route it names
+    assert await a.delete(placed.key, driver_id="d1", lost="driver d1 died: exit 9", lost_ttl=60) == placed
     assert await b.load(placed.key) is None and b.lost(placed.key) == "driver d1 died: exit 9"
+    with pytest.raises(SessionLost, match="exit 9"):  # and no gateway places it anew
+        await b.create(placed)
+
+
+async def test_a_session_id_is_one_users(replicas: tuple[RedisAffinityStore, RedisAffinityStore]) -> None:
+    a, b = replicas
+    sid = str(uuid.uuid4())
+    await a.create(route(sid, user="alice"))
+    with pytest.raises(PermissionDenied, match="another user"):
+        await b.create(route(sid, user="mallory"))
+
+
+async def test_a_copy_read_before_its_deletion_is_not_cached(
+    replicas: tuple[RedisAffinityStore, RedisAffinityStore],
+) -> None:
+    a, b = replicas
+    placed, _ = await a.create(route(str(uuid.uuid4())))
+    raw = await b.redis.get(b._route_key(placed.key))  # b read it ...
+    await a.delete(placed.key)  # ... a deleted it ...
+    deadline = time.monotonic() + 5
+    while placed.key not in b._deleted and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # ... b heard of the deletion ...
+    assert b._cache(raw) is None and b.get(placed.key) is None  # ... and does not cache the old copy
+
+
+async def test_a_redis_that_lost_its_data_gets_the_routes_back(
+    replicas: tuple[RedisAffinityStore, RedisAffinityStore], redis_server: TempRedis
+) -> None:
+    a, b = replicas
+    placed, _ = await a.create(route(str(uuid.uuid4())))
+    redis_server.restart()  # empty
+    assert a.get(placed.key) == placed  # calls of the session go on meanwhile
+    await a.sweep(time.time() - 3600)  # the epoch is gone: a writes its routes back
+    assert await b.load(placed.key) == placed
 
 
 async def test_calls_of_a_known_session_send_no_command(
     replicas: tuple[RedisAffinityStore, RedisAffinityStore], redis_server: TempRedis
 ) -> None:
     a, _ = replicas
-    placed = await a.create(route(str(uuid.uuid4())))
+    placed, _ = await a.create(route(str(uuid.uuid4())))
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     before, sent = await client.info("commandstats"), a.commands
     for _ in range(1000):
@@ -89,7 +123,7 @@ async def test_a_deleted_route_leaves_every_replicas_cache(
     replicas: tuple[RedisAffinityStore, RedisAffinityStore],
 ) -> None:
     a, b = replicas
-    placed = await a.create(route(str(uuid.uuid4())))
+    placed, _ = await a.create(route(str(uuid.uuid4())))
     await b.load(placed.key)
     assert await a.delete(placed.key) == placed
     deadline = time.monotonic() + 5
@@ -103,8 +137,10 @@ async def test_the_sweep_drops_routes_idle_on_every_replica_once(
 ) -> None:
     a, b = replicas
     old = time.time() - 100
-    idle = [await a.create(Route("alice", str(uuid.uuid4()), "d1", "x", "fe", "prod", last_used=old)) for _ in range(3)]
-    busy = await a.create(Route("alice", str(uuid.uuid4()), "d1", "x", "fe", "prod", last_used=old))
+    idle = [
+        (await a.create(Route("alice", str(uuid.uuid4()), "d1", "x", "fe", "prod", last_used=old)))[0] for _ in range(3)
+    ]
+    busy, _ = await a.create(Route("alice", str(uuid.uuid4()), "d1", "x", "fe", "prod", last_used=old))
     await b.load(busy.key)
     b.touch(busy.key, time.time())  # used through the other replica
     assert await b.sweep(old - 1) == []  # (tells Redis of its use; nothing that old to drop)
@@ -119,7 +155,7 @@ async def test_without_redis_known_sessions_go_on_and_the_rest_is_unavailable(
     settings: StateSettings, redis_server: TempRedis
 ) -> None:
     async with RedisAffinityStore(settings.model_copy(update={"timeout_seconds": 0.5})) as a:
-        placed = await a.create(route(str(uuid.uuid4())))
+        placed, _ = await a.create(route(str(uuid.uuid4())))
         redis_server.pause()
         try:
             assert a.get(placed.key) == placed  # no Redis needed

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
@@ -59,6 +60,8 @@ class Route:
 class AffinityStore(Protocol):
     #: Other gateways write routes too: a session missing here may have a route there (:meth:`load`).
     shared: bool
+    #: Called with a route this gateway knew that another gateway dropped (shared stores only).
+    on_evicted: Callable[[Route], None] | None
 
     async def __aenter__(self) -> AffinityStore: ...
 
@@ -76,28 +79,31 @@ class AffinityStore(Protocol):
         """The route for a session, asking the shared state if this gateway does not know it."""
         ...
 
-    async def create(self, route: Route) -> Route:
-        """Record a new route unless the session already has one: the route in force after."""
+    async def create(self, route: Route) -> tuple[Route, bool]:
+        """Record a new route unless the session already has one: the route in force after, and
+        whether this call created it."""
         ...
 
     def lost(self, key: SessionKey) -> str | None:
         """Why another gateway dropped this session, if the shared state says so (read by :meth:`load`)."""
         ...
 
-    async def remember_lost(self, lost: list[tuple[SessionKey, str]], ttl: float) -> None:
-        """Tell other gateways why these sessions were dropped, for ``ttl`` seconds."""
-        ...
-
     async def put(self, route: Route) -> None: ...
 
-    async def delete(self, key: SessionKey) -> Route | None: ...
+    async def delete(
+        self, key: SessionKey, *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0
+    ) -> Route | None:
+        """Drop the session's route (only if it is on ``driver_id``, when given); with ``lost``,
+        other gateways tell the session's next calls why, for ``lost_ttl`` seconds."""
+        ...
 
     def users_of(self, session_id: str) -> set[str]:
         """User ids with a route for this session id (more than one only if someone reused an id)."""
         ...
 
-    async def sweep(self, idle_before: float) -> list[Route]:
-        """Drop routes unused since ``idle_before`` (epoch seconds); return what was dropped."""
+    async def sweep(self, idle_before: float, *, lost: str = "", lost_ttl: float = 0.0) -> list[Route]:
+        """Drop routes unused since ``idle_before`` (epoch seconds); return what was dropped
+        (``lost``, ``lost_ttl``: as for :meth:`delete`)."""
         ...
 
     def all(self) -> list[Route]: ...
@@ -107,6 +113,7 @@ class MemoryAffinityStore:
     """Routes in a dict: fastest, gone when the gateway stops."""
 
     shared = False
+    on_evicted: Callable[[Route], None] | None = None
 
     def __init__(self) -> None:
         self._routes: dict[SessionKey, Route] = {}
@@ -132,21 +139,23 @@ class MemoryAffinityStore:
     def lost(self, key: SessionKey) -> str | None:
         return None  # (no other gateway shares these routes)
 
-    async def remember_lost(self, lost: list[tuple[SessionKey, str]], ttl: float) -> None:
-        return None
-
-    async def create(self, route: Route) -> Route:
+    async def create(self, route: Route) -> tuple[Route, bool]:
         existing = self._routes.get(route.key)
         if existing is not None:
-            return existing
+            return existing, False
         await self.put(route)
-        return route
+        return route, True
 
     async def put(self, route: Route) -> None:
         self._add(route)
         self._touched.pop(route.key, None)
 
-    async def delete(self, key: SessionKey) -> Route | None:
+    async def delete(
+        self, key: SessionKey, *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0
+    ) -> Route | None:
+        current = self._routes.get(key)
+        if current is None or (driver_id and current.driver_id != driver_id):
+            return None
         self._touched.pop(key, None)
         return self._remove(key)
 
@@ -197,7 +206,7 @@ class MemoryAffinityStore:
             await asyncio.sleep(0)
         return [r for r in idle if r.key not in self._touched and self._routes.get(r.key) is r]
 
-    async def sweep(self, idle_before: float) -> list[Route]:
+    async def sweep(self, idle_before: float, *, lost: str = "", lost_ttl: float = 0.0) -> list[Route]:
         """Drop idle routes. Never long on the event loop: with 100k sessions, calls wait for it
         no more than one slice (a few milliseconds)."""
         await self._apply_touches_in_slices()

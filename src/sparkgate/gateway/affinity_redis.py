@@ -5,15 +5,20 @@ replica keeps a **near-cache** of the routes it has used: a placed session's cal
 remote (:meth:`RedisAffinityStore.get` is a dict lookup). Redis is read when a replica meets a
 session it does not know (:meth:`~RedisAffinityStore.load`: a client that reconnected through it),
 written when a session is placed (:meth:`~RedisAffinityStore.create`, create-if-absent: two replicas
-placing the same new session agree on one driver), and told of use in batches by the sweep. A
-deleted route is announced on a Redis stream that every replica reads from its last id, so the
-stale cache entries — the only kind there can be — go.
+placing the same new session agree on one driver), and told of use in batches by the sweep.
+
+Every route carries a version (a counter in Redis). A deleted route is announced on a Redis stream
+with its version; every replica follows the stream from the last entry it read and drops its copy,
+and remembers the version deleted, so a copy of that route read from Redis a moment before the
+deletion is never cached after it. A replica that missed part of the stream (trimmed while it could
+not read), or finds that Redis lost its data (its ``epoch`` key gone), drops its whole cache or
+writes its routes back (create-if-absent: a route another replica made since wins).
 
 Keys share one hash tag (``{<state.key_prefix>}``), so the scripts below touch one Redis Cluster
 slot: ``r:<session>\\x1f<user>`` (the route, JSON), ``u:<session>`` (user ids with a route for that
 session id), ``lost:<session>\\x1f<user>`` (why a gateway dropped a session: every gateway answers
-its next call ``SESSION_CHANGED`` alike; expires after the session TTL), ``used`` (a sorted set: last
-use per route) and ``events`` (the stream).
+its next call ``SESSION_CHANGED`` alike, and none places it anew; expires after the session TTL),
+``used`` (a sorted set: last use per route), ``ver``, ``epoch`` and ``events`` (the stream).
 
 If Redis cannot be reached, placed sessions a replica knows keep working; everything that needs
 Redis (a new session, a session this replica has not seen) fails with UNAVAILABLE and a retry
@@ -27,51 +32,69 @@ import contextlib
 import dataclasses
 import json
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from sparkgate.config import StateSettings
-from sparkgate.errors import Unavailable
+from sparkgate.connect.status import session_changed
+from sparkgate.errors import PermissionDenied, Unavailable
 from sparkgate.gateway.affinity import Route, SessionKey
 
 log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
-#: Events kept in the stream (approximately): replicas further behind than this refill their cache.
+#: Events kept in the stream (approximately): a replica further behind drops its cache.
 _STREAM_LENGTH = 100_000
-#: Routes one sweep script deletes at a time (each slice is one short Redis command).
+#: Routes one sweep script handles at a time (each slice is one short Redis command).
 _SWEEP_SLICE = 500
-#: Markers of dropped sessions kept in this gateway's cache at most.
-_MAX_LOST = 100_000
-#: Milliseconds a read of the stream waits for news (under the client's socket timeout).
-_BLOCK_MS = 1000
+#: Deleted versions and lost-session markers remembered in this replica at most.
+_MAX_REMEMBERED = 100_000
 
-# KEYS: route, users, used, events. ARGV: route JSON, user, member, last use.
+# KEYS: route, users, used, lost marker, version counter.
+# ARGV: route JSON (without its version), user, member, last use.
+# Returns {'created'|'exists', route JSON} or {'lost', reason} or {'other', user}.
 _CREATE = """
+local lost = redis.call('GET', KEYS[4])
+if lost then return {'lost', lost} end
 local current = redis.call('GET', KEYS[1])
-if current then return current end
-redis.call('SET', KEYS[1], ARGV[1])
+if current then return {'exists', current} end
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if u ~= ARGV[2] then return {'other', u} end
+end
+local ver = redis.call('INCR', KEYS[5])
+local value = string.sub(ARGV[1], 1, -2) .. ',"ver":' .. ver .. '}'
+redis.call('SET', KEYS[1], value)
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-return false
+return {'created', value}
 """
-# KEYS: route, users, used, events. ARGV: user, member.
+# KEYS: route, users, used, events, lost marker.
+# ARGV: user, member, stream length, driver id ('' = any), lost reason ('' = none), its TTL.
 _DELETE = """
 local current = redis.call('GET', KEYS[1])
 if not current then return false end
+local route = cjson.decode(current)
+if ARGV[4] ~= '' and route['driver_id'] ~= ARGV[4] then return false end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[6]) end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'del', ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'del', ARGV[2], 'ver', route['ver'])
 return current
 """
-# KEYS: used, events. ARGV: cutoff, limit, key prefix, stream length.
+# KEYS: used, events. ARGV: cutoff, limit, key prefix, stream length, lost reason, its TTL.
+# Returns {members looked at, dropped route JSON...}.
 _SWEEP = """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
-local out = {}
+local out = {#members}
 for _, m in ipairs(members) do
   local rk = ARGV[3] .. 'r:' .. m
   local current = redis.call('GET', rk)
@@ -80,7 +103,8 @@ for _, m in ipairs(members) do
     redis.call('DEL', rk)
     local sid, user = string.match(m, '^(.-)\\31(.*)$')
     redis.call('SREM', ARGV[3] .. 'u:' .. sid, user)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'del', m)
+    if ARGV[5] ~= '' then redis.call('SET', ARGV[3] .. 'lost:' .. m, ARGV[5], 'EX', ARGV[6]) end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'del', m, 'ver', cjson.decode(current)['ver'])
     table.insert(out, current)
   end
 end
@@ -88,11 +112,14 @@ return out
 """
 
 
-def _connect(settings: StateSettings) -> aioredis.Redis:
+def _connect(settings: StateSettings, *, socket_timeout: float | None) -> aioredis.Redis:
     """A client of the primary: by URL, or the one Sentinel names (followed across failovers)."""
     timeouts: dict[str, Any] = {
-        "socket_timeout": settings.timeout_seconds,
+        "socket_timeout": socket_timeout,
         "socket_connect_timeout": settings.timeout_seconds,
+        # A connection Redis closed (a restart, a failover) is replaced once, at once; a Redis that
+        # does not answer in time is not asked again (the call's wait would double).
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
     if settings.sentinels:
         addresses = [(h, int(p)) for h, _, p in (a.rpartition(":") for a in settings.sentinels)]
@@ -111,8 +138,15 @@ def _encode(route: Route) -> str:
     return json.dumps(dataclasses.asdict(route), separators=(",", ":"))
 
 
-def _decode(raw: str | bytes) -> Route:
-    return Route(**json.loads(raw))
+def _decode(raw: str) -> tuple[Route, int]:
+    fields = json.loads(raw)
+    ver = int(fields.pop("ver", 0))
+    return Route(**fields), ver
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class RedisAffinityStore:
@@ -121,32 +155,44 @@ class RedisAffinityStore:
     #: Other gateways write routes too: a miss here is asked of Redis (:meth:`load`).
     shared = True
 
-    def __init__(self, settings: StateSettings, client: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: StateSettings, *, touch_margin: float = 0.0, client: aioredis.Redis | None = None
+    ) -> None:
+        """``touch_margin``: seconds other replicas may not yet have told Redis of a session's use
+        (their sweep interval): a route is dropped only when idle that much longer."""
         self.settings = settings
-        self.redis: aioredis.Redis = client or _connect(settings)
+        self.touch_margin = touch_margin
+        self.redis: aioredis.Redis = client or _connect(settings, socket_timeout=settings.timeout_seconds)
+        # The stream is read with blocking reads: a connection of its own, without a read timeout.
+        self._reader: aioredis.Redis = _connect(settings, socket_timeout=None)
         self._prefix = f"{{{settings.key_prefix}}}:"
         self._used = self._prefix + "used"
         self._events = self._prefix + "events"
         self._routes: dict[SessionKey, Route] = {}
+        self._versions: dict[SessionKey, int] = {}
+        #: Highest version of each route deleted lately (a copy read before the deletion is stale).
+        self._deleted: dict[SessionKey, int] = {}
         self._users: dict[str, set[str]] = {}
-        #: Why other gateways dropped sessions this one asked about (bounded like the routes).
+        #: Why other gateways dropped sessions this one asked about.
         self._lost: dict[SessionKey, str] = {}
         self._touched: dict[SessionKey, float] = {}
+        self._epoch: str | None = None
         self._create = self.redis.register_script(_CREATE)
         self._delete = self.redis.register_script(_DELETE)
         self._sweep = self.redis.register_script(_SWEEP)
         self._follow: asyncio.Task[None] | None = None
+        self.on_evicted: Callable[[Route], None] | None = None
         #: Commands this store sent to Redis (tests: none per call of a known session).
         self.commands = 0
 
     async def __aenter__(self) -> RedisAffinityStore:
+        start: str | None = None
         try:
-            last = await self._call(self.redis.xrevrange(self._events, count=1))
+            start = await self._last_event_id()
+            await self._check_epoch()
         except Unavailable as exc:
             # Placed sessions need no Redis; the rest fails until it is back. Start anyway.
-            log.warning("%s; following route deletions from now on once it answers", exc.message)
-            last = []
-        start = last[0][0] if last else "0-0"
+            log.warning("%s; reading it once it answers", exc.message)
         self._follow = asyncio.get_running_loop().create_task(self._follow_events(start))
         return self
 
@@ -155,9 +201,12 @@ class RedisAffinityStore:
             self._follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follow
-        with contextlib.suppress(RedisError, OSError):
-            await self._flush_touches()
-        await self.redis.aclose()
+        try:
+            with contextlib.suppress(Unavailable):
+                await self._flush_touches()
+        finally:
+            await self.redis.aclose()
+            await self._reader.aclose()
 
     # -- the hot path: this replica's cache -------------------------------------------------------
 
@@ -177,11 +226,14 @@ class RedisAffinityStore:
         """The routes this replica knows."""
         return list(self._routes.values())
 
+    def lost(self, key: SessionKey) -> str | None:
+        return self._lost.get(key)
+
     # -- Redis ------------------------------------------------------------------------------------
 
     async def load(self, key: SessionKey) -> Route | None:
         """The session's route, from Redis if this replica does not know it (and the other users
-        with a route for its session id)."""
+        with a route for its session id, and why a gateway dropped it, if one did)."""
         route = self._routes.get(key)
         if route is not None:
             return route
@@ -194,97 +246,131 @@ class RedisAffinityStore:
         if users:
             self._users[session] = set(users)
         if lost:
-            self._lost[key] = lost
-            while len(self._lost) > _MAX_LOST:
-                self._lost.pop(next(iter(self._lost)))
-        if raw is None:
-            return None
-        route = _decode(raw)
-        self._cache(route)
-        return route
+            _remember(self._lost, key, lost)
+        return self._cache(raw) if raw is not None else None
 
-    def lost(self, key: SessionKey) -> str | None:
-        return self._lost.get(key)
-
-    async def remember_lost(self, lost: list[tuple[SessionKey, str]], ttl: float) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for key, reason in lost:
-            pipe.set(self._prefix + "lost:" + _member(key), reason, ex=max(1, int(ttl)))
-        try:
-            await self._call(pipe.execute(), commands=len(lost))
-        except Unavailable as exc:  # this gateway still tells its own clients
-            log.warning("could not share why %d session(s) were dropped: %s", len(lost), exc.message)
-
-    async def create(self, route: Route) -> Route:
+    async def create(self, route: Route) -> tuple[Route, bool]:
         """Record a new route unless the session has one: the route in force (another replica's,
-        when two placed the same new session at once). With ``state.wait_replicas``, returns once
-        that many Redis replicas have it."""
+        when two placed the same new session at once), and whether this call created it. With
+        ``state.wait_replicas``, a created route counts only once that many Redis replicas have it.
+
+        Raises SESSION_CHANGED for a session a gateway dropped (it is never placed anew), and
+        PERMISSION_DENIED for a session id another user has a route for."""
         key = route.key
-        raw = await self._call(
-            self._create(
-                keys=[self._route_key(key), self._prefix + "u:" + route.session_id, self._used, self._events],
-                args=[_encode(route), route.user_id, _member(key), route.last_used],
-            )
+        pipe = self.redis.pipeline(transaction=False)  # (WAIT counts the writes of its connection)
+        await self._create(
+            keys=[
+                self._route_key(key),
+                self._prefix + "u:" + route.session_id,
+                self._used,
+                self._prefix + "lost:" + _member(key),
+                self._prefix + "ver",
+            ],
+            args=[_encode(route), route.user_id, _member(key), route.last_used],
+            client=pipe,
         )
-        winner = route if raw is None else _decode(raw)
-        if raw is None and self.settings.wait_replicas:
-            acked = await self._call(self.redis.wait(self.settings.wait_replicas, self.settings.wait_timeout_ms))
-            if acked < self.settings.wait_replicas:
-                raise Unavailable(
-                    f"Redis replicas acknowledged the new session's route {acked} time(s), not "
-                    f"{self.settings.wait_replicas} (state.wait_replicas) within {self.settings.wait_timeout_ms} ms",
-                    retry_after_seconds=1.0,
-                )
-        self._cache(winner)
-        return winner
+        wait = self.settings.wait_replicas
+        if wait:
+            pipe.wait(wait, self.settings.wait_timeout_ms)
+        replies = await self._call(pipe.execute(), commands=2 if wait else 1)
+        outcome, value = replies[0]
+        if outcome == "lost":
+            _remember(self._lost, key, value)
+            raise session_changed(route.session_id, value)
+        if outcome == "other":
+            raise PermissionDenied(
+                f"session {route.session_id} belongs to another user; start your own session "
+                "(a new SparkSession gets a new session id)"
+            )
+        created = outcome == "created"
+        if created and wait and replies[1] < wait:
+            with contextlib.suppress(Unavailable):
+                await self.delete(key, driver_id=route.driver_id)  # (a retry places it again)
+            raise Unavailable(
+                f"Redis replicas acknowledged the new session's route {replies[1]} time(s), not {wait} "
+                f"(state.wait_replicas) within {self.settings.wait_timeout_ms} ms",
+                retry_after_seconds=1.0,
+            )
+        placed = self._cache(value)
+        if placed is None:  # deleted again already (this replica saw it go)
+            raise Unavailable(f"session {route.session_id} was released while it was placed; retry")
+        return placed, created
 
     async def put(self, route: Route) -> None:
         """Record a route (replacing one the session may have)."""
         await self.delete(route.key)
         await self.create(route)
 
-    async def delete(self, key: SessionKey) -> Route | None:
+    async def delete(
+        self, key: SessionKey, *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0
+    ) -> Route | None:
         user, session = key
-        known = self._uncache(key)
-        self._touched.pop(key, None)
         raw = await self._call(
             self._delete(
-                keys=[self._route_key(key), self._prefix + "u:" + session, self._used, self._events],
-                args=[user, _member(key), _STREAM_LENGTH],
+                keys=[
+                    self._route_key(key),
+                    self._prefix + "u:" + session,
+                    self._used,
+                    self._events,
+                    self._prefix + "lost:" + _member(key),
+                ],
+                args=[user, _member(key), _STREAM_LENGTH, driver_id, lost, max(1, int(lost_ttl))],
             )
         )
-        return _decode(raw) if raw is not None else known
+        if raw is None:
+            known = self._routes.get(key)
+            if known is not None and (not driver_id or known.driver_id == driver_id):
+                self._drop(key, evicted=False)  # (gone from Redis already)
+            return None
+        route, ver = _decode(raw)
+        _remember(self._deleted, key, ver)
+        self._drop(key, evicted=False)
+        return route
 
-    async def sweep(self, idle_before: float) -> list[Route]:
+    async def sweep(self, idle_before: float, *, lost: str = "", lost_ttl: float = 0.0) -> list[Route]:
         """Tell Redis of this replica's use since the last sweep, then drop routes every replica left
-        idle since ``idle_before`` (in slices: no long Redis command, no long pause here)."""
+        idle since ``idle_before`` (less ``touch_margin``), in slices: no long Redis command, no long
+        pause here. Also notices a Redis that lost its data, and writes this replica's routes back."""
         try:
+            await self._check_epoch()
             await self._flush_touches()
             dropped: list[Route] = []
             while True:
-                raws = await self._call(
+                reply = await self._call(
                     self._sweep(
                         keys=[self._used, self._events],
-                        args=[idle_before, _SWEEP_SLICE, self._prefix, _STREAM_LENGTH],
+                        args=[
+                            idle_before - self.touch_margin,
+                            _SWEEP_SLICE,
+                            self._prefix,
+                            _STREAM_LENGTH,
+                            lost,
+                            max(1, int(lost_ttl)),
+                        ],
                     )
                 )
+                looked_at, raws = reply[0], reply[1:]
                 for raw in raws:
-                    route = _decode(raw)
-                    self._uncache(route.key)
+                    route, ver = _decode(raw)
+                    _remember(self._deleted, route.key, ver)
+                    self._drop(route.key, evicted=False)
                     dropped.append(route)
-                if len(raws) < _SWEEP_SLICE:
+                if looked_at < _SWEEP_SLICE:
                     return dropped
+                await asyncio.sleep(0)
         except Unavailable as exc:
             log.warning("sweep skipped: %s", exc.message)
             return []
 
     async def _flush_touches(self) -> None:
         touched, self._touched = self._touched, {}
+        touched = {k: ts for k, ts in touched.items() if k in self._routes}
         if not touched:
             return
         mapping = {_member(k): ts for k, ts in touched.items()}
         try:
-            await self._call(self.redis.zadd(self._used, mapping, gt=True))  # only ever later
+            # xx: never re-adds a route deleted meanwhile; gt: only ever later.
+            await self._call(self.redis.zadd(self._used, mapping, xx=True, gt=True))
         except Unavailable:
             for k, ts in touched.items():  # kept for the next sweep
                 self._touched[k] = max(ts, self._touched.get(k, 0.0))
@@ -294,43 +380,106 @@ class RedisAffinityStore:
             if r is not None and ts > r.last_used:
                 self._routes[k] = dataclasses.replace(r, last_used=ts)
 
-    async def _follow_events(self, last_id: str) -> None:
-        """Drop cached routes other replicas deleted (read from the stream, from the last id seen)."""
+    async def _check_epoch(self) -> None:
+        """Notice a Redis that lost its data (restarted empty, a failover to a replica that had not
+        caught up): its epoch key is gone or new. Then this replica writes its routes back."""
+        epoch = await self._call(self.redis.get(self._prefix + "epoch"))
+        if epoch is None:
+            await self._call(self.redis.set(self._prefix + "epoch", uuid.uuid4().hex, nx=True))
+            epoch = await self._call(self.redis.get(self._prefix + "epoch"))
+        if self._epoch is not None and epoch != self._epoch:
+            log.warning("the shared state lost data (its epoch changed): writing back %d route(s)", len(self._routes))
+            for route in list(self._routes.values()):
+                self._drop(route.key, evicted=False)
+                placed, _ = await self.create(route)
+                if placed.driver_id != route.driver_id and self.on_evicted is not None:
+                    self.on_evicted(route)  # another replica placed it meanwhile: theirs stands
+        self._epoch = epoch
+
+    async def _last_event_id(self) -> str:
+        last = await self._call(self.redis.xrevrange(self._events, count=1))
+        return str(last[0][0]) if last else "0-0"
+
+    async def _follow_events(self, last_id: str | None) -> None:
+        """Drop cached routes other replicas deleted (read from the stream, from the last id seen).
+        After a gap in what it read (the stream trimmed past it), the whole cache goes."""
+        block_ms = 1000
         while True:
             try:
-                found = await self.redis.xread({self._events: last_id}, count=1000, block=_BLOCK_MS)
+                if last_id is None:
+                    last_id = await self._last_event_id()
+                    self._drop_all("it could not read what other gateways deleted meanwhile")
+                found = await self._reader.xread({self._events: last_id}, count=1000, block=block_ms)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, Unavailable) as exc:
                 log.warning("reading route deletions from Redis failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+                last_id = await self._resume_id(last_id)
                 continue
-            streams = cast(list[Any], found or [])
-            for _stream, entries in streams:
+            except Exception:
+                log.exception("following route deletions failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in cast(list[Any], found or []):
                 for entry_id, fields in entries:
                     last_id = entry_id
                     member = fields.get("del")
                     if member:
                         session, _, user = member.partition(_SEP)
-                        self._uncache((user, session))
+                        key = (user, session)
+                        ver = int(fields.get("ver") or 0)
+                        _remember(self._deleted, key, max(ver, self._deleted.get(key, 0)))
+                        if self._versions.get(key, 0) <= ver:
+                            self._drop(key, evicted=True)
+
+    async def _resume_id(self, last_id: str | None) -> str | None:
+        """Where to read on after an error: ``last_id``, unless the stream no longer has it."""
+        if last_id is None:
+            return None
+        try:
+            info = await self._call(self.redis.xinfo_stream(self._events))
+        except Unavailable:
+            return last_id
+        except RedisError:  # no stream yet
+            return last_id
+        first = (info.get("first-entry") or [None])[0]
+        if first is not None and _stream_id(str(first)) > _stream_id(last_id) and last_id != "0-0":
+            return None  # trimmed past what it read: start over from now, cache dropped
+        return last_id
 
     # -- helpers ----------------------------------------------------------------------------------
 
     def _route_key(self, key: SessionKey) -> str:
         return self._prefix + "r:" + _member(key)
 
-    def _cache(self, route: Route) -> None:
+    def _cache(self, raw: str) -> Route | None:
+        """Cache a route read from Redis, unless this replica saw that version deleted."""
+        route, ver = _decode(raw)
+        if self._deleted.get(route.key, 0) >= ver:
+            return None
         self._routes[route.key] = route
+        self._versions[route.key] = ver
         self._users.setdefault(route.session_id, set()).add(route.user_id)
+        return route
 
-    def _uncache(self, key: SessionKey) -> Route | None:
+    def _drop(self, key: SessionKey, *, evicted: bool) -> None:
         route = self._routes.pop(key, None)
+        self._versions.pop(key, None)
+        self._touched.pop(key, None)
         users = self._users.get(key[1])
         if users is not None:
             users.discard(key[0])
             if not users:
                 del self._users[key[1]]
-        return route
+        if evicted and route is not None and self.on_evicted is not None:
+            self.on_evicted(route)
+
+    def _drop_all(self, why: str) -> None:
+        if self._routes:
+            log.warning("dropping %d cached route(s): %s", len(self._routes), why)
+        for key in list(self._routes):
+            self._drop(key, evicted=True)
 
     async def _call(self, awaitable: Any, commands: int = 1) -> Any:
         self.commands += commands
@@ -347,3 +496,9 @@ class RedisAffinityStore:
             return f"the primary {self.settings.master_name!r} of Sentinels {', '.join(self.settings.sentinels)}"
         kw = self.redis.connection_pool.connection_kwargs
         return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+
+def _remember(seen: dict[SessionKey, Any], key: SessionKey, value: Any) -> None:
+    seen[key] = value
+    while len(seen) > _MAX_REMEMBERED:
+        seen.pop(next(iter(seen)))

@@ -93,9 +93,12 @@ class SqliteAffinityStore(MemoryAffinityStore):
             ),
         )
 
-    async def delete(self, key: tuple[str, str]) -> Route | None:
-        r = await super().delete(key)
-        await asyncio.to_thread(self._exec, "DELETE FROM routes WHERE user_id=? AND session_id=?", key)
+    async def delete(
+        self, key: tuple[str, str], *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0
+    ) -> Route | None:
+        r = await super().delete(key, driver_id=driver_id)
+        if r is not None:
+            await asyncio.to_thread(self._exec, "DELETE FROM routes WHERE user_id=? AND session_id=?", key)
         return r
 
     def _write_sweep(self, touched: dict[tuple[str, str], float], dead: list[Route]) -> None:
@@ -108,7 +111,7 @@ class SqliteAffinityStore(MemoryAffinityStore):
             )
             self._db.executemany("DELETE FROM routes WHERE user_id=? AND session_id=?", [r.key for r in dead])
 
-    async def sweep(self, idle_before: float) -> list[Route]:
+    async def sweep(self, idle_before: float, *, lost: str = "", lost_ttl: float = 0.0) -> list[Route]:
         # The in-memory part runs on the loop (the dict is read there on every RPC), in slices;
         # only the disk writes go to a thread.
         touched = await self._apply_touches_in_slices()

@@ -33,7 +33,8 @@ def build_affinity_store(settings: Settings) -> AffinityStore:
     if settings.state.backend == "redis":
         from sparkgate.gateway.affinity_redis import RedisAffinityStore  # (redis-py only when used)
 
-        return RedisAffinityStore(settings.state)
+        # Other replicas tell Redis of their sessions' use once per sweep: give them that long.
+        return RedisAffinityStore(settings.state, touch_margin=settings.gateway.affinity.sweep_interval_seconds)
     aff = settings.gateway.affinity
     if aff.backend == "memory":
         return MemoryAffinityStore()

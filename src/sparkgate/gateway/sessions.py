@@ -30,7 +30,7 @@ from sparkgate.clusters.base import Driver, DriverState
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import GatewaySettings
 from sparkgate.connect.probe import ChannelCalls, DriverCalls, release_session
-from sparkgate.errors import BadRequest
+from sparkgate.errors import BadRequest, Unavailable
 from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
 from sparkgate.gateway.pipeline.hook import PipelineHook
 from sparkgate.gateway.pipeline.intents import ConfigPairs, Forward
@@ -80,6 +80,9 @@ class SessionBook:
         self._gone: dict[SessionKey, float] = {}
         #: Calls relayed and not ended yet, per session: a session with one is not idle.
         self._in_flight: dict[SessionKey, int] = {}
+        #: Routes counted against their drivers here, and the driver each counted against.
+        self._counted: dict[SessionKey, str] = {}
+        store.on_evicted = self.uncounted
         #: Sessions being placed on a driver: their other calls wait for the same placement.
         self.placing: dict[SessionKey, asyncio.Future[Forward]] = {}
         #: Sessions not routable yet.
@@ -90,14 +93,34 @@ class SessionBook:
     def restore(self) -> None:
         """Count restored routes against their drivers (after a gateway restart)."""
         for r in self.store.all():
-            d = self.clusters.get(r.driver_id)
-            if d is not None:
-                self.clusters.attach(d)
+            self.counted(r)
 
     def live_driver(self, route: Route) -> Driver | None:
         """The route's driver, unless it is gone."""
         driver = self.clusters.get(route.driver_id)
         return None if driver is None or driver.state is DriverState.DEAD else driver
+
+    def driver_gone(self, route: Route) -> bool:
+        """Whether the route's driver is known to be gone. With routes shared by other gateways, a
+        driver this one does not know (yet) is not gone: another gateway may have started it."""
+        if route.driver_id in self.clusters.dead:
+            return True
+        driver = self.clusters.get(route.driver_id)
+        return driver.state is DriverState.DEAD if driver is not None else not self.store.shared
+
+    def counted(self, route: Route) -> None:
+        """This gateway routes calls to the session: its driver counts it (once)."""
+        if route.key not in self._counted:
+            driver = self.clusters.get(route.driver_id)
+            if driver is not None:
+                self._counted[route.key] = route.driver_id
+                self.clusters.attach(driver)
+
+    def uncounted(self, route: Route) -> None:
+        """The route is gone (here or, told by the shared state, elsewhere)."""
+        driver_id = self._counted.pop(route.key, None)
+        if driver_id is not None:
+            self.clusters.detach(driver_id)
 
     def used(self, route: Route, driver: Driver) -> None:
         """A call of this session goes to its driver now."""
@@ -105,20 +128,20 @@ class SessionBook:
         self.store.touch(route.key, now)
         driver.last_used = now
 
-    async def add(self, route: Route, driver: Driver) -> Route:
+    async def add(self, route: Route) -> tuple[Route, bool]:
         """Record a new route: the route in force after (another gateway's, if one placed the same
-        session first; then the driver counted is that route's, if this gateway knows it)."""
-        placed = await self.store.create(route)
-        counted = driver if placed.driver_id == driver.id else self.clusters.get(placed.driver_id)
-        if counted is not None:
-            self.clusters.attach(counted)
-        return placed
+        session first), and whether this call created it."""
+        placed, created = await self.store.create(route)
+        self.counted(placed)
+        return placed, created
 
-    async def remove(self, route: Route) -> bool:
-        """Drop the route (False: it was already gone)."""
-        if await self.store.delete(route.key) is None:
+    async def remove(self, route: Route, lost: str = "") -> bool:
+        """Drop the route if it is still this one (False: it was gone, or the session has another);
+        with ``lost``, every gateway tells the session's next calls why."""
+        ttl = self.settings.affinity.session_ttl_seconds
+        if await self.store.delete(route.key, driver_id=route.driver_id, lost=lost, lost_ttl=ttl) is None:
             return False
-        self.clusters.detach(route.driver_id)
+        self.uncounted(route)
         return True
 
     # -- sessions not routable yet ----------------------------------------------------------------
@@ -163,18 +186,12 @@ class SessionBook:
     async def lose(self, route: Route, reason: str) -> None:
         """Drop a route whose driver is gone; the session's next calls are told ``reason``."""
         self._remember_lost(route.key, reason, time.time())
-        await self._share_lost([(route.key, reason)])
-        await self.remove(route)
+        await self.remove(route, lost=reason)
 
     def _remember_lost(self, key: SessionKey, reason: str, now: float) -> None:
         self._lost[key] = (reason, now)
         while len(self._lost) > MAX_REMEMBERED:
             self._lost.pop(next(iter(self._lost)))
-
-    async def _share_lost(self, lost: list[tuple[SessionKey, str]]) -> None:
-        """Tell other gateways sharing the state (their clients' next calls hear the same)."""
-        if lost:
-            await self.store.remember_lost(lost, self.settings.affinity.session_ttl_seconds)
 
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
@@ -243,12 +260,11 @@ class SessionBook:
             self.store.touch(key, now)  # a call still running: its session is not idle
         expired = []
         why = f"it was released after {ttl:g}s without a call"
-        for r in await self.store.sweep(now - ttl):
-            self.clusters.detach(r.driver_id)
+        for r in await self.store.sweep(now - ttl, lost=why, lost_ttl=ttl):
+            self.uncounted(r)
             self._remember_lost(r.key, why, now)
             log.info("session %s of %s expired after idling", r.session_id, r.user_id or "-")
             expired.append(r)
-        await self._share_lost([(r.key, why) for r in expired])
         held_cutoff = time.monotonic() - self.settings.pending_ttl_seconds
         for key in [k for k, h in self._held.items() if h.since < held_cutoff]:
             del self._held[key]
@@ -265,7 +281,7 @@ class SessionBook:
         wait = self.settings.affinity.client_gone_seconds
         cutoff = time.monotonic() - wait
         routes = []
-        for key in [k for k, since in self._gone.items() if since < cutoff]:
+        for key, since in [(k, t) for k, t in self._gone.items() if t < cutoff]:
             del self._gone[key]
             route = self.store.get(key)
             if route is None or key in self._carriers or key in self._in_flight:
@@ -273,8 +289,13 @@ class SessionBook:
             # Told first: a call arriving while the route is deleted gets this, not a new session.
             why = f"it was released {wait:g}s after its client closed its connection"
             self._remember_lost(key, why, now)
-            await self._share_lost([(key, why)])
-            if not await self.remove(route):
+            try:
+                if not await self.remove(route, lost=why):
+                    continue
+            except Unavailable as exc:  # the shared state did not answer: next sweep
+                self._lost.pop(key, None)
+                self._gone[key] = since
+                log.warning("session %s not released yet: %s", route.session_id, exc.message)
                 continue
             routes.append(route)
             log.info(

@@ -41,10 +41,5 @@ class AfterCall:
     async def _cloned(self, source: Route, new_session_id: str) -> None:
         if not new_session_id:
             return
-        driver = self._book.clusters.get(source.driver_id)
         now = time.time()
-        clone = dataclasses.replace(source, session_id=new_session_id, created_at=now, last_used=now)
-        if driver is not None:
-            await self._book.add(clone, driver)
-        else:
-            await self._book.store.create(clone)
+        await self._book.add(dataclasses.replace(source, session_id=new_session_id, created_at=now, last_used=now))

@@ -79,7 +79,10 @@ class CallPipeline:
         return self._unplaced(call, caller)
 
     async def _after_load(self, call: Call, caller: Caller) -> Forward | Answer:
-        step = self._found(call, caller, await self.lookup.load(call, caller))
+        loaded = await self.lookup.load(call, caller)
+        if loaded is None:  # (placed here meanwhile? then the cache has it now)
+            loaded = self.lookup.find(call, caller)
+        step = self._found(call, caller, loaded)
         return step if isinstance(step, Forward | Answer) else await step
 
     def _unplaced(self, call: Call, caller: Caller) -> Answer | Awaitable[Forward | Answer]:

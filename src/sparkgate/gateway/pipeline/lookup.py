@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sparkgate.clusters.base import Driver
 from sparkgate.connect import status
-from sparkgate.errors import BadRequest, PermissionDenied
+from sparkgate.errors import BadRequest, PermissionDenied, Unavailable
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.pipeline.call import Call, Caller
 from sparkgate.gateway.pipeline.intents import Answer, Forward
@@ -82,12 +82,20 @@ class Lookup:
         book = self._book
         key = (caller.user_id, session_id)
         route = book.store.get(key)
-        if route is None:
-            return None
-        driver = book.live_driver(route)
-        if driver is None:
+        return None if route is None else self._where(route)
+
+    def _where(self, route: Route) -> Found | Stale:
+        driver = self._book.live_driver(route)
+        if driver is not None:
+            return Found(route, driver)
+        if self._book.driver_gone(route):
             return Stale(route)
-        return Found(route, driver)
+        # Placed by another gateway on a driver this one has not adopted yet: not lost, not moved.
+        raise Unavailable(
+            f"session {route.session_id} is on driver {route.driver_id}, which this gateway does not know "
+            "yet; retry shortly",
+            retry_after_seconds=2.0,
+        )
 
     async def load(self, call: Call, caller: Caller) -> Found | Stale | None:
         """:meth:`find` for a session this gateway does not know, asking the state other gateways
@@ -95,8 +103,10 @@ class Lookup:
         route = await self._book.store.load((caller.user_id, call.ids.session_id))
         if route is None:
             return None
-        driver = self._book.live_driver(route)
-        return Found(route, driver) if driver is not None else Stale(route)
+        where = self._where(route)
+        if isinstance(where, Found):
+            self._book.counted(route)
+        return where
 
     def unplaced(self, call: Call, caller: Caller) -> Answer | Joining | None:
         """For a session without a route: an answer, a placement to join, or None (a new session)."""

@@ -66,16 +66,8 @@ class Placement:
             environment=info.environment,
             owner=identity.subject if identity.verified else (info.user or ids.user_id),
         )
-        placed = await book.add(route, driver)
-        if placed.driver_id != driver.id:  # another gateway placed it first: its driver it is
-            other = book.live_driver(placed)
-            if other is None:
-                raise Unavailable(
-                    f"session {ids.session_id} was placed by another gateway on driver {placed.driver_id}, "
-                    "which this gateway cannot reach; retry",
-                    retry_after_seconds=1.0,
-                )
-            driver, route = other, placed
+        route, created = await book.add(route)
+        driver = self._driver_of(route, driver)
         log.info(
             "session %s (user %s, team %s, env %s) -> driver %s",
             ids.session_id,
@@ -84,7 +76,21 @@ class Placement:
             info.environment,
             driver.id,
         )
-        return Forward(driver, route, book.take_held(key), new=True, rewrite_user=caller.rewrite_user)
+        # Only the call whose placement created the route may move it to another driver (failover).
+        return Forward(driver, route, book.take_held(key), new=created, rewrite_user=caller.rewrite_user)
+
+    def _driver_of(self, placed: Route, mine: Driver) -> Driver:
+        """The driver of the route in force: ``mine``, or the one another gateway placed it on."""
+        if placed.driver_id == mine.id:
+            return mine
+        other = self._book.live_driver(placed)
+        if other is None:
+            raise Unavailable(
+                f"session {placed.session_id} was placed by another gateway on driver {placed.driver_id}, "
+                "which this gateway does not know yet; retry shortly",
+                retry_after_seconds=2.0,
+            )
+        return other
 
     @staticmethod
     def join(placement: asyncio.Future[Forward], caller: Caller) -> Awaitable[Forward]:
@@ -109,11 +115,10 @@ class Placement:
             why,
         )
         driver = await self._acquire(route.team, route.environment, exclude=tried)
-        moved = dataclasses.replace(route, driver_id=driver.id, address=driver.address)
-        moved = await book.add(moved, driver)
-        driver = book.live_driver(moved) or driver
+        moved, created = await book.add(dataclasses.replace(route, driver_id=driver.id, address=driver.address))
+        driver = self._driver_of(moved, driver)
         log.info("session %s -> driver %s (failover)", route.session_id, driver.id)
-        return dataclasses.replace(failed, driver=driver, route=moved, tried=tried)
+        return dataclasses.replace(failed, driver=driver, route=moved, tried=tried, new=created)
 
     async def _acquire(self, team: str, environment: str, exclude: frozenset[str] = frozenset()) -> Driver:
         wait = self._settings.driver_wait_seconds
