@@ -259,8 +259,9 @@ class Platform:
     async def _readyz(self) -> tuple[int, Any]:
         ready = any(d.state is DriverState.READY for d in self.clusters.drivers())
         can_start = len(self.clusters.drivers()) < self.clusters.max_drivers
-        ok = self.gateway.port > 0 and (ready or can_start)
-        return (200 if ok else 503), {"ready": ok, "drivers_ready": ready}
+        state = await self.gateway.store.reachable()  # (replicas: new sessions need the shared state)
+        ok = self.gateway.port > 0 and (ready or can_start) and state
+        return (200 if ok else 503), {"ready": ok, "drivers_ready": ready, "state_reachable": state}
 
 
 class _PlatformCollector(Collector):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc.aio
 
+from sparkgate.connect.status import retry_after
 from sparkgate.gateway.server import Gateway
 from sparkgate.testing.fake_backend import FakeSparkConnectServer
 from sparkgate.testing.redis import TempRedis
@@ -46,3 +47,31 @@ async def test_any_replica_serves_any_session_and_one_gone_loses_none(
                 except grpc.aio.AioRpcError as err:
                     assert err.code() is grpc.StatusCode.PERMISSION_DENIED
             assert b.store.get(("alice", sid)) == placed  # the same route, not a new placement
+
+
+async def test_without_redis_placed_sessions_go_on_and_new_ones_are_told_to_retry(
+    redis_server: TempRedis,
+    tmp_path: Path,
+) -> None:
+    state = {"backend": "redis", "redis_url": redis_server.url, "key_prefix": f"t{uuid.uuid4().hex[:8]}"}
+    async with (
+        FakeSparkConnectServer(chunks=2, chunk_bytes=1024) as fake,
+        gateway_to(fake.address, tmp_path, state={**state, "timeout_seconds": 0.5}) as gw,
+        grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as ch,
+    ):
+        placed = str(uuid.uuid4())
+        await ch.unary_unary(SVC + "Config")(request(placed), metadata=ROUTE)
+        redis_server.pause()  # Redis stops answering
+        try:
+            assert not await gw.store.reachable()  # (/readyz says so)
+            chunks = [m async for m in ch.unary_stream(SVC + "ExecutePlan")(request(placed))]
+            assert len(chunks) >= 2  # the placed session needs nothing from Redis
+            try:
+                await ch.unary_unary(SVC + "Config")(request(str(uuid.uuid4())), metadata=ROUTE)
+                raise AssertionError("a new session was placed without Redis")
+            except grpc.aio.AioRpcError as err:
+                assert err.code() is grpc.StatusCode.UNAVAILABLE and "did not answer" in (err.details() or "")
+                assert retry_after(err.trailing_metadata()) is not None  # RetryInfo: when to retry
+        finally:
+            redis_server.resume()
+        assert await gw.store.reachable()

@@ -108,6 +108,10 @@ class AffinityStore(Protocol):
 
     def all(self) -> list[Route]: ...
 
+    async def reachable(self) -> bool:
+        """Whether new sessions can be recorded now (a shared store answers)."""
+        ...
+
 
 class MemoryAffinityStore:
     """Routes in a dict: fastest, gone when the gateway stops."""
@@ -217,3 +221,6 @@ class MemoryAffinityStore:
 
     def all(self) -> list[Route]:
         return list(self._routes.values())
+
+    async def reachable(self) -> bool:
+        return True

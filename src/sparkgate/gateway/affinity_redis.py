@@ -229,6 +229,12 @@ class RedisAffinityStore:
     def lost(self, key: SessionKey) -> str | None:
         return self._lost.get(key)
 
+    async def reachable(self) -> bool:
+        try:
+            return bool(await self._call(self.redis.ping()))
+        except Unavailable:
+            return False
+
     # -- Redis ------------------------------------------------------------------------------------
 
     async def load(self, key: SessionKey) -> Route | None:
