@@ -15,7 +15,7 @@ from sparkgate.config import StateSettings
 from sparkgate.errors import PermissionDenied, SessionLost, Unavailable
 from sparkgate.gateway.affinity import Route
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
-from sparkgate.testing.redis import TempRedis
+from sparkgate.testing.redis import TempRedis, TempSentinels
 
 
 @pytest.fixture
@@ -167,3 +167,36 @@ async def test_without_redis_known_sessions_go_on_and_the_rest_is_unavailable(
             assert await a.sweep(time.time()) == []  # skipped, not failed
         finally:
             redis_server.resume()
+
+
+async def test_routes_acknowledged_before_a_sentinel_failover_survive_it() -> None:
+    primary = TempRedis()
+    replica = TempRedis(replica_of=primary)
+    with primary, replica, TempSentinels(primary) as sentinels:
+        settings = StateSettings(
+            backend="redis",
+            sentinels=sentinels.addresses,
+            master_name=sentinels.name,
+            wait_replicas=1,
+            wait_timeout_ms=2000,
+            key_prefix=f"t{uuid.uuid4().hex[:8]}",
+        )
+        deadline = time.monotonic() + 30
+        while sentinels.primary_port() != primary.port and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        async with RedisAffinityStore(settings) as a:
+            while True:  # until the replica has caught up and acknowledges writes
+                try:
+                    placed, _ = await a.create(route(str(uuid.uuid4())))
+                    break
+                except Unavailable:
+                    assert time.monotonic() < deadline, "the replica never acknowledged a write"
+                    await asyncio.sleep(0.2)
+            primary.stop()  # the primary dies; the Sentinels promote the replica
+            while sentinels.primary_port() != replica.port and time.monotonic() < deadline + 30:
+                await asyncio.sleep(0.2)
+            assert sentinels.primary_port() == replica.port
+            async with RedisAffinityStore(settings.model_copy(update={"wait_replicas": 0})) as b:
+                assert await b.load(placed.key) == placed  # acknowledged before: still there
+                later, created = await b.create(route(str(uuid.uuid4())))  # the new primary takes writes
+                assert created and b.get(later.key) == later
