@@ -20,11 +20,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Protocol, runtime_checkable
 
 SessionKey = tuple[str, str]  # (user_id, session_id)
 #: Routes the sweep handles before it lets calls go on.
-SWEEP_SLICE = 2000
+SWEEP_SLICE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,8 @@ class MemoryAffinityStore:
     def __init__(self) -> None:
         self._routes: dict[SessionKey, Route] = {}
         self._touched: dict[SessionKey, float] = {}
+        #: Last use of routes used since they were stored (kept apart: no route rebuilt per sweep).
+        self._last: dict[SessionKey, float] = {}
         self._users: dict[str, set[str]] = {}  # session id -> user ids with a route for it
 
     async def __aenter__(self) -> MemoryAffinityStore:
@@ -168,10 +171,14 @@ class MemoryAffinityStore:
 
     def _add(self, route: Route) -> None:
         self._routes[route.key] = route
+        self._last.pop(route.key, None)
         self._users.setdefault(route.session_id, set()).add(route.user_id)
 
     def _remove(self, key: SessionKey) -> Route | None:
         route = self._routes.pop(key, None)
+        last = self._last.pop(key, None)
+        if route is not None and last is not None and last > route.last_used:
+            route = replace(route, last_used=last)
         if route is not None:
             users = self._users.get(route.session_id)
             if users is not None:
@@ -182,31 +189,33 @@ class MemoryAffinityStore:
 
     def _apply_touches(self) -> dict[SessionKey, float]:
         touched, self._touched = self._touched, {}
-        for key, ts in touched.items():
-            r = self._routes.get(key)
-            if r is not None and ts > r.last_used:
-                self._routes[key] = replace(r, last_used=ts)
+        self._note_use(list(touched.items()))
         return touched
+
+    def _note_use(self, items: list[tuple[SessionKey, float]]) -> None:
+        routes, last = self._routes, self._last
+        for key, ts in items:
+            if key in routes and ts > last.get(key, 0.0):
+                last[key] = ts
 
     async def _apply_touches_in_slices(self) -> dict[SessionKey, float]:
         """:meth:`_apply_touches`, yielding to calls every :data:`SWEEP_SLICE` routes."""
         touched, self._touched = self._touched, {}
-        items = list(touched.items())
-        for start in range(0, len(items), SWEEP_SLICE):
-            for key, ts in items[start : start + SWEEP_SLICE]:
-                r = self._routes.get(key)
-                if r is not None and ts > r.last_used:
-                    self._routes[key] = replace(r, last_used=ts)
+        items = iter(touched.items())  # (no one else holds ``touched`` now: safe across the awaits)
+        while chunk := list(islice(items, SWEEP_SLICE)):
+            self._note_use(chunk)
             await asyncio.sleep(0)
         return touched
 
     async def _idle_in_slices(self, idle_before: float) -> list[Route]:
         """Routes unused since ``idle_before``, found :data:`SWEEP_SLICE` at a time (calls go on
         in between: one touched meanwhile is not idle)."""
-        routes = list(self._routes.values())
+        routes, last = list(self._routes.values()), self._last
         idle: list[Route] = []
         for start in range(0, len(routes), SWEEP_SLICE):
-            idle += [r for r in routes[start : start + SWEEP_SLICE] if r.last_used < idle_before]
+            idle += [
+                r for r in routes[start : start + SWEEP_SLICE] if max(r.last_used, last.get(r.key, 0.0)) < idle_before
+            ]
             await asyncio.sleep(0)
         return [r for r in idle if r.key not in self._touched and self._routes.get(r.key) is r]
 
@@ -220,7 +229,11 @@ class MemoryAffinityStore:
         return dead
 
     def all(self) -> list[Route]:
-        return list(self._routes.values())
+        """Every route, with its last use as of the last sweep."""
+        last = self._last
+        return [
+            replace(r, last_used=t) if (t := last.get(k, 0.0)) > r.last_used else r for k, r in self._routes.items()
+        ]
 
     async def reachable(self) -> bool:
         return True
