@@ -239,6 +239,12 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
         return 0
     gw, pool = data["gateway"], data["pool"]
     _out(f"gateway  port {gw['port']}")
+    replicas = data.get("replicas") or []
+    if len(replicas) > 1:  # gateways sharing state (state.backend: redis)
+        _out(f"replicas {len(replicas)} gateways share sessions:")
+        for r in sorted(replicas, key=lambda r: r.get("started_at", 0)):
+            mark = " (this one)" if r.get("id") == gw.get("replica") else ""
+            _out(f"  {r.get('address', '?'):<32} {r.get('sessions', 0):>6} sessions  v{r.get('version', '?')}{mark}")
     _out(
         f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver, "
         f"placement {pool.get('placement', '-')}"

@@ -222,7 +222,8 @@ class Platform:
             for r in self.gateway.store.all()
         ]
         return {
-            "gateway": {"port": self.gateway.port},
+            "gateway": {"port": self.gateway.port, "replica": self.gateway.replica_id},
+            "replicas": self.gateway.replicas,
             "runner": {"port": self.runner_server.port} if self.runner_server is not None else None,
             "playground": {"port": self.playground.port} if self.playground is not None else None,
             "pool": {

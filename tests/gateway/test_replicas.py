@@ -36,6 +36,8 @@ async def test_any_replica_serves_any_session_and_one_gone_loses_none(
                 await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)  # placed through a
             placed = a.store.get(("alice", sid))
             assert placed is not None and b.store.get(("alice", sid)) is None
+            await a._heartbeat()
+            assert {r["id"] for r in a.replicas} == {a.replica_id, b.replica_id}  # each sees both
             await a.stop(0)  # a is gone: its client reconnects through b
             async with grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as ch:
                 chunks = [m async for m in ch.unary_stream(SVC + "ExecutePlan")(request(sid))]  # no routing headers
@@ -47,6 +49,8 @@ async def test_any_replica_serves_any_session_and_one_gone_loses_none(
                 except grpc.aio.AioRpcError as err:
                     assert err.code() is grpc.StatusCode.PERMISSION_DENIED
             assert b.store.get(("alice", sid)) == placed  # the same route, not a new placement
+            await b._heartbeat()  # (every few seconds) a, stopped, has not announced itself since
+            assert {r["id"] for r in b.replicas} == {a.replica_id, b.replica_id}  # until 3 beats are missed
 
 
 async def test_without_redis_placed_sessions_go_on_and_new_ones_are_told_to_retry(

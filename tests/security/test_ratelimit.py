@@ -19,3 +19,14 @@ def test_burst_then_refused_with_retry_after() -> None:
     with pytest.raises(ResourceExhausted, match="team 'fe'"):
         rl.admit("dave", "fe")
     assert not RateLimiter(RateLimitSettings()).enabled
+
+
+def test_gateway_replicas_split_each_limit() -> None:
+    rl = RateLimiter(RateLimitSettings(per_user_rps=2, per_user_burst=4))
+    rl.share(2)  # two gateways serve the same clients: each admits half
+    for _ in range(2):
+        rl.admit("alice", "fe")
+    with pytest.raises(ResourceExhausted, match=r"over 2 calls/s \(burst 4, shared by 2 gateways"):
+        rl.admit("alice", "fe")
+    rl.share(1)
+    assert rl.users is not None and (rl.users.rate, rl.users.burst) == (2, 4)

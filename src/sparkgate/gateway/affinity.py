@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import islice
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 SessionKey = tuple[str, str]  # (user_id, session_id)
 #: Routes the sweep handles before it lets calls go on.
@@ -111,6 +111,11 @@ class AffinityStore(Protocol):
 
     async def reachable(self) -> bool:
         """Whether new sessions can be recorded now (a shared store answers)."""
+        ...
+
+    async def replicas(self, me: dict[str, Any], ttl: float) -> list[dict[str, Any]]:
+        """Announce this gateway (``me``; to the others sharing the store, for ``ttl`` seconds)
+        and list the gateways alive, this one included."""
         ...
 
 
@@ -237,3 +242,6 @@ class MemoryAffinityStore:
 
     async def reachable(self) -> bool:
         return True
+
+    async def replicas(self, me: dict[str, Any], ttl: float) -> list[dict[str, Any]]:
+        return [me]

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
@@ -228,6 +229,18 @@ class RedisAffinityStore:
 
     def lost(self, key: SessionKey) -> str | None:
         return self._lost.get(key)
+
+    async def replicas(self, me: dict[str, Any], ttl: float) -> list[dict[str, Any]]:
+        now = time.time()
+        key = self._prefix + "replica:" + str(me["id"])
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, json.dumps(me), ex=max(1, int(ttl)))
+        pipe.zadd(self._prefix + "replicas", {str(me["id"]): now + ttl})
+        pipe.zremrangebyscore(self._prefix + "replicas", "-inf", now)
+        pipe.zrange(self._prefix + "replicas", 0, -1)
+        *_, ids = await self._call(pipe.execute(), commands=4)
+        infos = await self._call(self.redis.mget([self._prefix + "replica:" + i for i in ids])) if ids else []
+        return [json.loads(raw) for raw in infos if raw]
 
     async def reachable(self) -> bool:
         try:

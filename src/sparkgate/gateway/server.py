@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib.metadata
 import logging
+import socket
+import time
+import uuid
+from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
+from sparkgate.errors import Unavailable
 from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 from sparkgate.gateway.h2 import H2Engine
@@ -27,6 +33,17 @@ from sparkgate.security.guard import Guard, build_guard
 from sparkgate.security.tls import ServerTls
 
 log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sparkgate")
+    except importlib.metadata.PackageNotFoundError:  # (run from a source tree)
+        return "dev"
+
+
+#: Seconds between a gateway's announcements to the replicas sharing its state (gone after three missed).
+HEARTBEAT_SECONDS = 5.0
 
 
 def build_affinity_store(settings: Settings) -> AffinityStore:
@@ -90,6 +107,10 @@ class Gateway:
         self._h2: H2Engine | None = None
         self._tasks = TaskSupervisor("gateway")
         self.port = 0
+        #: This gateway among the replicas sharing state, and the replicas alive at the last heartbeat.
+        self.replica_id = uuid.uuid4().hex[:12]
+        self.started_at = time.time()
+        self.replicas: list[dict[str, Any]] = []
         clusters.on_driver_dead(self.sessions.driver_died)
 
     async def __aenter__(self) -> Gateway:
@@ -112,6 +133,8 @@ class Gateway:
             self.clusters.health.use(self.pool)  # probes share the relay's driver connections
         self._tasks.every("sweep", g.affinity.sweep_interval_seconds, self.sessions.sweep)
         self._tasks.every("rate-limit-sweep", 60.0, self._sweep_limits)
+        await self._heartbeat()
+        self._tasks.every("heartbeat", HEARTBEAT_SECONDS, self._heartbeat)
         if self.tls is not None:
             self._tasks.every("tls-reload", self.settings.tls.reload_interval_seconds, self._reload_tls)
         log.info(
@@ -125,6 +148,23 @@ class Gateway:
     async def _reload_tls(self) -> None:
         if self.tls is not None:
             await asyncio.to_thread(self.tls.reload_if_changed)
+
+    async def _heartbeat(self) -> None:
+        """Tell the gateways sharing state that this one is alive, and hear which others are: rate
+        limits are split among them."""
+        me = {
+            "id": self.replica_id,
+            "address": f"{socket.gethostname()}:{self.port}",
+            "version": _version(),
+            "sessions": len(self.store.all()),
+            "started_at": self.started_at,
+        }
+        try:
+            self.replicas = await self.store.replicas(me, 3 * HEARTBEAT_SECONDS)
+        except Unavailable as exc:
+            log.warning("heartbeat not shared: %s", exc.message)
+            return
+        self.guard.limits.share(len(self.replicas))
 
     async def _sweep_limits(self) -> None:
         self.guard.limits.sweep()

@@ -28,11 +28,19 @@ class TokenBuckets:
     sets the limit, in the refusal."""
 
     def __init__(self, rate: float, burst: int, what: str, setting: str = "rate_limits settings") -> None:
-        self.rate = rate
-        self.burst = float(burst)
+        self.rate = self.full_rate = rate
+        self.burst = self.full_burst = float(burst)
         self.what = what
         self.setting = setting
+        #: Gateways sharing the limit (each admits its share).
+        self.gateways = 1
         self._buckets: dict[str, _Bucket] = {}
+
+    def share(self, gateways: int) -> None:
+        """``gateways`` replicas serve the same clients: each admits 1/gateways of the rate and burst."""
+        self.gateways = max(1, gateways)
+        self.rate = self.full_rate / self.gateways
+        self.burst = max(1.0, self.full_burst / self.gateways)
 
     def take(self, key: str, now: float) -> None:
         b = self._buckets.get(key)
@@ -46,8 +54,9 @@ class TokenBuckets:
         if b.tokens < 1.0:
             wait = (1.0 - b.tokens) / self.rate
             raise ResourceExhausted(
-                f"rate limit: {self.what} {key!r} is over {self.rate:g} calls/s (burst {self.burst:.0f}; "
-                f"{self.setting}); retry in {wait:.2f}s",
+                f"rate limit: {self.what} {key!r} is over {self.full_rate:g} calls/s (burst {self.full_burst:.0f}"
+                + (f", shared by {self.gateways} gateways" if self.gateways > 1 else "")
+                + f"; {self.setting}); retry in {wait:.2f}s",
                 retry_after_seconds=wait,
             )
         b.tokens -= 1.0
@@ -79,6 +88,12 @@ class RateLimiter:
             self.users.take(user, now)
         if self.teams is not None and team:
             self.teams.take(team, now)
+
+    def share(self, gateways: int) -> None:
+        """Gateway replicas serving the same clients split each limit evenly."""
+        for b in (self.users, self.teams):
+            if b is not None:
+                b.share(gateways)
 
     def sweep(self) -> None:
         now = time.monotonic()
