@@ -558,7 +558,8 @@ class TlsSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """Token buckets on RPCs; exceeding one gives RESOURCE_EXHAUSTED with RetryInfo. 0 = no limit."""
+    """Token buckets on RPCs; exceeding one gives RESOURCE_EXHAUSTED with RetryInfo. 0 = no limit.
+    Gateway replicas sharing state (``state.backend: redis``) each admit an even share."""
 
     #: RPCs per second one user may make on average, and how many at once above that.
     per_user_rps: float = Field(default=0.0, ge=0)
