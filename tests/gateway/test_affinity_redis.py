@@ -169,7 +169,8 @@ async def test_without_redis_known_sessions_go_on_and_the_rest_is_unavailable(
             redis_server.resume()
 
 
-async def test_routes_acknowledged_before_a_sentinel_failover_survive_it() -> None:
+async def test_routes_acknowledged_before_a_sentinel_failover_survive_it(redis_server: TempRedis) -> None:
+    # (its own Redis servers; redis_server only stands for "Redis is installed")
     primary = TempRedis()
     replica = TempRedis(replica_of=primary)
     with primary, replica, TempSentinels(primary) as sentinels:
