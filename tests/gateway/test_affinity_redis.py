@@ -198,6 +198,13 @@ async def test_routes_acknowledged_before_a_sentinel_failover_survive_it(redis_s
                 await asyncio.sleep(0.2)
             assert sentinels.primary_port() == replica.port
             async with RedisAffinityStore(settings.model_copy(update={"wait_replicas": 0})) as b:
-                assert await b.load(placed.key) == placed  # acknowledged before: still there
+                while True:  # UNAVAILABLE (retry) until the Sentinels agree on the new primary
+                    try:
+                        loaded = await b.load(placed.key)
+                        break
+                    except Unavailable:
+                        assert time.monotonic() < deadline + 30, "the Sentinels never settled"
+                        await asyncio.sleep(0.2)
+                assert loaded == placed  # acknowledged before: still there
                 later, created = await b.create(route(str(uuid.uuid4())))  # the new primary takes writes
                 assert created and b.get(later.key) == later

@@ -36,6 +36,7 @@ from sparkgate.clusters.base import (
     namespace_for,
 )
 from sparkgate.clusters.health import HealthChecker
+from sparkgate.clusters.leader import AlwaysLeader, Leadership
 from sparkgate.clusters.placement import LeastSessions, PlacementPolicy
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, HealthSettings, PoolProfile, QuotaSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
@@ -114,6 +115,8 @@ class ClusterManager:
         self.dead: dict[str, str] = {}
         self.deaths = 0
         self.health = HealthChecker(health, self._driver_died) if health is not None else None
+        #: Whether this gateway fills the pool and stops idle drivers (one does, when several share them).
+        self.leadership: Leadership = AlwaysLeader()
         provider.on_exit = self._driver_exited
 
     @property
@@ -436,6 +439,8 @@ class ClusterManager:
         Adopted drivers that run with outdated settings (DRAINING) go too: a warm one at once (it
         never had a session), a team one like any other once idle.
         """
+        if not self.leadership.is_leader():
+            return []
         cutoff = time.time() - self.driver_idle_ttl
         idle = [
             d
@@ -476,8 +481,9 @@ class ClusterManager:
     # -- warm pool ----------------------------------------------------------------------------
 
     def refill_pool(self) -> None:
-        """Start drivers in the background until every profile has its warm target."""
-        if self.pool_size > 0:
+        """Start drivers in the background until every profile has its warm target (the leader
+        does, when gateways share the fleet)."""
+        if self.pool_size > 0 and self.leadership.is_leader():
             self._tasks.spawn("refill-pool", self._refill())
 
     def _pool_short(self) -> str | None:
@@ -509,6 +515,8 @@ class ClusterManager:
                         self.max_drivers,
                     )
                     return
+                if not self.leadership.is_leader():
+                    return  # (lost the lease meanwhile: the new leader fills the pool)
                 self._pool_starting += 1
                 try:
                     d = await self.provider.start_driver(self._spec(POOL_NAMESPACE, name))

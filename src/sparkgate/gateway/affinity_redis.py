@@ -467,6 +467,14 @@ class RedisAffinityStore:
             return None  # trimmed past what it read: start over from now, cache dropped
         return last_id
 
+    def key(self, name: str) -> str:
+        """A key of the shared state, under this store's prefix (for what lives beside the routes)."""
+        return self._prefix + name
+
+    async def call(self, awaitable: Any) -> Any:
+        """Run a Redis command with this store's timeout; UNAVAILABLE if Redis does not answer."""
+        return await self._call(awaitable)
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _route_key(self, key: SessionKey) -> str:

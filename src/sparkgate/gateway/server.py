@@ -22,10 +22,12 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import Unavailable
 from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
+from sparkgate.gateway.affinity_redis import RedisAffinityStore
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 from sparkgate.gateway.h2 import H2Engine
 from sparkgate.gateway.h2.buffers import ReadArena
 from sparkgate.gateway.h2.upstream import DriverPool
+from sparkgate.gateway.lease_redis import RedisLease
 from sparkgate.gateway.pipeline.decide import CallPipeline
 from sparkgate.gateway.sessions import SessionBook
 from sparkgate.gateway.telemetry import Telemetry
@@ -48,8 +50,6 @@ HEARTBEAT_SECONDS = 5.0
 
 def build_affinity_store(settings: Settings) -> AffinityStore:
     if settings.state.backend == "redis":
-        from sparkgate.gateway.affinity_redis import RedisAffinityStore  # (redis-py only when used)
-
         # Other replicas tell Redis of their sessions' use once per sweep: give them that long.
         return RedisAffinityStore(settings.state, touch_margin=settings.gateway.affinity.sweep_interval_seconds)
     aff = settings.gateway.affinity
@@ -111,6 +111,12 @@ class Gateway:
         self.replica_id = uuid.uuid4().hex[:12]
         self.started_at = time.time()
         self.replicas: list[dict[str, Any]] = []
+        #: Gateways sharing the fleet: the one holding this lease fills the pool and stops idle
+        #: drivers. Set before the cluster manager starts, so no replica fills the pool unelected.
+        self.lease: RedisLease | None = None
+        if isinstance(self.store, RedisAffinityStore):
+            self.lease = RedisLease(self.store, self.replica_id, on_elected=clusters.refill_pool)
+            clusters.leadership = self.lease
         clusters.on_driver_dead(self.sessions.driver_died)
 
     async def __aenter__(self) -> Gateway:
@@ -135,6 +141,9 @@ class Gateway:
         self._tasks.every("rate-limit-sweep", 60.0, self._sweep_limits)
         await self._heartbeat()
         self._tasks.every("heartbeat", HEARTBEAT_SECONDS, self._heartbeat)
+        if self.lease is not None:
+            await self.lease.campaign()
+            self._tasks.every("fleet-lease", self.lease.lease_seconds / 3, self.lease.campaign)
         if self.tls is not None:
             self._tasks.every("tls-reload", self.settings.tls.reload_interval_seconds, self._reload_tls)
         log.info(
