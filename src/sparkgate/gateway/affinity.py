@@ -26,6 +26,15 @@ from typing import Any, Protocol, runtime_checkable
 SessionKey = tuple[str, str]  # (user_id, session_id)
 #: Routes the sweep handles before it lets calls go on.
 SWEEP_SLICE = 1000
+#: Entries kept at most in what a gateway remembers about sessions (lost ones, releases in flight).
+MAX_REMEMBERED = 100_000
+
+
+def remember(seen: dict[SessionKey, Any], key: SessionKey, value: Any) -> None:
+    """``seen[key] = value``, forgetting the oldest entries beyond :data:`MAX_REMEMBERED`."""
+    seen[key] = value
+    while len(seen) > MAX_REMEMBERED:
+        seen.pop(next(iter(seen)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +97,6 @@ class AffinityStore(Protocol):
     def lost(self, key: SessionKey) -> str | None:
         """Why another gateway dropped this session, if the shared state says so (read by :meth:`load`)."""
         ...
-
-    async def put(self, route: Route) -> None: ...
 
     async def delete(
         self, key: SessionKey, *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 from sparkgate.config import StateSettings
 from sparkgate.connect.status import session_changed
 from sparkgate.errors import PermissionDenied, Unavailable
-from sparkgate.gateway.affinity import Route, SessionKey
+from sparkgate.gateway.affinity import Route, SessionKey, remember
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ _SEP = "\x1f"
 _STREAM_LENGTH = 100_000
 #: Routes one sweep script handles at a time (each slice is one short Redis command).
 _SWEEP_SLICE = 500
-#: Deleted versions and lost-session markers remembered in this replica at most.
-_MAX_REMEMBERED = 100_000
 
 # KEYS: route, users, used, lost marker, version counter.
 # ARGV: route JSON (without its version), user, member, last use.
@@ -265,7 +263,7 @@ class RedisAffinityStore:
         if users:
             self._users[session] = set(users)
         if lost:
-            _remember(self._lost, key, lost)
+            remember(self._lost, key, lost)
         return self._cache(raw) if raw is not None else None
 
     async def create(self, route: Route) -> tuple[Route, bool]:
@@ -294,7 +292,7 @@ class RedisAffinityStore:
         replies = await self._call(pipe.execute(), commands=2 if wait else 1)
         outcome, value = replies[0]
         if outcome == "lost":
-            _remember(self._lost, key, value)
+            remember(self._lost, key, value)
             raise session_changed(route.session_id, value)
         if outcome == "other":
             raise PermissionDenied(
@@ -314,11 +312,6 @@ class RedisAffinityStore:
         if placed is None:  # deleted again already (this replica saw it go)
             raise Unavailable(f"session {route.session_id} was released while it was placed; retry")
         return placed, created
-
-    async def put(self, route: Route) -> None:
-        """Record a route (replacing one the session may have)."""
-        await self.delete(route.key)
-        await self.create(route)
 
     async def delete(
         self, key: SessionKey, *, driver_id: str = "", lost: str = "", lost_ttl: float = 0.0
@@ -342,7 +335,7 @@ class RedisAffinityStore:
                 self._drop(key, evicted=False)  # (gone from Redis already)
             return None
         route, ver = _decode(raw)
-        _remember(self._deleted, key, ver)
+        remember(self._deleted, key, ver)
         self._drop(key, evicted=False)
         return route
 
@@ -371,7 +364,7 @@ class RedisAffinityStore:
                 looked_at, raws = reply[0], reply[1:]
                 for raw in raws:
                     route, ver = _decode(raw)
-                    _remember(self._deleted, route.key, ver)
+                    remember(self._deleted, route.key, ver)
                     self._drop(route.key, evicted=False)
                     dropped.append(route)
                 if looked_at < _SWEEP_SLICE:
@@ -448,7 +441,7 @@ class RedisAffinityStore:
                         session, _, user = member.partition(_SEP)
                         key = (user, session)
                         ver = int(fields.get("ver") or 0)
-                        _remember(self._deleted, key, max(ver, self._deleted.get(key, 0)))
+                        remember(self._deleted, key, max(ver, self._deleted.get(key, 0)))
                         if self._versions.get(key, 0) <= ver:
                             self._drop(key, evicted=True)
 
@@ -523,9 +516,3 @@ class RedisAffinityStore:
             return f"the primary {self.settings.master_name!r} of Sentinels {', '.join(self.settings.sentinels)}"
         kw = self.redis.connection_pool.connection_kwargs
         return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
-
-
-def _remember(seen: dict[SessionKey, Any], key: SessionKey, value: Any) -> None:
-    seen[key] = value
-    while len(seen) > _MAX_REMEMBERED:
-        seen.pop(next(iter(seen)))

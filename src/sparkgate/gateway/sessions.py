@@ -31,15 +31,13 @@ from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import GatewaySettings
 from sparkgate.connect.probe import ChannelCalls, DriverCalls, release_session
 from sparkgate.errors import BadRequest, Unavailable
-from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey
+from sparkgate.gateway.affinity import AffinityStore, Route, SessionKey, remember
 from sparkgate.gateway.pipeline.hook import PipelineHook
 from sparkgate.gateway.pipeline.intents import ConfigPairs, Forward
 from sparkgate.gateway.routing import PartialRouting
 
 log = logging.getLogger(__name__)
 
-#: Lost sessions remembered at most (each is a few hundred bytes); also releases in flight.
-MAX_REMEMBERED = 100_000
 #: Seconds a forwarded ReleaseSession counts as in flight without an answer (then: forgotten).
 RELEASING_SECONDS = 60.0
 #: Config(Set) options held per session at most before it is routable.
@@ -189,9 +187,7 @@ class SessionBook:
         await self.remove(route, lost=reason)
 
     def _remember_lost(self, key: SessionKey, reason: str, now: float) -> None:
-        self._lost[key] = (reason, now)
-        while len(self._lost) > MAX_REMEMBERED:
-            self._lost.pop(next(iter(self._lost)))
+        remember(self._lost, key, (reason, now))
 
     async def driver_died(self, driver: Driver, why: str) -> None:
         """Drop the routes of a dead driver; their sessions get SESSION_CHANGED on their next call."""
@@ -205,9 +201,7 @@ class SessionBook:
 
     def releasing(self, key: SessionKey) -> None:
         """The session's ReleaseSession goes to its driver now."""
-        self._releasing[key] = time.monotonic()
-        if len(self._releasing) > MAX_REMEMBERED:
-            self._releasing.pop(next(iter(self._releasing)))
+        remember(self._releasing, key, time.monotonic())
 
     def is_releasing(self, key: SessionKey) -> bool:
         since = self._releasing.get(key)

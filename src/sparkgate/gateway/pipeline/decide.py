@@ -44,6 +44,9 @@ class CallPipeline:
         caller = self.identify.now(call)
         if caller is None:
             return Wait(self._identified_later(call))
+        return self._decide_for(call, caller)
+
+    def _decide_for(self, call: Call, caller: Caller) -> Intent:
         try:
             step = self._decide(call, caller)
         except SparkgateError as exc:
@@ -111,12 +114,8 @@ class CallPipeline:
             decision = Refuse(exc)
             self.hook.decided(call, None, decision)
             return decision
-        try:
-            step = self._decide(call, caller)
-            decided = step if isinstance(step, Forward | Answer) else await step
-        except SparkgateError as exc:
-            return self._decided(call, caller, Refuse(exc))
-        return self._decided(call, caller, decided)
+        intent = self._decide_for(call, caller)
+        return await intent.decision if isinstance(intent, Wait) else intent
 
     async def _finish(self, call: Call, caller: Caller, rest: Awaitable[Forward | Answer]) -> Decided:
         try:

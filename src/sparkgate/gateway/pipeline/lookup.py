@@ -80,7 +80,7 @@ class Lookup:
         session_id = call.ids.session_id
         check_session_id(session_id)
         book = self._book
-        key = (caller.user_id, session_id)
+        key = caller.key(call)
         route = book.store.get(key)
         return None if route is None else self._where(route)
 
@@ -100,7 +100,7 @@ class Lookup:
     async def load(self, call: Call, caller: Caller) -> Found | Stale | None:
         """:meth:`find` for a session this gateway does not know, asking the state other gateways
         share (a client that reconnected through this one)."""
-        route = await self._book.store.load((caller.user_id, call.ids.session_id))
+        route = await self._book.store.load(caller.key(call))
         if route is None:
             return None
         where = self._where(route)
@@ -112,7 +112,7 @@ class Lookup:
         """For a session without a route: an answer, a placement to join, or None (a new session)."""
         session_id, method = call.ids.session_id, call.method
         book = self._book
-        key = (caller.user_id, session_id)
+        key = caller.key(call)
         if book.store.users_of(session_id) - {caller.user_id}:
             # Someone else's session id: never let it reach the driver holding that session.
             raise PermissionDenied(

@@ -39,7 +39,7 @@ class Placement:
         failure) whatever becomes of the call that started it. The returned awaitable gives the
         :class:`Forward` of this call.
         """
-        key = (caller.user_id, call.ids.session_id)
+        key = caller.key(call)
         placement = asyncio.get_running_loop().create_task(self._place(call, caller, info))
         self._book.placing[key] = placement
         placement.add_done_callback(lambda done: self._placed(key, done))
@@ -54,7 +54,7 @@ class Placement:
     async def _place(self, call: Call, caller: Caller, info: RoutingInfo) -> Forward:
         book = self._book
         ids = call.ids
-        key = (caller.user_id, ids.session_id)
+        key = caller.key(call)
         identity = caller.identity
         driver = await self._acquire(info.team, info.environment)
         route = Route(

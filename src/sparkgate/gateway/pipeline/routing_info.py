@@ -44,7 +44,7 @@ class ReadRouting:
     def read(self, call: Call, caller: Caller) -> RoutingInfo | Answer:
         """The session's validated routing info, or the gateway's answer while it is incomplete."""
         headers = self._headers
-        key = (caller.user_id, call.ids.session_id)
+        key = caller.key(call)
         partial = from_metadata(call.metadata, headers)
         request = call.request
         set_pairs = wire.config_set_pairs(request) if call.method == "Config" and request else None
