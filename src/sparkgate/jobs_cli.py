@@ -17,7 +17,7 @@ from typing import Any
 from sparkgate.client._session import access_token
 from sparkgate.errors import Unavailable
 from sparkgate.runner.client import RunnerClient
-from sparkgate.runner.jobs import TERMINAL
+from sparkgate.runner.jobs import PROGRESS_MARK, TERMINAL
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 
 
@@ -73,7 +73,7 @@ async def follow(client: RunnerClient, job_id: str) -> int:
     """Print state changes and new log lines as the runner reports them, until the job ends;
     exit 0 only if it COMPLETED."""
     seen_states = 0
-    async for event in client.watch(job_id, log_filter="[sparkgate-job"):
+    async for event in client.watch(job_id, log_filter=PROGRESS_MARK):
         for line in event.log_lines:
             _out(f"  {line}")
         if not event.HasField("state"):

@@ -42,6 +42,8 @@ SUSPENDING, SUSPENDED, RESUMING, INVALIDATING = (
 #: A job in one of these has ended; in any other it may still change.
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 ACTIVE = frozenset(set(JobState) - TERMINAL)
+#: How the job program's progress lines start in its log (what live views show of the log).
+PROGRESS_MARK = "[sparkgate-job"
 
 #: Kubernetes object names: at most 63 characters of [a-z0-9-].
 MAX_ID = 63

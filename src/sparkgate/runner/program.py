@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkgate.errors import BadRequest, PermissionDenied
+from sparkgate.runner.jobs import PROGRESS_MARK
 from sparkgate.runner.manifest import (
     RUN_SQL_ON_FILES,
     Manifest,
@@ -67,7 +68,7 @@ _GLOB = re.compile(r"[*?\[{]")
 
 
 def log(message: str) -> None:
-    print(f"[sparkgate-job {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    print(f"{PROGRESS_MARK} {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 class Plan:

@@ -26,7 +26,7 @@ from sparkgate.playground.models import (
     job_status,
     problems_out,
 )
-from sparkgate.runner.jobs import TERMINAL
+from sparkgate.runner.jobs import PROGRESS_MARK, TERMINAL
 from sparkgate.runner.manifest import ManifestError, Problem, check_manifest, check_size, path_problems
 
 router = APIRouter()
@@ -128,7 +128,7 @@ async def events(job_id: str, user: User, runner: Runner) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
         # The runner pushes state changes as they happen and the job program's new log lines;
         # a comment every KEEPALIVE_SECONDS keeps proxies from closing a quiet stream.
-        watch = runner.watch(job_id, log_filter="[sparkgate-job", metadata=user.metadata)
+        watch = runner.watch(job_id, log_filter=PROGRESS_MARK, metadata=user.metadata)
         events = aiter(watch)
         next_event: asyncio.Future[Any] | None = None
         try:
