@@ -242,6 +242,8 @@ def gateway_main(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--auth", action="store_true", help="auth.mode static with the bench token, audit log on")
+    parser.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (one of several workers)")
+    parser.add_argument("--redis", metavar="URL", help="state.backend redis at URL (replicas sharing sessions)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -253,13 +255,17 @@ def gateway_main(argv: Sequence[str]) -> None:
         from sparkgate.gateway.server import Gateway
 
         gateway = {"port": args.port, "host": "127.0.0.1", "affinity": {"backend": "memory"}}
+        gateway["reuse_port"] = args.reuse_port
         extra: dict[str, object] = {}
+        if args.redis:
+            extra["state"] = {"backend": "redis", "redis_url": args.redis, "key_prefix": "bench"}
         if args.auth:
             tokens = Path(args.state_dir) / "tokens.yaml"
             tokens.write_text(f"tokens:\n  - {{token: {BENCH_TOKEN}, subject: bench@example.com, groups: [bench]}}\n")
-            extra = {"auth": {"mode": "static", "tokens_file": str(tokens)}}
+            extra["auth"] = {"mode": "static", "tokens_file": str(tokens)}
         settings = load_settings(None, {}, gateway=gateway, state_dir=args.state_dir, **extra)
-        clusters = ClusterManager(StaticProvider([args.backend]), pool_size=0)
+        # One driver takes every session the benchmark's clients open (never released).
+        clusters = ClusterManager(StaticProvider([args.backend]), pool_size=0, sessions_per_driver=1_000_000)
         await clusters.start()
         async with Gateway(settings, clusters) as gw:
             print(f"READY 127.0.0.1:{gw.port} {sparkgate.__file__}", flush=True)

@@ -95,6 +95,7 @@ def block(name: str) -> Block:
 RUN_HERE = {
     "two-commands",
     "up-output",
+    "ha",
     "connect",
     "get-spark",
     "pytest-file",
@@ -280,10 +281,10 @@ class Clone:
         self.log = base / "up.log"
         self.up: subprocess.Popen[bytes] | None = None
 
-    def start(self, command: str, timeout: float = 420) -> None:
-        """Run the README's first command in a shell, as a terminal would, until the platform is ready."""
-        with self.log.open("wb") as out:
-            self.up = subprocess.Popen(
+    def background(self, command: str, log: Path) -> subprocess.Popen[bytes]:
+        """``command`` in a shell in the clone, as in a terminal of its own, its output to ``log``."""
+        with log.open("wb") as out:
+            return subprocess.Popen(
                 ["bash", "-c", command],
                 cwd=self.dir,
                 env=self.env,
@@ -292,6 +293,10 @@ class Clone:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: Ctrl-C goes to all of it
             )
+
+    def start(self, command: str, timeout: float = 420) -> None:
+        """Run the README's first command in a shell, as a terminal would, until the platform is ready."""
+        self.up = self.background(command, self.log)
         deadline = time.monotonic() + timeout
         while "sparkgate is ready" not in self.output():
             if self.up.poll() is not None:
@@ -551,6 +556,62 @@ def test_ctrl_c_stops_everything(clone: Clone) -> None:
     while (left := processes_of(clone.dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, "\n".join(left)
+
+
+#: What ``examples/ha/run`` listens on: Redis, haproxy, three gateways and their admin ports.
+HA_PORTS = [6379, 15010, 15011, 15012, 15013, 9191, 9192, 9193]
+
+
+@needs_spark
+def test_several_gateways(clone: Clone) -> None:
+    """The example of three replicas behind haproxy, once `sparkgate up` is stopped (it shares the
+    state directory): a session through haproxy, every replica in the status, and Ctrl-C stops all
+    of it, the drivers included."""
+    busy = [port for port in HA_PORTS if _port_busy(port)]
+    assert not busy, f"ports {busy} are in use: examples/ha/run needs them"
+    (run, _), (status, _) = _commands(block("ha").text)
+    log = clone.scratch / "ha.log"
+    ha = clone.background(run, log)
+    try:
+
+        def shown() -> str:
+            done = subprocess.run(
+                ["bash", "-c", status], cwd=clone.dir, env=clone.env, capture_output=True, text=True, check=False
+            )
+            return done.stdout
+
+        deadline = time.monotonic() + 240
+        # Every replica announced, and the leader's warm driver known to the one asked.
+        while not ("replicas 3 gateways" in (out := shown()) and "(warm pool)" in out and "leader" in out):
+            assert ha.poll() is None, f"{run} exited with {ha.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready after 240 s:\n{out}\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        url = "sc://localhost:15010/;x-doordash-team=feature-engineering;x-doordash-environment=local"
+        code = f"from pyspark.sql import SparkSession\ns = SparkSession.builder.remote({url!r}).getOrCreate()\n"
+        code += "print('rows', s.range(7).count())\ns.stop()\n"
+        assert "rows 7" in clone.python("ha-client", code)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ha.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            ha.wait(120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(ha.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (left := processes_of(clone.dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, "\n".join(left)  # the last gateway to leave stopped the driver
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
 
 
 @needs_spark

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -212,9 +213,26 @@ def _pool_sizes(settings: Settings) -> dict[str, int]:
 async def _run_gateway(settings: Settings, keep_drivers: bool) -> int:
     stop = asyncio.Event()
     _install_signal_handlers(stop)
-    async with Platform(settings, stop_drivers_on_exit=not keep_drivers) as platform:
+    # Replicas sharing state share the drivers: one leaving must not stop what the others serve.
+    shared = settings.state.backend != "local"
+    # Only the gateway (and its admin endpoints): the runner and the Playground run on their own
+    # (`sparkgate runner`, `sparkgate playground`), so that replicas of it can share one host.
+    settings = settings.model_copy(
+        update={
+            "runner": settings.runner.model_copy(update={"enabled": False}),
+            "playground": settings.playground.model_copy(update={"enabled": False}),
+        }
+    )
+    async with Platform(settings, stop_drivers_on_exit=not (keep_drivers or shared)) as platform:
         _out(f"sparkgate gateway listening on {settings.gateway.host}:{platform.gateway.port}")
         await stop.wait()
+        if shared:
+            # The last replica to leave stops the drivers (all of them: it looks for those the
+            # others started first); until then the others still serve them.
+            last = await platform.gateway.leave()
+            if last and not keep_drivers:
+                await platform.clusters.reconcile()
+                platform.stop_drivers_on_exit = True
     return 0
 
 
@@ -244,7 +262,11 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
         _out(f"replicas {len(replicas)} gateways share sessions:")
         for r in sorted(replicas, key=lambda r: r.get("started_at", 0)):
             mark = " (this one)" if r.get("id") == gw.get("replica") else ""
-            _out(f"  {r.get('address', '?'):<32} {r.get('sessions', 0):>6} sessions  v{r.get('version', '?')}{mark}")
+            role = "leader" if r.get("leader") else ""
+            _out(
+                f"  {r.get('address', '?'):<32} {r.get('sessions', 0):>6} sessions  v{r.get('version', '?'):<10} "
+                f"{role:<6}{mark}"
+            )
     _out(
         f"pool     {pool['warm']}/{pool['target']} warm, {pool['sessions_per_driver']} sessions per driver, "
         f"placement {pool.get('placement', '-')}"
@@ -333,13 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway",
         help="run only the gateway (for restarts and deployments)",
         description="Run the Spark Gateway with the configured provider. Drivers it finds running "
-        "are adopted; with --keep-drivers they are left running on exit.",
+        "are adopted. On exit it stops the drivers unless --keep-drivers, or unless other "
+        "replicas sharing its state (state.backend: redis) still serve them: the last to leave "
+        "stops them.",
+        epilog="examples:\n  sparkgate gateway --port 15002 --admin-port 9090\n"
+        "  SPARKGATE__STATE__BACKEND=redis SPARKGATE__STATE__REDIS_URL=redis://127.0.0.1:6379/0 \\\n"
+        "    sparkgate gateway --port 15012 --admin-port 9192   # one of several replicas",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(gw)
-    gw.add_argument("--port", type=int)
-    gw.add_argument("--host")
-    gw.add_argument("--pool-size", type=int, metavar="N")
+    gw.add_argument("--port", type=int, help="gateway port (default 15002)")
+    gw.add_argument("--host", help="gateway bind address (default 0.0.0.0)")
+    gw.add_argument("--admin-port", type=int, metavar="P", help="status/health HTTP port (default 9090; 0 = any)")
+    gw.add_argument("--pool-size", type=int, metavar="N", help="warm drivers to keep ready (default 1)")
     gw.add_argument("--keep-drivers", action="store_true", help="leave drivers running on exit")
+    gw.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes sharing the port, one replica each (default: one per core with state.backend: "
+        "redis, else 1; more than 1 needs redis)",
+    )
 
     cfg = sub.add_parser(
         "config",
@@ -519,6 +555,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             return _run(_run_up(settings))
         if args.command == "gateway":
+            from sparkgate import workers
+
+            n = 1 if os.environ.get(workers.WORKER_ENV) else workers.worker_count(settings, args.workers)
+            if n > 1:
+                cli_args = list(sys.argv[1:] if argv is None else argv)
+                # A worker's stop: its drain, then driver stops if it is the last replica.
+                grace = settings.gateway.drain_seconds + 60
+                return asyncio.run(workers.supervise(workers.worker_argv(cli_args), n, grace))
             return _run(_run_gateway(settings, args.keep_drivers))
     except SparkgateError as err:
         print(f"sparkgate: {err.message}", file=sys.stderr)

@@ -262,6 +262,13 @@ class GatewaySettings(_Section):
     driver_wait_seconds: float = Field(default=300.0, gt=0)
     #: Seconds to let in-flight calls finish on SIGTERM before they are cancelled.
     drain_seconds: float = Field(default=10.0, ge=0)
+    #: Processes serving the gateway's port (``SO_REUSEPORT``: the kernel spreads connections over
+    #: them), each a replica sharing sessions and drivers through ``state``. ``None``: one per CPU
+    #: core with ``state.backend: redis``, else 1; more than 1 needs ``state.backend: redis``.
+    workers: int | None = Field(default=None, ge=1, le=256)
+    #: Bind the port with ``SO_REUSEPORT`` so that several processes share it (``workers`` sets
+    #: it in the processes it starts).
+    reuse_port: bool = False
 
     @model_validator(mode="before")
     @classmethod

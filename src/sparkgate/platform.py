@@ -222,7 +222,12 @@ class Platform:
             for r in self.gateway.store.all()
         ]
         return {
-            "gateway": {"port": self.gateway.port, "replica": self.gateway.replica_id},
+            "gateway": {
+                "port": self.gateway.port,
+                "replica": self.gateway.replica_id,
+                # Whether this gateway looks after the driver fleet now (fills the pool, stops idle drivers).
+                "leader": self.clusters.leadership.is_leader(),
+            },
             "replicas": self.gateway.replicas,
             "runner": {"port": self.runner_server.port} if self.runner_server is not None else None,
             "playground": {"port": self.playground.port} if self.playground is not None else None,

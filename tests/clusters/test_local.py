@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sparkgate.clusters import catalog
-from sparkgate.clusters.base import Driver, DriverSpec
-from sparkgate.clusters.local import TOKEN_CONF, LocalProvider, scrub_token
+from sparkgate.clusters.base import Driver, DriverSpec, DriverState
+from sparkgate.clusters.local import CONNECT_SERVER_CLASS, TOKEN_CONF, LocalProvider, scrub_token
 from sparkgate.config import CatalogSettings, LocalProviderSettings, load_settings
 from sparkgate.errors import ConfigError, DriverStartError
 from sparkgate.spark import plugin
@@ -208,3 +211,26 @@ async def test_each_driver_gets_its_own_token_in_its_properties_only_until_it_is
 def test_drivers_started_with_the_shared_token_of_earlier_versions_are_still_reached(tmp_path: Path) -> None:
     (tmp_path / "driver-token").write_text("shared\n")
     assert LocalProvider(LocalProviderSettings(), tmp_path).tokens.get("local-old") == "shared"
+
+
+async def test_of_gateways_sharing_a_state_dir_racing_for_a_warm_driver_exactly_one_claims_it(
+    tmp_path: Path,
+) -> None:
+    # A process that passes for a driver (the JVM's main class and the driver's id on its command line).
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starts at once; a stand-in driver process
+        [sys.executable, "-c", "import time; time.sleep(60)", CONNECT_SERVER_CLASS, "local-7"],
+    )
+    try:
+        gateways = [LocalProvider(LocalProviderSettings(), tmp_path) for _ in range(8)]
+        warm = Driver(id="local-7", address="127.0.0.1:1", provider="local", pid=proc.pid, state=DriverState.READY)
+        (tmp_path / "drivers" / "local-7").mkdir(parents=True)
+        gateways[0]._write_record(warm)
+        teams = [f"sjns-team{i}-prod" for i in range(len(gateways))]
+        holders = await asyncio.gather(*(g.claim(warm, team) for g, team in zip(gateways, teams, strict=True)))
+        assert len(set(holders)) == 1 and holders[0] in teams  # every claim names the one that won
+        (listed,) = await gateways[-1].list_drivers()
+        assert listed.namespace == holders[0]  # what another gateway (or a restarted one) adopts
+        assert not list((tmp_path / "drivers" / "local-7").glob(".claim.*"))  # no temporary file left
+    finally:
+        proc.kill()
+        proc.wait()

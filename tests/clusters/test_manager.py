@@ -443,3 +443,82 @@ async def test_a_driver_declared_dead_is_not_adopted_again_while_it_is_being_sto
     assert cm.get(d.id) is None
     await dying
     await cm.close()
+
+
+# -- gateways sharing one fleet ---------------------------------------------------------------
+
+
+class SharedRecords(FakeProvider):
+    """One provider's records seen by several managers (gateways): each lists its own copies."""
+
+    async def list_drivers(self) -> list[Driver]:
+        return [
+            dataclasses.replace(d, namespace=self.claims.get(d.id, d.namespace))
+            for d in self.started
+            if d.state is not DriverState.DEAD
+        ]
+
+
+async def test_two_gateways_racing_for_the_last_warm_driver_get_different_drivers() -> None:
+    p = SharedRecords()
+    p.claim_delay = 0.05  # both decide before either claim is written
+    leader = ClusterManager(p, pool_size=1, max_drivers=4)
+    await leader.start()
+    await leader.wait_pool_ready(timeout=5)
+    other = ClusterManager(p, pool_size=1, max_drivers=4)
+    other.leadership = NotLeader()
+    await other.start()  # adopts the warm driver the leader started
+    (warm,) = other.warm()
+    a, b = await asyncio.gather(leader.acquire("fe", "prod"), other.acquire("ds", "prod"))
+    assert a.id != b.id and warm.id in {a.id, b.id}
+    assert {p.claims[warm.id]} == {a.namespace if a.id == warm.id else b.namespace}
+    # The same race within one team: drivers of that team only (perhaps two; never another's).
+    await leader.wait_pool_ready(timeout=5)
+    await other.reconcile()
+    c, d = await asyncio.gather(leader.acquire("ml", "prod"), other.acquire("ml", "prod"))
+    assert c.namespace == d.namespace == "sjns-ml-prod"
+    for x in (a, b, c, d):
+        assert p.claims.get(x.id, x.namespace) == x.namespace  # each driver serves one namespace
+    await other.close(stop_drivers=False)
+    await leader.close()
+
+
+async def test_a_driver_claimed_through_another_gateway_is_not_offered_as_warm_after_reconcile() -> None:
+    p = SharedRecords()
+    leader = ClusterManager(p, pool_size=1, max_drivers=4)
+    await leader.start()
+    await leader.wait_pool_ready(timeout=5)
+    other = ClusterManager(p, pool_size=1, max_drivers=4)
+    other.leadership = NotLeader()
+    await other.start()
+    taken = await leader.acquire("fe", "prod")
+    assert [d.id for d in other.warm()] == [taken.id]  # (not yet known here)
+    await other.reconcile()
+    assert taken.id not in {d.id for d in other.warm()}
+    assert other.get(taken.id) is not None and other.get(taken.id).namespace == "sjns-fe-prod"  # type: ignore[union-attr]
+    await other.close(stop_drivers=False)
+    await leader.close()
+
+
+async def test_before_starting_a_driver_a_gateway_looks_for_one_another_gateway_started() -> None:
+    p = SharedRecords()
+    other = ClusterManager(p, pool_size=1, max_drivers=4)
+    other.leadership = NotLeader()
+    await other.start()  # (nothing to adopt yet)
+    leader = ClusterManager(p, pool_size=1, max_drivers=4)
+    await leader.start()
+    await leader.wait_pool_ready(timeout=5)
+    assert other.warm() == []  # not yet adopted here (reconcile runs every 30 s)
+    d = await other.acquire("fe", "prod")  # the leader's warm driver, not a new one
+    assert len(p.started) == 1 and p.claims[d.id] == "sjns-fe-prod"
+    e = await leader.acquire("fe", "prod")  # and the leader finds the team's driver the same way
+    assert e.id == d.id
+    await other.close(stop_drivers=False)
+    await leader.close()
+
+
+class NotLeader:
+    token = 0
+
+    def is_leader(self) -> bool:
+        return False

@@ -1,10 +1,8 @@
-"""A call pipeline and session table on an in-memory provider (no gRPC, no Spark), and a Redis
-server for the tests of state shared by replicas."""
+"""A call pipeline and session table on an in-memory provider (no gRPC, no Spark)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +18,6 @@ from sparkgate.gateway.pipeline.intents import Answer, Forward, Refuse
 from sparkgate.gateway.sessions import SessionBook
 from sparkgate.security.guard import Guard
 from sparkgate.testing.fake_provider import FakeProvider
-from sparkgate.testing.redis import TempRedis, find_server
 
 
 @dataclass
@@ -56,15 +53,3 @@ async def gw() -> AsyncIterator[Rig]:
     await cm.start()
     yield Rig.make(s, cm)
     await cm.close()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[TempRedis]:
-    """Debian's redis-server on a free port, once per test run (tests use key prefixes of their own)."""
-    if find_server() is None:
-        if os.environ.get("SPARKGATE_FAST") == "1":
-            pytest.skip("Redis is not installed (SPARKGATE_FAST=1)")
-        pytest.fail("Redis is not installed: scripts/test installs it (apt-get install redis-server)")
-    server = TempRedis()
-    with server:
-        yield server

@@ -135,8 +135,13 @@ class ClusterProvider(Protocol):
         profile it cannot serve fails there, not in a crash loop)."""
         ...
 
-    def record_namespace(self, driver: Driver) -> None:
-        """Keep a warm driver's new namespace where a restarted gateway finds it (adoption)."""
+    async def claim(self, driver: Driver, namespace: str) -> str:
+        """Give a warm driver to ``namespace`` unless it was given to one already; return the
+        namespace that holds it now (``namespace``: this claim won).
+
+        Atomic where the provider's records are shared: two gateways racing for the last warm
+        driver never both get it. The claim is kept where a restarted gateway finds it (adoption).
+        """
         ...
 
     async def start_driver(self, spec: DriverSpec) -> Driver:
@@ -159,7 +164,7 @@ class ClusterProvider(Protocol):
 class ProviderBase:
     """The optional capabilities of :class:`ClusterProvider`, as no-ops: a provider that cannot
     watch processes, has nothing to add to a driver's fingerprint, can run every profile, or
-    keeps no records subclasses this and overrides nothing."""
+    keeps no records shared with other gateways subclasses this and overrides nothing."""
 
     on_exit: Callable[[str, int | None], None] | None = None
 
@@ -169,5 +174,6 @@ class ProviderBase:
     def check_spec(self, spec: DriverSpec) -> None:
         return None
 
-    def record_namespace(self, driver: Driver) -> None:
-        return None
+    async def claim(self, driver: Driver, namespace: str) -> str:
+        # Nothing shared to race with: the one gateway using these drivers decides alone.
+        return namespace

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -46,6 +47,8 @@ from sparkgate.spark.home import default_spark_home, spark_version_of, version_m
 log = logging.getLogger(__name__)
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+#: In a warm driver's directory: the namespace it was given to (see :meth:`LocalProvider.claim`).
+CLAIM_FILE = "claim"
 WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
 
 
@@ -466,12 +469,16 @@ class LocalProvider(ProviderBase):
             if not isinstance(pid, int) or not pid_alive(pid) or not _pid_is_our_driver(pid, data["id"]):
                 record.unlink(missing_ok=True)
                 continue
+            try:  # a warm driver's claim, possibly by another gateway since the record was written
+                namespace = (record.parent / CLAIM_FILE).read_text()
+            except OSError:
+                namespace = data.get("namespace", "")
             found.append(
                 Driver(
                     id=data["id"],
                     address=data["address"],
                     provider=self.name,
-                    namespace=data.get("namespace", ""),
+                    namespace=namespace,
                     profile=data.get("profile", DEFAULT_PROFILE),
                     state=DriverState(data.get("state", "warming")),
                     started_at=data.get("started_at", time.time()),
@@ -484,10 +491,25 @@ class LocalProvider(ProviderBase):
             )
         return found
 
-    def record_namespace(self, driver: Driver) -> None:
-        """Persist a claim so a restarted gateway knows which namespace the driver serves."""
-        with contextlib.suppress(OSError):
-            self._write_record(driver)
+    async def claim(self, driver: Driver, namespace: str) -> str:
+        return await asyncio.to_thread(self._claim, driver, namespace)
+
+    def _claim(self, driver: Driver, namespace: str) -> str:
+        """Link a file naming ``namespace`` into place as ``{driver dir}/claim``: ``link`` fails if
+        the name exists, so of gateways sharing this state directory exactly one claim wins, and
+        the file is whole when anyone sees it."""
+        path = self._dir / driver.id / CLAIM_FILE
+        tmp = path.with_name(f".{CLAIM_FILE}.{uuid.uuid4().hex}")
+        tmp.write_text(namespace)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text()
+        finally:
+            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (the claim file is what counts; the record follows it)
+            self._write_record(dataclasses.replace(driver, namespace=namespace))
+        return namespace
 
 
 async def _wait_pid_gone(pid: int) -> None:

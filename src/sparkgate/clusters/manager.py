@@ -101,6 +101,8 @@ class ClusterManager:
         self._pool_starting = 0
         self._drivers: dict[str, Driver] = {}
         self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
+        self._claiming: dict[str, asyncio.Task[str]] = {}  # namespace -> warm driver claim in flight
+        self._claimed_here: set[str] = set()  # warm drivers being claimed (offered to nobody else)
         #: Drivers stopped on purpose (idle, or making room) until their process is gone: they still
         #: count against ``max_drivers`` and are not adopted again from the provider's list.
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -194,7 +196,10 @@ class ClusterManager:
         return [
             d
             for d in self._drivers.values()
-            if d.namespace == POOL_NAMESPACE and self._usable(d) and (profile is None or d.profile == profile)
+            if d.namespace == POOL_NAMESPACE
+            and d.id not in self._claimed_here
+            and self._usable(d)
+            and (profile is None or d.profile == profile)
         ]
 
     def profile_for(self, team: str, environment: str) -> str:
@@ -223,6 +228,11 @@ class ClusterManager:
                 else:
                     await self._driver_died(d, f"no longer listed by the {self.provider.name} provider")
         for driver_id, d in listed.items():
+            ours = self._drivers.get(driver_id)
+            if ours is not None and ours.namespace == POOL_NAMESPACE and d.namespace != POOL_NAMESPACE:
+                if driver_id not in self._claimed_here:
+                    ours.namespace = d.namespace  # claimed through another gateway: in use from now on
+                    ours.last_used = time.time()
             known = driver_id in self._drivers or driver_id in self._stopping
             # A driver declared dead is still listed (as its provider last recorded it) while its
             # process is being stopped: it is never taken back.
@@ -308,6 +318,10 @@ class ClusterManager:
         ``exclude`` names drivers the session must not go to (it just failed on them).
         """
         ns = namespace_for(team, environment)
+        claiming = self._claiming.get(ns)
+        if claiming is not None:  # this namespace is claiming a warm driver: it may be enough
+            await asyncio.wait([claiming])
+            return await self.acquire(team, environment, exclude=exclude)
         profile = self.profile_for(team, environment)
         mine = [d for d in self._drivers.values() if d.namespace == ns]
         q = self.quotas
@@ -334,12 +348,10 @@ class ClusterManager:
             )
         warm = [d for d in self.warm(profile) if d.id not in exclude]
         if warm:
-            d = min(warm, key=lambda x: x.started_at)
-            d.namespace = ns
-            self.provider.record_namespace(d)
-            log.info("claimed warm driver %s (profile %s) for %s", d.id, profile, ns)
-            self.refill_pool()
-            return self._handed_out(d)
+            claimed = await self._claim(min(warm, key=lambda x: x.started_at), ns)
+            # Won, or lost to another gateway: then the namespace's drivers are looked at again
+            # (the winner may be this very team) before another warm one is tried.
+            return claimed if claimed is not None else await self.acquire(team, environment, exclude=exclude)
         task = self._starting.get(ns)
         if task is None:
             at_cap = self._in_use() >= self.max_drivers
@@ -363,7 +375,7 @@ class ClusterManager:
                     ns,
                 )
             stopping = self._retire(making_room) if making_room is not None else None
-            task = asyncio.create_task(self._start(ns, profile, stopping), name=f"start-driver:{ns}")
+            task = asyncio.create_task(self._start(ns, profile, stopping, exclude), name=f"start-driver:{ns}")
             self._starting[ns] = task
             task.add_done_callback(self._forget_start(ns))
         try:
@@ -373,6 +385,39 @@ class ClusterManager:
             raise
         except Exception as exc:
             raise Unavailable(f"could not start a driver for {ns}: {exc}") from exc
+
+    async def _claim(self, d: Driver, ns: str) -> Driver | None:
+        """Claim warm driver ``d`` for ``ns`` through the provider (atomic between gateways that
+        share the drivers): ``d`` if this claim won, ``None`` if another gateway's did first."""
+
+        async def claim() -> str:
+            holder = await self.provider.claim(d, ns)
+            d.namespace = holder  # recorded here even if the caller has given up meanwhile
+            d.last_used = time.time()
+            return holder
+
+        task = asyncio.create_task(claim(), name=f"claim-driver:{ns}")
+        self._claiming[ns] = task
+        self._claimed_here.add(d.id)
+
+        def done(_: asyncio.Task[str]) -> None:
+            if self._claiming.get(ns) is task:
+                del self._claiming[ns]
+            self._claimed_here.discard(d.id)
+            self.refill_pool()
+
+        task.add_done_callback(done)
+        try:
+            holder = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"could not claim warm driver {d.id} for {ns}: {exc}") from exc
+        if holder != ns:
+            log.info("warm driver %s was claimed for %s by another gateway first", d.id, holder or "?")
+            return None
+        log.info("claimed warm driver %s (profile %s) for %s", d.id, d.profile, ns)
+        return self._handed_out(d)
 
     def _forget_start(self, ns: str) -> Callable[[asyncio.Task[Driver]], None]:
         def done(_task: asyncio.Task[Driver]) -> None:
@@ -410,9 +455,18 @@ class ClusterManager:
             return None
         return min(idle, key=lambda x: x.last_used)
 
-    async def _start(self, namespace: str, profile: str, making_room: asyncio.Task[None] | None = None) -> Driver:
+    async def _start(
+        self,
+        namespace: str,
+        profile: str,
+        making_room: asyncio.Task[None] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Driver:
         if making_room is not None:
             await asyncio.shield(making_room)  # its JVM is gone before this one starts
+        found = await self._found_elsewhere(namespace, profile, exclude)
+        if found is not None:
+            return found
         try:
             d = await self.provider.start_driver(self._spec(namespace, profile))
         except Exception as exc:
@@ -422,6 +476,26 @@ class ClusterManager:
         d.profile = profile
         self._drivers[d.id] = d
         return d
+
+    async def _found_elsewhere(self, namespace: str, profile: str, exclude: frozenset[str]) -> Driver | None:
+        """Before a driver is started: one that another gateway sharing the drivers started for
+        ``namespace``, or a warm one it started that this gateway has not adopted yet."""
+        await self.reconcile()
+        roomy = [
+            d
+            for d in self._drivers.values()
+            if d.namespace == namespace
+            and self._usable(d)
+            and d.sessions < self.sessions_per_driver
+            and d.id not in exclude
+        ]
+        if roomy:
+            return self.placement.choose(roomy)
+        while warm := [d for d in self.warm(profile) if d.id not in exclude]:  # (read again after each claim)
+            d = min(warm, key=lambda x: x.started_at)
+            if await self._claim(d, namespace) is not None:
+                return d
+        return None
 
     def attach(self, driver: Driver) -> None:
         driver.sessions += 1

@@ -125,6 +125,10 @@ class AffinityStore(Protocol):
         and list the gateways alive, this one included."""
         ...
 
+    async def leave(self, replica_id: str) -> int:
+        """Stop announcing this gateway (it is shutting down); how many others are alive."""
+        ...
+
 
 class MemoryAffinityStore:
     """Routes in a dict: fastest, gone when the gateway stops."""
@@ -252,3 +256,6 @@ class MemoryAffinityStore:
 
     async def replicas(self, me: dict[str, Any], ttl: float) -> list[dict[str, Any]]:
         return [me]
+
+    async def leave(self, replica_id: str) -> int:
+        return 0

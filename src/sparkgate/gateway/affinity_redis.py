@@ -240,6 +240,15 @@ class RedisAffinityStore:
         infos = await self._call(self.redis.mget([self._prefix + "replica:" + i for i in ids])) if ids else []
         return [json.loads(raw) for raw in infos if raw]
 
+    async def leave(self, replica_id: str) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self._prefix + "replica:" + replica_id)
+        pipe.zrem(self._prefix + "replicas", replica_id)
+        pipe.zremrangebyscore(self._prefix + "replicas", "-inf", time.time())
+        pipe.zcard(self._prefix + "replicas")
+        *_, others = await self._call(pipe.execute(), commands=4)
+        return int(others)
+
     async def reachable(self) -> bool:
         try:
             return bool(await self._call(self.redis.ping()))

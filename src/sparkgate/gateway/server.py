@@ -167,6 +167,7 @@ class Gateway:
             "version": _version(),
             "sessions": len(self.store.all()),
             "started_at": self.started_at,
+            "leader": self.clusters.leadership.is_leader(),
         }
         try:
             self.replicas = await self.store.replicas(me, 3 * HEARTBEAT_SECONDS)
@@ -186,6 +187,15 @@ class Gateway:
     async def wait(self) -> None:
         if self._h2 is not None:
             await self._h2.wait()
+
+    async def leave(self) -> bool:
+        """Stop announcing this gateway to the others sharing its state; whether it was the last
+        one (then nothing else serves the drivers: they may be stopped). Unsure: not the last."""
+        try:
+            return await self.store.leave(self.replica_id) == 0
+        except Unavailable as exc:
+            log.warning("could not tell the other gateways this one is leaving: %s", exc.message)
+            return False
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.gateway.drain_seconds if grace is None else grace

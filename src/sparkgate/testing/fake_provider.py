@@ -36,6 +36,11 @@ class FakeProvider(ProviderBase):
         #: Every spec asked for, in order (failed starts included).
         self.specs: list[DriverSpec] = []
         self._ids = itertools.count(1)
+        #: Warm drivers' claims by driver id, one record for every manager using this provider (as
+        #: the local provider's claim files are for gateways sharing a state directory).
+        self.claims: dict[str, str] = {}
+        #: Seconds a claim takes (a write to shared storage).
+        self.claim_delay = 0.0
 
     async def __aenter__(self) -> FakeProvider:
         return self
@@ -63,6 +68,11 @@ class FakeProvider(ProviderBase):
         )
         self.started.append(d)
         return d
+
+    async def claim(self, driver: Driver, namespace: str) -> str:
+        if self.claim_delay:
+            await asyncio.sleep(self.claim_delay)
+        return self.claims.setdefault(driver.id, namespace)
 
     async def stop_driver(self, driver: Driver) -> None:
         if self.stop_delay:

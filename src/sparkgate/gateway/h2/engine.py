@@ -109,10 +109,12 @@ class H2Engine:
                 self.settings.http2.max_connections,
             )
         if self.ssl is None:
-            self._server = await loop.create_server(self._accept, self.settings.host, self.settings.port)
+            self._server = await loop.create_server(
+                self._accept, self.settings.host, self.settings.port, reuse_port=self.settings.reuse_port or None
+            )
             self.port = self._server.sockets[0].getsockname()[1]
         else:
-            self._listener = _listen(self.settings.host, self.settings.port)
+            self._listener = _listen(self.settings.host, self.settings.port, reuse_port=self.settings.reuse_port)
             self.port = self._listener.getsockname()[1]
             self._accepting = self._tasks.spawn("accept", self._accept_loop(self._listener))
         self._tasks.every("connection-sweep", 1.0, self._check_timeouts)
@@ -204,7 +206,7 @@ class H2Engine:
             self._stopped.set()
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A non-blocking listening socket, bound as ``loop.create_server`` would bind it."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -212,6 +214,8 @@ def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(1024)
         sock.setblocking(False)
