@@ -220,7 +220,9 @@ class Http2Limits(_Section):
     #: client that stops reading can make the gateway hold. Each call starts with the HTTP/2 default
     #: window (64 KiB) and grows to 16 MiB while the budget has room; past it, calls go on at the
     #: pace of the window they have. Envoy ``per_connection_buffer_limit_bytes`` bounds the same
-    #: thing (1 MiB by default, for a proxy that does not relay 4 MiB Arrow batches).
+    #: thing (1 MiB by default, for a proxy that does not relay 4 MiB Arrow batches). Local drivers
+    #: keep this much of the results they sent and 32 MiB more, for clients that reattach through
+    #: another replica when one dies (``spark.connect.execute.reattachable.observerRetryBufferSize``).
     relay_window_bytes_per_connection: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     #: The same for all connections together (1 GiB).
     relay_window_bytes_total: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
@@ -576,6 +578,10 @@ class RateLimitSettings(_Section):
     per_team_rps: float = Field(default=0.0, ge=0)
     #: How many RPCs one team may make at once above ``per_team_rps``.
     per_team_burst: int = Field(default=1000, ge=1)
+    #: With replicas sharing state: ``split`` — each replica admits rate ÷ replicas alive from
+    #: buckets of its own (no round trip); ``exact`` — one bucket per user and team in Redis (GCRA,
+    #: one round trip per call; while Redis does not answer, the split buckets stand in).
+    mode: Literal["split", "exact"] = "split"
 
 
 class AuditSettings(_Section):

@@ -26,7 +26,7 @@ from sparkgate.clusters import placement
 from sparkgate.clusters.base import ClusterProvider, DriverSpec, DriverState
 from sparkgate.clusters.local import LocalProvider
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import Settings
+from sparkgate.config import GatewaySettings, Settings
 from sparkgate.errors import ConfigError, DriverStartError
 from sparkgate.gateway.h2.buffers import SLAB_BYTES
 from sparkgate.gateway.server import Gateway
@@ -50,7 +50,21 @@ def build_provider(settings: Settings) -> ClusterProvider:
     providers = {env.provider for env in settings.environments.values()}
     if providers != {"local"}:  # pragma: no cover - only 'local' exists so far
         raise NotImplementedError(f"providers {sorted(providers)} are not available yet")
-    return LocalProvider(settings.local, settings.state_dir, max_message_bytes=settings.gateway.max_message_bytes)
+    g = settings.gateway
+    return LocalProvider(
+        settings.local,
+        settings.state_dir,
+        max_message_bytes=g.max_message_bytes,
+        reattach_buffer_bytes=reattach_buffer_bytes(g),
+    )
+
+
+def reattach_buffer_bytes(gateway: GatewaySettings) -> int:
+    """What a driver keeps of the results it sent, for clients that reattach (through another
+    gateway replica, when the one relaying them died): all that replica may have held for the
+    client's connection (``gateway.http2.relay_window_bytes_per_connection``), and 32 MiB for the
+    sockets' and the client's own buffers."""
+    return gateway.http2.relay_window_bytes_per_connection + 32 * 1024 * 1024
 
 
 class Platform:

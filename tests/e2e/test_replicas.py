@@ -121,63 +121,68 @@ def replicas(gateway: GatewayHarness, redis_server: TempRedis, tmp_path: Path) -
                 r.proc.wait(10)
 
 
+@pytest.fixture
+def balancer(replicas: list[Replica], haproxy_binary: str) -> Iterator[TempHaproxy]:
+    """haproxy in front of the replicas (set up before the test's Spark sessions: stopped after them)."""
+    with TempHaproxy([f"127.0.0.1:{r.port}" for r in replicas]) as hp:
+        yield hp
+
+
 def test_a_replica_killed_mid_results_costs_the_client_nothing_and_a_stopped_leader_is_replaced(
     gateway: GatewayHarness,
     replicas: list[Replica],
-    haproxy_binary: str,
+    balancer: TempHaproxy,
     connect: Callable[..., SparkSession],
 ) -> None:
-    with TempHaproxy([f"127.0.0.1:{r.port}" for r in replicas]) as hp:
-        url = gateway.url(*NS_T1).replace(f":{gateway.port}/", f":{hp.port}/")
-        spark = connect(url)
-        spark.range(5).createOrReplaceTempView("made_before_the_kill")
-        df = spark.range(0, ROWS, 1, 8).selectExpr("id", "sha2(cast(id AS string), 512) AS digest")
+    url = gateway.url(*NS_T1).replace(f":{gateway.port}/", f":{balancer.port}/")
+    spark = connect(url)
+    spark.range(5).createOrReplaceTempView("made_before_the_kill")
+    df = spark.range(0, ROWS, 1, 8).selectExpr("id", "sha2(cast(id AS string), 512) AS digest")
 
-        before = {r.port: r.written() for r in replicas}
-        outcome: dict[str, Any] = {}
+    before = {r.port: r.written() for r in replicas}
+    outcome: dict[str, Any] = {}
 
-        def fetch() -> None:
-            try:
-                outcome["table"] = df.toArrow()
-            except BaseException as exc:  # (reported by the test's thread)
-                outcome["error"] = exc
-
-        reader = threading.Thread(target=fetch, name="toArrow")
-        reader.start()
-        victim: list[Replica] = []
-
-        def streaming() -> bool:
-            victim[:] = [r for r in replicas if r.written() - before[r.port] > KILL_AFTER]
-            return bool(victim) or not reader.is_alive()
-
-        _wait(streaming, 120, "the results to stream")
-        assert victim and reader.is_alive(), "the results were not streaming through one replica"
-        killed = victim[0]
-        killed.proc.kill()  # kill -9, in the middle of the results
-        killed.proc.wait(10)
-        reader.join(300)
-        assert not reader.is_alive(), "toArrow() did not finish after the replica was killed"
-        assert "error" not in outcome, f"the query failed: {outcome.get('error')!r}"
-        table: pa.Table = outcome["table"]
-        assert table.num_rows == ROWS
-        ids = table.column("id").to_pylist()
-        assert sum(ids) == ROWS * (ROWS - 1) // 2 and len(set(ids)) == ROWS
-        for row in (0, 1_234_567, ROWS - 1):
-            i = ids[row]
-            assert table.column("digest")[row].as_py() == hashlib.sha512(str(i).encode()).hexdigest()
-        # The same Spark session, on the same driver: what it made before the kill is still there.
-        assert spark.table("made_before_the_kill").count() == 5
-
-        live = [r for r in replicas if r is not killed]
-        _wait(lambda: sum(r.leads() for r in live) == 1, 30, "one live replica to lead the fleet")
-        leader, other = (live[0], live[1]) if live[0].leads() else (live[1], live[0])
-        leader.proc.send_signal(signal.SIGSTOP)  # the leader stops answering anything
+    def fetch() -> None:
         try:
-            took = _wait(other.leads, 20, "another replica to take over the fleet")
-        finally:
-            leader.proc.send_signal(signal.SIGCONT)
-        assert took < 15, f"the takeover took {took:.1f}s"
-        # Awake again, the old leader knows its lease ran out (by its own clock): it acts on nothing.
-        assert not leader.leads() and other.leads()
-        assert spark.table("made_before_the_kill").count() == 5  # (and the session goes on)
-        spark.stop()  # (while haproxy is there to take its last calls)
+            outcome["table"] = df.toArrow()
+        except BaseException as exc:  # (reported by the test's thread)
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=fetch, name="toArrow")
+    reader.start()
+    victim: list[Replica] = []
+
+    def streaming() -> bool:
+        victim[:] = [r for r in replicas if r.written() - before[r.port] > KILL_AFTER]
+        return bool(victim) or not reader.is_alive()
+
+    _wait(streaming, 120, "the results to stream")
+    assert victim and reader.is_alive(), "the results were not streaming through one replica"
+    killed = victim[0]
+    killed.proc.kill()  # kill -9, in the middle of the results
+    killed.proc.wait(10)
+    reader.join(300)
+    assert not reader.is_alive(), "toArrow() did not finish after the replica was killed"
+    assert "error" not in outcome, f"the query failed: {outcome.get('error')!r}"
+    table: pa.Table = outcome["table"]
+    assert table.num_rows == ROWS
+    ids = table.column("id").to_pylist()
+    assert sum(ids) == ROWS * (ROWS - 1) // 2 and len(set(ids)) == ROWS
+    for row in (0, 1_234_567, ROWS - 1):
+        i = ids[row]
+        assert table.column("digest")[row].as_py() == hashlib.sha512(str(i).encode()).hexdigest()
+    # The same Spark session, on the same driver: what it made before the kill is still there.
+    assert spark.table("made_before_the_kill").count() == 5
+
+    live = [r for r in replicas if r is not killed]
+    _wait(lambda: sum(r.leads() for r in live) == 1, 30, "one live replica to lead the fleet")
+    leader, other = (live[0], live[1]) if live[0].leads() else (live[1], live[0])
+    leader.proc.send_signal(signal.SIGSTOP)  # the leader stops answering anything
+    try:
+        took = _wait(other.leads, 20, "another replica to take over the fleet")
+    finally:
+        leader.proc.send_signal(signal.SIGCONT)
+    assert took < 15, f"the takeover took {took:.1f}s"
+    # Awake again, the old leader knows its lease ran out (by its own clock): it acts on nothing.
+    assert not leader.leads() and other.leads()
+    assert spark.table("made_before_the_kill").count() == 5  # (and the session goes on)

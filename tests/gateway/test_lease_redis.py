@@ -1,4 +1,5 @@
-"""The fleet leader's lease in Redis: one gateway fills the pool, another takes over when it stops."""
+"""The fleet in Redis: one gateway (the lease holder) fills the pool, another takes over when it
+stops; sessions per driver counted over every replica; one driver start per namespace."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ import pytest
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import StateSettings
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
-from sparkgate.gateway.lease_redis import RedisLease
+from sparkgate.gateway.lease_redis import RedisFleet, RedisLease
 from sparkgate.testing.fake_provider import FakeProvider
 from sparkgate.testing.redis import TempRedis
+from tests.clusters.test_manager import SharedRecords
+from tests.gateway.test_affinity_redis import route
 
 
 @pytest.fixture
-async def store(redis_server: TempRedis) -> AsyncIterator[RedisAffinityStore]:
-    settings = StateSettings(backend="redis", redis_url=redis_server.url, key_prefix=f"t{uuid.uuid4().hex[:8]}")
+def settings(redis_server: TempRedis) -> StateSettings:
+    return StateSettings(backend="redis", redis_url=redis_server.url, key_prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+async def store(settings: StateSettings) -> AsyncIterator[RedisAffinityStore]:
     async with RedisAffinityStore(settings) as s:
         yield s
 
@@ -59,4 +66,63 @@ async def test_only_the_leader_fills_the_warm_pool(store: RedisAffinityStore) ->
     await asyncio.sleep(0.2)
     assert sorted(len(p.started) for p in providers) == [0, 1]  # the elected one did
     for cm in managers:
+        await cm.close()
+
+
+# -- what the gateways share about the drivers ----------------------------------------------
+
+
+async def test_sessions_per_driver_are_counted_over_every_replica(settings: StateSettings) -> None:
+    async with RedisAffinityStore(settings) as a, RedisAffinityStore(settings) as b:
+        fleet = RedisFleet(a, "a")
+        on_d1 = [route(str(uuid.uuid4())) for _ in range(2)]
+        await a.create(on_d1[0])
+        await b.create(on_d1[1])  # through another replica
+        await b.create(route(str(uuid.uuid4()), driver="d2"))
+        assert await fleet.sessions_on(["d1", "d2", "d3"]) == {"d1": 2, "d2": 1, "d3": 0}
+        await b.delete(on_d1[0].key)
+        assert (await fleet.sessions_on(["d1"])) == {"d1": 1}
+        await a.sweep(time.time() + 3600)  # (every route idle)
+        assert await fleet.sessions_on(["d1", "d2"]) == {"d1": 0, "d2": 0}
+
+
+async def test_one_gateway_at_a_time_starts_a_driver_for_a_namespace(store: RedisAffinityStore) -> None:
+    a, b = RedisFleet(store, "a"), RedisFleet(store, "b")
+    assert await a.lock_start("sjns-fe-prod", 5)
+    assert not await b.lock_start("sjns-fe-prod", 5)  # b waits for a's driver
+    assert await b.lock_start("sjns-ds-prod", 5)  # another namespace: free
+    await b.unlock_start("sjns-fe-prod")  # not b's: changes nothing
+    assert not await b.lock_start("sjns-fe-prod", 5)
+    await a.unlock_start("sjns-fe-prod")
+    assert await b.lock_start("sjns-fe-prod", 5)
+    assert await a.lock_start("sjns-ml-prod", 0.2)
+    await asyncio.sleep(0.3)  # a died while starting: its lock runs out
+    assert await b.lock_start("sjns-ml-prod", 5)
+
+
+async def test_two_gateways_placing_a_new_team_start_one_driver(store: RedisAffinityStore) -> None:
+    p = SharedRecords(start_delay=0.5)
+    managers = [ClusterManager(p, pool_size=0, max_drivers=4) for _ in range(2)]
+    for name, cm in zip("ab", managers, strict=True):
+        cm.fleet = RedisFleet(store, name)
+        await cm.start()
+    a, b = await asyncio.gather(managers[0].acquire("fe", "prod"), managers[1].acquire("fe", "prod"))
+    assert a.id == b.id and len(p.started) == 1  # one started it, the other waited and found it
+    for cm in managers:
+        await cm.close(stop_drivers=False)
+
+
+async def test_a_driver_idle_here_but_used_through_another_replica_is_not_stopped(settings: StateSettings) -> None:
+    async with RedisAffinityStore(settings) as a, RedisAffinityStore(settings) as b:
+        p = FakeProvider()
+        cm = ClusterManager(p, pool_size=0, driver_idle_ttl=60.0)
+        cm.fleet = RedisFleet(a, "a")
+        await cm.start()
+        d = await cm.acquire("fe", "prod")
+        await b.create(route(str(uuid.uuid4()), driver=d.id))  # a session through replica b
+        d.last_used = 0.0  # idle for long, by this gateway's count
+        assert await cm.expire_idle() == [] and cm.get(d.id) is d
+        await b.sweep(time.time() + 3600)  # it ends
+        d.last_used = 0.0
+        assert await cm.expire_idle() == [d]
         await cm.close()

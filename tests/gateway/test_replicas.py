@@ -79,3 +79,28 @@ async def test_without_redis_placed_sessions_go_on_and_new_ones_are_told_to_retr
         finally:
             redis_server.resume()
         assert await gw.store.reachable()
+
+
+async def test_with_exact_limits_a_user_is_counted_over_every_replica(
+    redis_server: TempRedis,
+    tmp_path: Path,
+) -> None:
+    state = {"backend": "redis", "redis_url": redis_server.url, "key_prefix": f"t{uuid.uuid4().hex[:8]}"}
+    limits = {"mode": "exact", "per_user_rps": 0.2, "per_user_burst": 4}
+    async with (
+        FakeSparkConnectServer(chunks=1, chunk_bytes=64) as fake,
+        gateway_to(fake.address, tmp_path / "a", state=state, rate_limits=limits) as a,
+        gateway_to(fake.address, tmp_path / "b", state=state, rate_limits=limits) as b,
+        grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as to_a,
+        grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as to_b,
+    ):
+        sid = str(uuid.uuid4())
+        await to_a.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)  # (placed: counted by a alone)
+        for ch in (to_b, to_a, to_b, to_a):  # the user's burst of 4, over both replicas
+            await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
+        try:
+            await to_b.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
+            raise AssertionError("a call beyond the burst of 4 was admitted")
+        except grpc.aio.AioRpcError as err:
+            assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "every gateway" in (err.details() or "")
+            assert retry_after(err.trailing_metadata()) is not None

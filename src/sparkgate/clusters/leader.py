@@ -1,4 +1,4 @@
-"""Which gateway looks after the driver fleet when several share it.
+"""Which gateway looks after the driver fleet when several share it, and what they agree on.
 
 Filling the warm pool and stopping idle drivers must be done by one gateway, the *leader*, or
 replicas sharing drivers would each start a pool of their own. A :class:`Leadership` says whether
@@ -11,6 +11,7 @@ higher fencing token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -32,3 +33,32 @@ class AlwaysLeader:
 
     def is_leader(self) -> bool:
         return True
+
+
+class SharedFleet(Protocol):
+    """What gateways sharing the drivers know together: each driver's sessions over all of them, and
+    which namespace has a driver being started (so that two do not start one each)."""
+
+    async def sessions_on(self, driver_ids: Sequence[str]) -> dict[str, int] | None:
+        """Sessions per driver over every gateway (``None``: only this gateway's count)."""
+        ...
+
+    async def lock_start(self, namespace: str, seconds: float) -> bool:
+        """Whether this gateway may start a driver for ``namespace`` now (held for ``seconds``
+        at most); ``False``: another gateway is starting one."""
+        ...
+
+    async def unlock_start(self, namespace: str) -> None: ...
+
+
+class Alone:
+    """A gateway that shares its drivers with none: its counts are the counts; it starts freely."""
+
+    async def sessions_on(self, driver_ids: Sequence[str]) -> dict[str, int] | None:
+        return None
+
+    async def lock_start(self, namespace: str, seconds: float) -> bool:
+        return True
+
+    async def unlock_start(self, namespace: str) -> None:
+        return None

@@ -159,6 +159,7 @@ class LocalProvider(ProviderBase):
         state_dir: Path,
         *,
         max_message_bytes: int = 256 * 1024 * 1024,
+        reattach_buffer_bytes: int = 96 * 1024 * 1024,
     ) -> None:
         self._settings = settings
         # Absolute: a driver runs in its own directory, and the paths it is given (its properties
@@ -171,6 +172,7 @@ class LocalProvider(ProviderBase):
         #: What each driver requires as ``authorization: Bearer`` (``local.require_token``), its own.
         self.tokens = DriverTokens(self._state_dir)
         self._max_message_bytes = max_message_bytes
+        self._reattach_buffer_bytes = reattach_buffer_bytes
         self._procs: dict[str, Child] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         #: Called with ``(driver_id, returncode)`` when a driver process exits on its own
@@ -250,6 +252,9 @@ class LocalProvider(ProviderBase):
             "spark.connect.grpc.binding.port": str(port),
             # Whatever the gateway relays (gateway.max_message_bytes); clients send up to 128 MiB.
             "spark.connect.grpc.maxInboundMessageSize": str(self._max_message_bytes),
+            # Results a driver keeps after sending them, for a client that reattaches: what a gateway
+            # relaying them may hold when it dies, and more (Spark's default, 10 MiB, is less).
+            "spark.connect.execute.reattachable.observerRetryBufferSize": str(self._reattach_buffer_bytes),
             "spark.driver.bindAddress": s.bind_host,
             "spark.driver.host": s.bind_host,
             "spark.ui.port": str(ui_port),

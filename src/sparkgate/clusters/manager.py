@@ -21,6 +21,7 @@ duplicates them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +37,7 @@ from sparkgate.clusters.base import (
     namespace_for,
 )
 from sparkgate.clusters.health import HealthChecker
-from sparkgate.clusters.leader import AlwaysLeader, Leadership
+from sparkgate.clusters.leader import Alone, AlwaysLeader, Leadership, SharedFleet
 from sparkgate.clusters.placement import LeastSessions, PlacementPolicy
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, HealthSettings, PoolProfile, QuotaSettings
 from sparkgate.errors import DriverStartError, ResourceExhausted, Unavailable
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 #: Seconds a team driver must have had no session before it may be stopped to make room for
 #: another namespace's driver at ``max_drivers`` (a driver just handed out is not yet attached).
 MIN_IDLE_TO_STOP = 10.0
+#: Seconds a driver start for a namespace keeps other gateways sharing the drivers from starting
+#: one too (they wait for it, looking every START_LOCK_POLL_SECONDS): longer than a driver may take
+#: to start (``local.startup_timeout_seconds``); a gateway that died starting one holds them no longer.
+START_LOCK_SECONDS = 300.0
+START_LOCK_POLL_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -119,6 +125,10 @@ class ClusterManager:
         self.health = HealthChecker(health, self._driver_died) if health is not None else None
         #: Whether this gateway fills the pool and stops idle drivers (one does, when several share them).
         self.leadership: Leadership = AlwaysLeader()
+        #: What this gateway shares with others using the same drivers (sessions per driver, starts).
+        self.fleet: SharedFleet = Alone()
+        #: Sessions per driver over every gateway sharing it, as last counted (:meth:`_count_shared`).
+        self._shared_sessions: dict[str, int] = {}
         provider.on_exit = self._driver_exited
 
     @property
@@ -324,23 +334,24 @@ class ClusterManager:
             return await self.acquire(team, environment, exclude=exclude)
         profile = self.profile_for(team, environment)
         mine = [d for d in self._drivers.values() if d.namespace == ns]
+        await self._count_shared(mine)
         q = self.quotas
-        if q.max_sessions_per_namespace and sum(d.sessions for d in mine) >= q.max_sessions_per_namespace:
+        if q.max_sessions_per_namespace and sum(self._load(d) for d in mine) >= q.max_sessions_per_namespace:
             raise ResourceExhausted(
                 f"team {team!r} already has {q.max_sessions_per_namespace} sessions in {environment!r} "
                 f"(quotas.max_sessions_per_namespace={q.max_sessions_per_namespace}); stop sessions you no "
                 "longer use (spark.stop()) or ask the platform team to raise the quota"
             )
         ready = [d for d in mine if self._usable(d) and d.id not in exclude]
-        roomy = [d for d in ready if d.sessions < self.sessions_per_driver]
+        roomy = [d for d in ready if self._load(d) < self.sessions_per_driver]
         if roomy:
-            return self._handed_out(self.placement.choose(roomy))
+            return self._handed_out(self._choose(roomy))
         serving = [d for d in mine if d.state is not DriverState.DRAINING]  # draining ones are on their way out
         at_ns_cap = bool(q.max_drivers_per_namespace) and len(serving) + (ns in self._starting) >= (
             q.max_drivers_per_namespace
         )
         if at_ns_cap and ready:  # the namespace has all the drivers it may: share them
-            return self._handed_out(self.placement.choose(ready))
+            return self._handed_out(self._choose(ready))
         if at_ns_cap and ns not in self._starting:
             raise ResourceExhausted(
                 f"{ns} already holds {q.max_drivers_per_namespace} drivers "
@@ -356,7 +367,7 @@ class ClusterManager:
         if task is None:
             at_cap = self._in_use() >= self.max_drivers
             if at_cap and ready:  # every driver of the namespace is full: share rather than refuse
-                return self._handed_out(self.placement.choose(ready))
+                return self._handed_out(self._choose(ready))
             self._check_backoff(ns)
             making_room = self._idle_to_stop() if at_cap else None
             if at_cap:
@@ -449,7 +460,7 @@ class ClusterManager:
         idle = [
             d
             for d in self._drivers.values()
-            if d.namespace != POOL_NAMESPACE and d.sessions == 0 and d.last_used <= cutoff
+            if d.namespace != POOL_NAMESPACE and self._load(d) == 0 and d.last_used <= cutoff
         ]
         if not idle:
             return None
@@ -467,11 +478,32 @@ class ClusterManager:
         found = await self._found_elsewhere(namespace, profile, exclude)
         if found is not None:
             return found
+        give_up = time.monotonic() + START_LOCK_SECONDS
+        waited = False
+        while not await self.fleet.lock_start(namespace, START_LOCK_SECONDS):
+            # Another gateway is starting a driver for this namespace: use it once it is up.
+            waited = True
+            if time.monotonic() > give_up:
+                break  # (its start takes too long: start one here)
+            await asyncio.sleep(START_LOCK_POLL_SECONDS)
+            found = await self._found_elsewhere(namespace, profile, exclude)
+            if found is not None:
+                return found
+        if waited:  # (the other start may have ended between the last look and the lock)
+            found = await self._found_elsewhere(namespace, profile, exclude)
+            if found is not None:
+                await self.fleet.unlock_start(namespace)
+                return found
         try:
             d = await self.provider.start_driver(self._spec(namespace, profile))
         except Exception as exc:
             self._start_failed(namespace, exc)
             raise
+        finally:
+            try:
+                await self.fleet.unlock_start(namespace)
+            except Exception as exc:  # (it expires on its own)
+                log.warning("could not release the start lock of %s: %s", namespace, exc)
         self.backoff.pop(namespace, None)
         d.profile = profile
         self._drivers[d.id] = d
@@ -481,21 +513,64 @@ class ClusterManager:
         """Before a driver is started: one that another gateway sharing the drivers started for
         ``namespace``, or a warm one it started that this gateway has not adopted yet."""
         await self.reconcile()
+        await self._count_shared([d for d in self._drivers.values() if d.namespace == namespace])
         roomy = [
             d
             for d in self._drivers.values()
             if d.namespace == namespace
             and self._usable(d)
-            and d.sessions < self.sessions_per_driver
+            and self._load(d) < self.sessions_per_driver
             and d.id not in exclude
         ]
         if roomy:
-            return self.placement.choose(roomy)
+            return self._choose(roomy)
         while warm := [d for d in self.warm(profile) if d.id not in exclude]:  # (read again after each claim)
             d = min(warm, key=lambda x: x.started_at)
             if await self._claim(d, namespace) is not None:
                 return d
         return None
+
+    def _load(self, d: Driver) -> int:
+        """A driver's sessions: this gateway's, or over every gateway sharing it as last counted."""
+        return max(d.sessions, self._shared_sessions.get(d.id, 0))
+
+    def _choose(self, candidates: list[Driver]) -> Driver:
+        """The placement policy's choice, by :meth:`_load` (sessions over every gateway)."""
+        if not self._shared_sessions:
+            return self.placement.choose(candidates)
+        chosen = self.placement.choose([dataclasses.replace(d, sessions=self._load(d)) for d in candidates])
+        return next(d for d in candidates if d.id == chosen.id)
+
+    async def _count_shared(self, drivers: list[Driver]) -> bool:
+        """Drivers shared with other gateways: count their sessions over all of them (what
+        :meth:`_load` reads). False if that count is unknown now."""
+        ids = [d.id for d in drivers if d.state is not DriverState.DEAD]
+        if not ids:
+            return True
+        try:
+            counts = await self.fleet.sessions_on(ids)
+        except Unavailable as exc:
+            log.warning("sessions per driver over all gateways unknown (%s): counting this gateway's", exc.message)
+            return False
+        if counts is not None:
+            self._shared_sessions.update(counts)
+            while len(self._shared_sessions) > 4 * max(1, len(self._drivers)) + 100:  # (drivers gone)
+                self._shared_sessions.pop(next(iter(self._shared_sessions)))
+        return True
+
+    async def _without_sessions(self, drivers: list[Driver]) -> list[Driver]:
+        """Those of ``drivers`` with no session, on this gateway or (drivers shared by several) on
+        any of them: a driver in use through another gateway counts as used now."""
+        if not drivers or not await self._count_shared(drivers):
+            return []  # (unsure: none is stopped now)
+        now = time.time()
+        unused = []
+        for d in drivers:
+            if not self._load(d):
+                unused.append(d)
+            elif d.sessions == 0:  # used through another gateway only
+                d.last_used = now
+        return unused
 
     def attach(self, driver: Driver) -> None:
         driver.sessions += 1
@@ -516,15 +591,14 @@ class ClusterManager:
         if not self.leadership.is_leader():
             return []
         cutoff = time.time() - self.driver_idle_ttl
-        idle = [
-            d
-            for d in self._drivers.values()
-            if d.sessions == 0
-            and (
-                (d.namespace != POOL_NAMESPACE and d.last_used < cutoff)
+        idle = await self._without_sessions(
+            [
+                d
+                for d in self._drivers.values()
+                if (d.namespace != POOL_NAMESPACE and d.last_used < cutoff)
                 or (d.namespace == POOL_NAMESPACE and d.state is DriverState.DRAINING)
-            )
-        ]
+            ]
+        )
         for d in idle:
             log.info("driver %s (%s) idle for %.0fs: stopping it", d.id, d.namespace, time.time() - d.last_used)
         if idle:

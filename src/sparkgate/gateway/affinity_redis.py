@@ -18,7 +18,8 @@ Keys share one hash tag (``{<state.key_prefix>}``), so the scripts below touch o
 slot: ``r:<session>\\x1f<user>`` (the route, JSON), ``u:<session>`` (user ids with a route for that
 session id), ``lost:<session>\\x1f<user>`` (why a gateway dropped a session: every gateway answers
 its next call ``SESSION_CHANGED`` alike, and none places it anew; expires after the session TTL),
-``used`` (a sorted set: last use per route), ``ver``, ``epoch`` and ``events`` (the stream).
+``used`` (a sorted set: last use per route), ``d:<driver id>`` (the driver's sessions, over every
+replica: what placement and idle expiry count), ``ver``, ``epoch`` and ``events`` (the stream).
 
 If Redis cannot be reached, placed sessions a replica knows keep working; everything that needs
 Redis (a new session, a session this replica has not seen) fails with UNAVAILABLE and a retry
@@ -34,7 +35,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -57,7 +58,7 @@ _STREAM_LENGTH = 100_000
 #: Routes one sweep script handles at a time (each slice is one short Redis command).
 _SWEEP_SLICE = 500
 
-# KEYS: route, users, used, lost marker, version counter.
+# KEYS: route, users, used, lost marker, version counter, the driver's sessions.
 # ARGV: route JSON (without its version), user, member, last use.
 # Returns {'created'|'exists', route JSON} or {'lost', reason} or {'other', user}.
 _CREATE = """
@@ -73,10 +74,11 @@ local value = string.sub(ARGV[1], 1, -2) .. ',"ver":' .. ver .. '}'
 redis.call('SET', KEYS[1], value)
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('SADD', KEYS[6], ARGV[3])
 return {'created', value}
 """
 # KEYS: route, users, used, events, lost marker.
-# ARGV: user, member, stream length, driver id ('' = any), lost reason ('' = none), its TTL.
+# ARGV: user, member, stream length, driver id ('' = any), lost reason ('' = none), its TTL, key prefix.
 _DELETE = """
 local current = redis.call('GET', KEYS[1])
 if not current then return false end
@@ -86,6 +88,7 @@ if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[6]) end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('SREM', ARGV[7] .. 'd:' .. route['driver_id'], ARGV[2])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'del', ARGV[2], 'ver', route['ver'])
 return current
 """
@@ -99,11 +102,13 @@ for _, m in ipairs(members) do
   local current = redis.call('GET', rk)
   redis.call('ZREM', KEYS[1], m)
   if current then
+    local route = cjson.decode(current)
     redis.call('DEL', rk)
+    redis.call('SREM', ARGV[3] .. 'd:' .. route['driver_id'], m)
     local sid, user = string.match(m, '^(.-)\\31(.*)$')
     redis.call('SREM', ARGV[3] .. 'u:' .. sid, user)
     if ARGV[5] ~= '' then redis.call('SET', ARGV[3] .. 'lost:' .. m, ARGV[5], 'EX', ARGV[6]) end
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'del', m, 'ver', cjson.decode(current)['ver'])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'del', m, 'ver', route['ver'])
     table.insert(out, current)
   end
 end
@@ -249,6 +254,16 @@ class RedisAffinityStore:
         *_, others = await self._call(pipe.execute(), commands=4)
         return int(others)
 
+    async def sessions_on(self, driver_ids: Sequence[str]) -> dict[str, int]:
+        """How many sessions each driver has, over every replica (one round trip)."""
+        if not driver_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for driver_id in driver_ids:
+            pipe.scard(self._prefix + "d:" + driver_id)
+        counts = await self._call(pipe.execute(), commands=len(driver_ids))
+        return {d: int(n) for d, n in zip(driver_ids, counts, strict=True)}
+
     async def reachable(self) -> bool:
         try:
             return bool(await self._call(self.redis.ping()))
@@ -291,6 +306,7 @@ class RedisAffinityStore:
                 self._used,
                 self._prefix + "lost:" + _member(key),
                 self._prefix + "ver",
+                self._prefix + "d:" + route.driver_id,
             ],
             args=[_encode(route), route.user_id, _member(key), route.last_used],
             client=pipe,
@@ -335,7 +351,7 @@ class RedisAffinityStore:
                     self._events,
                     self._prefix + "lost:" + _member(key),
                 ],
-                args=[user, _member(key), _STREAM_LENGTH, driver_id, lost, max(1, int(lost_ttl))],
+                args=[user, _member(key), _STREAM_LENGTH, driver_id, lost, max(1, int(lost_ttl)), self._prefix],
             )
         )
         if raw is None:

@@ -1,5 +1,6 @@
 """The fleet leader's lease in Redis (``state.backend: redis``): one gateway at a time fills the
-warm pool and stops idle drivers (:mod:`sparkgate.clusters.leader`).
+warm pool and stops idle drivers (:mod:`sparkgate.clusters.leader`); and what the gateways share
+about the drivers (:class:`RedisFleet`: sessions per driver, driver starts per namespace).
 
 Every gateway campaigns every third of the lease: the holder renews it, the others take it once it
 expired. A gateway counts itself leader only until its lease ends by its own monotonic clock, less a
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 
 from sparkgate.errors import Unavailable
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
@@ -86,3 +88,40 @@ class RedisLease:
                 self._on_elected()
         elif was and not token:
             log.warning("another gateway now looks after the driver fleet")
+
+
+# KEYS: the lock. ARGV: this gateway's value, ms. Taken if free or already this gateway's (a
+# reply lost on the way: its own retry is not locked out).
+_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS: the lock. ARGV: its holder's value. Deletes it only if this gateway still holds it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisFleet:
+    """:class:`~sparkgate.clusters.leader.SharedFleet` in Redis: sessions per driver are the
+    store's ``d:<driver id>`` sets; a driver start for a namespace is a ``start:<namespace>`` key
+    set if absent, with an expiry (a gateway that died starting one holds it no longer)."""
+
+    def __init__(self, store: RedisAffinityStore, gateway_id: str) -> None:
+        self._store = store
+        self._value = f"{gateway_id}:{uuid.uuid4().hex[:8]}"
+        self._lock = store.redis.register_script(_LOCK)
+        self._unlock = store.redis.register_script(_UNLOCK)
+
+    async def sessions_on(self, driver_ids: Sequence[str]) -> dict[str, int] | None:
+        return await self._store.sessions_on(driver_ids)
+
+    async def lock_start(self, namespace: str, seconds: float) -> bool:
+        key = self._store.key("start:" + namespace)
+        return bool(await self._store.call(self._lock(keys=[key], args=[self._value, int(seconds * 1000)])))
+
+    async def unlock_start(self, namespace: str) -> None:
+        await self._store.call(self._unlock(keys=[self._store.key("start:" + namespace)], args=[self._value]))

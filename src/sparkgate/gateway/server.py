@@ -20,15 +20,16 @@ from typing import Any
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
-from sparkgate.errors import Unavailable
+from sparkgate.errors import ConfigError, Unavailable
 from sparkgate.gateway.affinity import AffinityStore, MemoryAffinityStore
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
 from sparkgate.gateway.affinity_sqlite import SqliteAffinityStore
 from sparkgate.gateway.h2 import H2Engine
 from sparkgate.gateway.h2.buffers import ReadArena
 from sparkgate.gateway.h2.upstream import DriverPool
-from sparkgate.gateway.lease_redis import RedisLease
+from sparkgate.gateway.lease_redis import RedisFleet, RedisLease
 from sparkgate.gateway.pipeline.decide import CallPipeline
+from sparkgate.gateway.ratelimit_redis import RedisRateLimits
 from sparkgate.gateway.sessions import SessionBook
 from sparkgate.gateway.telemetry import Telemetry
 from sparkgate.security.guard import Guard, build_guard
@@ -102,7 +103,14 @@ class Gateway:
         #: Connections to drivers: clients' calls, the gateway's own (releases, health probes).
         self.pool = DriverPool()
         self.sessions = SessionBook(settings.gateway, self.store, clusters, self.telemetry, self.pool)
-        self.pipeline = CallPipeline(settings.gateway, settings.environments, self.sessions, self.guard)
+        shared_limits = None
+        if settings.rate_limits.mode == "exact":
+            if not isinstance(self.store, RedisAffinityStore):
+                raise ConfigError("rate_limits.mode: exact counts calls in Redis: it needs state.backend: redis")
+            shared_limits = RedisRateLimits(self.store, settings.rate_limits, fallback=self.guard.limits)
+        self.pipeline = CallPipeline(
+            settings.gateway, settings.environments, self.sessions, self.guard, shared_limits=shared_limits
+        )
         self.tls = ServerTls(settings.tls) if settings.tls.enabled else None
         self._h2: H2Engine | None = None
         self._tasks = TaskSupervisor("gateway")
@@ -117,6 +125,7 @@ class Gateway:
         if isinstance(self.store, RedisAffinityStore):
             self.lease = RedisLease(self.store, self.replica_id, on_elected=clusters.refill_pool)
             clusters.leadership = self.lease
+            clusters.fleet = RedisFleet(self.store, self.replica_id)
         clusters.on_driver_dead(self.sessions.driver_died)
 
     async def __aenter__(self) -> Gateway:

@@ -18,11 +18,19 @@ from sparkgate.testing.fake_backend import FakeSparkConnectServer
 
 @contextlib.asynccontextmanager
 async def gateway_to(
-    address: str, state_dir: Path, *, state: dict[str, Any] | None = None, **gateway: Any
+    address: str,
+    state_dir: Path,
+    *,
+    state: dict[str, Any] | None = None,
+    rate_limits: dict[str, Any] | None = None,
+    **gateway: Any,
 ) -> AsyncIterator[Gateway]:
-    """A gateway (``gateway`` and ``state`` settings overridden) in front of the driver at ``address``."""
+    """A gateway (``gateway``, ``state`` and ``rate_limits`` settings overridden) in front of the
+    driver at ``address``."""
     gw = {"host": "127.0.0.1", "port": 0, "affinity": {"backend": "memory"}, **gateway}
-    settings = load_settings(None, {}, gateway=gw, state=state or {}, state_dir=state_dir)
+    settings = load_settings(
+        None, {}, gateway=gw, state=state or {}, rate_limits=rate_limits or {}, state_dir=state_dir
+    )
     cm = ClusterManager(StaticProvider([address]), pool_size=0)
     await cm.start()
     try:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Mapping
 
 from sparkgate.config import GatewaySettings
 from sparkgate.errors import SparkgateError
-from sparkgate.gateway.pipeline.admit import Admit
+from sparkgate.gateway.pipeline.admit import Admit, SharedLimits
 from sparkgate.gateway.pipeline.after_call import AfterCall
 from sparkgate.gateway.pipeline.call import Call, Caller
 from sparkgate.gateway.pipeline.hook import PipelineHook
@@ -27,13 +27,14 @@ class CallPipeline:
         environments: Mapping[str, object],
         book: SessionBook,
         guard: Guard,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self.book = book
         self.hook: PipelineHook = book.hook
         self.identify = Identify(guard)
         self.lookup = Lookup(book)
         self.routing = ReadRouting(settings, environments, book)
-        self.admit = Admit(guard)
+        self.admit = Admit(guard, shared_limits)
         self.releases = Releases(book)
         self.placement = Placement(settings, book)
         self.after_call = AfterCall(book)
@@ -70,16 +71,30 @@ class CallPipeline:
         self, call: Call, caller: Caller, found: Found | Stale | None
     ) -> Forward | Answer | Awaitable[Forward | Answer]:
         if isinstance(found, Found):
-            self.admit.existing(caller, found.route)
-            self.book.used(found.route, found.driver)
-            if call.method in RELEASE:
-                answer = self.releases.check(call, found.route)
-                if answer is not None:
-                    return answer
-            return Forward(found.driver, found.route, rewrite_user=caller.rewrite_user)
+            admitting = self.admit.existing(caller, found.route)
+            if admitting is not None:
+                return self._admitted(admitting, call, caller, found)
+            return self._placed(call, caller, found)
         if isinstance(found, Stale):
             return self._after_stale(call, caller, found)
         return self._unplaced(call, caller)
+
+    async def _admitted(self, admitting: Awaitable[None], call: Call, caller: Caller, found: Found) -> Forward | Answer:
+        await admitting
+        again = self.lookup.find(call, caller)  # (released, lost or moved while the check ran?)
+        if isinstance(again, Found):
+            return self._placed(call, caller, again)
+        step = self._found(call, caller, again)
+        return step if isinstance(step, Forward | Answer) else await step
+
+    def _placed(self, call: Call, caller: Caller, found: Found) -> Forward | Answer:
+        """A call of a placed session, admitted: to its driver (or answered here)."""
+        self.book.used(found.route, found.driver)
+        if call.method in RELEASE:
+            answer = self.releases.check(call, found.route)
+            if answer is not None:
+                return answer
+        return Forward(found.driver, found.route, rewrite_user=caller.rewrite_user)
 
     async def _after_load(self, call: Call, caller: Caller) -> Forward | Answer:
         loaded = await self.lookup.load(call, caller)
