@@ -208,3 +208,17 @@ async def test_routes_acknowledged_before_a_sentinel_failover_survive_it(redis_s
                 assert loaded == placed  # acknowledged before: still there
                 later, created = await b.create(route(str(uuid.uuid4())))  # the new primary takes writes
                 assert created and b.get(later.key) == later
+
+
+async def test_a_driver_one_replica_found_dead_is_announced_to_the_others(
+    replicas: tuple[RedisAffinityStore, RedisAffinityStore],
+) -> None:
+    a, b = replicas
+    heard: dict[str, list[tuple[str, str]]] = {"a": [], "b": []}
+    a.on_driver_event = lambda driver, state: heard["a"].append((driver, state))
+    b.on_driver_event = lambda driver, state: heard["b"].append((driver, state))
+    await a.announce_driver("local-1", "dead")
+    deadline = time.monotonic() + 5
+    while not heard["b"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert heard == {"a": [], "b": [("local-1", "dead")]}  # (b probes it at once; a knew already)

@@ -19,7 +19,8 @@ slot: ``r:<session>\\x1f<user>`` (the route, JSON), ``u:<session>`` (user ids wi
 session id), ``lost:<session>\\x1f<user>`` (why a gateway dropped a session: every gateway answers
 its next call ``SESSION_CHANGED`` alike, and none places it anew; expires after the session TTL),
 ``used`` (a sorted set: last use per route), ``d:<driver id>`` (the driver's sessions, over every
-replica: what placement and idle expiry count), ``ver``, ``epoch`` and ``events`` (the stream).
+replica: what placement and idle expiry count), ``ver``, ``epoch`` and ``events`` (the stream:
+routes deleted, and drivers a replica found dead, which the others probe at once).
 
 If Redis cannot be reached, placed sessions a replica knows keep working; everything that needs
 Redis (a new session, a session this replica has not seen) fails with UNAVAILABLE and a retry
@@ -186,6 +187,10 @@ class RedisAffinityStore:
         self._sweep = self.redis.register_script(_SWEEP)
         self._follow: asyncio.Task[None] | None = None
         self.on_evicted: Callable[[Route], None] | None = None
+        #: Called with ``(driver_id, state)`` when another replica announces a driver's state
+        #: (:meth:`announce_driver`: ``dead``).
+        self.on_driver_event: Callable[[str, str], None] | None = None
+        self._origin = uuid.uuid4().hex[:12]
         #: Commands this store sent to Redis (tests: none per call of a known session).
         self.commands = 0
 
@@ -263,6 +268,17 @@ class RedisAffinityStore:
             pipe.scard(self._prefix + "d:" + driver_id)
         counts = await self._call(pipe.execute(), commands=len(driver_ids))
         return {d: int(n) for d, n in zip(driver_ids, counts, strict=True)}
+
+    async def announce_driver(self, driver_id: str, state: str) -> None:
+        """Tell the other replicas, on the event stream, what this one found of a driver."""
+        await self._call(
+            self.redis.xadd(
+                self._events,
+                {"driver": driver_id, "state": state, "from": self._origin},
+                maxlen=_STREAM_LENGTH,
+                approximate=True,
+            )
+        )
 
     async def reachable(self) -> bool:
         try:
@@ -461,6 +477,9 @@ class RedisAffinityStore:
             for _stream, entries in cast(list[Any], found or []):
                 for entry_id, fields in entries:
                     last_id = entry_id
+                    driver = fields.get("driver")
+                    if driver and fields.get("from") != self._origin and self.on_driver_event is not None:
+                        self.on_driver_event(driver, fields.get("state", ""))
                     member = fields.get("del")
                     if member:
                         session, _, user = member.partition(_SEP)

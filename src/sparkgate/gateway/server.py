@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from sparkgate.aio import TaskSupervisor
+from sparkgate.clusters.base import Driver
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import ConfigError, Unavailable
@@ -126,6 +127,8 @@ class Gateway:
             self.lease = RedisLease(self.store, self.replica_id, on_elected=clusters.refill_pool)
             clusters.leadership = self.lease
             clusters.fleet = RedisFleet(self.store, self.replica_id)
+            self.store.on_driver_event = self._driver_event
+            clusters.on_driver_dead(self._announce_dead)
         clusters.on_driver_dead(self.sessions.driver_died)
 
     async def __aenter__(self) -> Gateway:
@@ -196,6 +199,18 @@ class Gateway:
     async def wait(self) -> None:
         if self._h2 is not None:
             await self._h2.wait()
+
+    def _driver_event(self, driver_id: str, state: str) -> None:
+        """Another replica found a driver dead: see for ourselves now, not at the next probe round."""
+        if state == "dead":
+            self.clusters.report_unreachable(driver_id)
+
+    async def _announce_dead(self, driver: Driver, why: str) -> None:
+        if isinstance(self.store, RedisAffinityStore):
+            try:
+                await self.store.announce_driver(driver.id, "dead")
+            except Unavailable as exc:
+                log.warning("could not tell the other gateways that driver %s died: %s", driver.id, exc.message)
 
     async def leave(self) -> bool:
         """Stop announcing this gateway to the others sharing its state; whether it was the last
