@@ -517,6 +517,22 @@ async def test_before_starting_a_driver_a_gateway_looks_for_one_another_gateway_
     await leader.close()
 
 
+async def test_a_session_is_not_handed_the_driver_it_just_failed_on_by_a_start_it_joined() -> None:
+    p = SharedRecords()
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    theirs = p.add_external(namespace="sjns-fe-prod")  # started by another gateway, not known here yet
+    first, failed_over = await asyncio.gather(
+        cm.acquire("fe", "prod"),  # starts looking: finds that driver
+        cm.acquire("fe", "prod", exclude=frozenset({theirs.id})),  # joins the same start
+        return_exceptions=True,
+    )
+    assert isinstance(first, Driver) and first.id == theirs.id
+    assert isinstance(failed_over, Unavailable) and "just failed on" in failed_over.message
+    assert len(p.started) == 1  # (no driver started for it either: it retries)
+    await cm.close(stop_drivers=False)
+
+
 class NotLeader:
     token = 0
 

@@ -391,11 +391,17 @@ class ClusterManager:
             task.add_done_callback(self._forget_start(ns))
         try:
             # shield: one waiter giving up (client cancelled) must not kill the start for others.
-            return self._handed_out(await asyncio.shield(task))
+            started = await asyncio.shield(task)
         except DriverStartError:
             raise
         except Exception as exc:
             raise Unavailable(f"could not start a driver for {ns}: {exc}") from exc
+        if started.id in exclude:  # (a start another session asked for found the driver this one left)
+            raise Unavailable(
+                f"the driver found for {ns} is {started.id}, which this session just failed on; retry",
+                retry_after_seconds=1.0,
+            )
+        return self._handed_out(started)
 
     async def _claim(self, d: Driver, ns: str) -> Driver | None:
         """Claim warm driver ``d`` for ``ns`` through the provider (atomic between gateways that
