@@ -208,7 +208,9 @@ def start_gateway(  # noqa: PLR0917
     src: str | None,
     env_extra: dict[str, str],
     auth: bool = False,
+    args: Sequence[str] = (),
 ) -> tuple[Child, str]:
+    """A gateway (``_gateway``, with ``args``) in front of ``backend``; with its ``host:port``."""
     env = dict(os.environ, **env_extra)
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
@@ -217,7 +219,7 @@ def start_gateway(  # noqa: PLR0917
     cmd = [sys.executable, str(Path(__file__).resolve()), "_gateway", "--backend", backend]
     if auth:
         cmd += ["--auth"]
-    child = spawn(name, [*cmd, "--state-dir", str(state)], workdir, env)
+    child = spawn(name, [*cmd, *args, "--state-dir", str(state)], workdir, env)
     return child, child.wait_ready_line(60)
 
 

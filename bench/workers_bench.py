@@ -76,15 +76,8 @@ def load(address: str, mode: str, clients: int, seconds: float) -> tuple[float, 
 
 def start_sparkgate(workdir: Path, name: str, backend: str, workers: int, redis_url: str) -> tuple[list[rb.Child], str]:
     port = rb.free_port()
-    children = []
-    for i in range(workers):
-        state = workdir / f"{name}-{i}"
-        state.mkdir()
-        cmd = [sys.executable, str(Path(rb.__file__).resolve()), "_gateway", "--backend", backend]
-        cmd += ["--port", str(port), "--state-dir", str(state), "--reuse-port", "--redis", redis_url]
-        child = rb.spawn(f"{name}-{i}", cmd, workdir)
-        children.append(child)
-        child.wait_ready_line(60)
+    args = ["--port", str(port), "--reuse-port", "--redis", redis_url]
+    children = [rb.start_gateway(f"{name}-{i}", workdir, backend, None, {}, args=args)[0] for i in range(workers)]
     return children, f"127.0.0.1:{port}"
 
 

@@ -89,9 +89,10 @@ class Workers:
 
     def _start(self, index: int) -> None:
         # (fork, not vfork: preexec_fn; fine here, this process runs no threads)
-        self.procs[index] = subprocess.Popen(self.argv, env=self._env(index), preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509
+        proc = subprocess.Popen(self.argv, env=self._env(index), preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509
+        self.procs[index] = proc
         self._started[index] = time.monotonic()
-        log.info("gateway worker %d/%d started (pid %d)", index + 1, self.n, self.procs[index].pid)  # type: ignore[union-attr]
+        log.info("gateway worker %d/%d started (pid %d)", index + 1, self.n, proc.pid)
 
     async def run(self) -> int:
         """Start the workers and keep them running until :meth:`stop`; the exit code to return."""
@@ -117,12 +118,11 @@ class Workers:
     async def stop(self) -> None:
         """SIGTERM every worker (each drains its calls), then SIGKILL what is left after the grace."""
         self._stopping = True
-        grace_seconds = self.grace_seconds
         live = [p for p in self.procs if p is not None and p.poll() is None]
         for p in live:
             with contextlib.suppress(ProcessLookupError):
                 p.terminate()
-        deadline = time.monotonic() + grace_seconds
+        deadline = time.monotonic() + self.grace_seconds
         while any(p.poll() is None for p in live) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         for p in live:

@@ -459,14 +459,27 @@ class SharedRecords(FakeProvider):
         ]
 
 
+class NotLeader:
+    token = 0
+
+    def is_leader(self) -> bool:
+        return False
+
+
+def follower(p: FakeProvider) -> ClusterManager:
+    """A gateway sharing ``p``'s drivers with the one that leads the fleet."""
+    cm = ClusterManager(p, pool_size=1, max_drivers=4)
+    cm.leadership = NotLeader()
+    return cm
+
+
 async def test_two_gateways_racing_for_the_last_warm_driver_get_different_drivers() -> None:
     p = SharedRecords()
     p.claim_delay = 0.05  # both decide before either claim is written
     leader = ClusterManager(p, pool_size=1, max_drivers=4)
     await leader.start()
     await leader.wait_pool_ready(timeout=5)
-    other = ClusterManager(p, pool_size=1, max_drivers=4)
-    other.leadership = NotLeader()
+    other = follower(p)
     await other.start()  # adopts the warm driver the leader started
     (warm,) = other.warm()
     a, b = await asyncio.gather(leader.acquire("fe", "prod"), other.acquire("ds", "prod"))
@@ -488,8 +501,7 @@ async def test_a_driver_claimed_through_another_gateway_is_not_offered_as_warm_a
     leader = ClusterManager(p, pool_size=1, max_drivers=4)
     await leader.start()
     await leader.wait_pool_ready(timeout=5)
-    other = ClusterManager(p, pool_size=1, max_drivers=4)
-    other.leadership = NotLeader()
+    other = follower(p)
     await other.start()
     taken = await leader.acquire("fe", "prod")
     assert [d.id for d in other.warm()] == [taken.id]  # (not yet known here)
@@ -502,8 +514,7 @@ async def test_a_driver_claimed_through_another_gateway_is_not_offered_as_warm_a
 
 async def test_before_starting_a_driver_a_gateway_looks_for_one_another_gateway_started() -> None:
     p = SharedRecords()
-    other = ClusterManager(p, pool_size=1, max_drivers=4)
-    other.leadership = NotLeader()
+    other = follower(p)
     await other.start()  # (nothing to adopt yet)
     leader = ClusterManager(p, pool_size=1, max_drivers=4)
     await leader.start()
@@ -531,10 +542,3 @@ async def test_a_session_is_not_handed_the_driver_it_just_failed_on_by_a_start_i
     assert isinstance(failed_over, Unavailable) and "just failed on" in failed_over.message
     assert len(p.started) == 1  # (no driver started for it either: it retries)
     await cm.close(stop_drivers=False)
-
-
-class NotLeader:
-    token = 0
-
-    def is_leader(self) -> bool:
-        return False

@@ -104,11 +104,13 @@ class Gateway:
         #: Connections to drivers: clients' calls, the gateway's own (releases, health probes).
         self.pool = DriverPool()
         self.sessions = SessionBook(settings.gateway, self.store, clusters, self.telemetry, self.pool)
+        #: The state replicas share (``state.backend: redis``), or None for a gateway on its own.
+        self.shared_state = self.store if isinstance(self.store, RedisAffinityStore) else None
         shared_limits = None
         if settings.rate_limits.mode == "exact":
-            if not isinstance(self.store, RedisAffinityStore):
+            if self.shared_state is None:
                 raise ConfigError("rate_limits.mode: exact counts calls in Redis: it needs state.backend: redis")
-            shared_limits = RedisRateLimits(self.store, settings.rate_limits, fallback=self.guard.limits)
+            shared_limits = RedisRateLimits(self.shared_state, settings.rate_limits, fallback=self.guard.limits)
         self.pipeline = CallPipeline(
             settings.gateway, settings.environments, self.sessions, self.guard, shared_limits=shared_limits
         )
@@ -123,11 +125,11 @@ class Gateway:
         #: Gateways sharing the fleet: the one holding this lease fills the pool and stops idle
         #: drivers. Set before the cluster manager starts, so no replica fills the pool unelected.
         self.lease: RedisLease | None = None
-        if isinstance(self.store, RedisAffinityStore):
-            self.lease = RedisLease(self.store, self.replica_id, on_elected=clusters.refill_pool)
+        if self.shared_state is not None:
+            self.lease = RedisLease(self.shared_state, self.replica_id, on_elected=clusters.refill_pool)
             clusters.leadership = self.lease
-            clusters.fleet = RedisFleet(self.store, self.replica_id)
-            self.store.on_driver_event = self._driver_event
+            clusters.fleet = RedisFleet(self.shared_state, self.replica_id)
+            self.shared_state.on_driver_event = self._driver_event
             clusters.on_driver_dead(self._announce_dead)
         clusters.on_driver_dead(self.sessions.driver_died)
 
@@ -206,11 +208,12 @@ class Gateway:
             self.clusters.report_unreachable(driver_id)
 
     async def _announce_dead(self, driver: Driver, why: str) -> None:
-        if isinstance(self.store, RedisAffinityStore):
-            try:
-                await self.store.announce_driver(driver.id, "dead")
-            except Unavailable as exc:
-                log.warning("could not tell the other gateways that driver %s died: %s", driver.id, exc.message)
+        if self.shared_state is None:
+            return
+        try:
+            await self.shared_state.announce_driver(driver.id, "dead")
+        except Unavailable as exc:
+            log.warning("could not tell the other gateways that driver %s died: %s", driver.id, exc.message)
 
     async def leave(self) -> bool:
         """Stop announcing this gateway to the others sharing its state; whether it was the last

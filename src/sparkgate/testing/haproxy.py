@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparkgate.aio import free_port
+
 
 def find_haproxy() -> str | None:
     return shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None)
@@ -52,19 +54,13 @@ def haproxy_config(listen: str, replicas: list[str]) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TempHaproxy:
     def __init__(self, replicas: list[str]) -> None:
         binary = find_haproxy()
         if binary is None:
             raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sparkgate-haproxy-"))
         self.config = self.dir / "haproxy.cfg"
         self.config.write_text(haproxy_config(f"127.0.0.1:{self.port}", replicas))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from sparkgate.aio import free_port
 
 
 def find_bin() -> Path | None:
@@ -26,12 +27,6 @@ def find_bin() -> Path | None:
     return Path(which).parent if which else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TempPostgres:
     def __init__(self, database: str = "sparkgate") -> None:
         found = find_bin()
@@ -39,7 +34,7 @@ class TempPostgres:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.bin: Path = found
         self.database = database
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sparkgate-pg-"))
         self.as_root = os.geteuid() == 0
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

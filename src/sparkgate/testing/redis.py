@@ -17,17 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparkgate.aio import free_port
+
 
 def find_server() -> str | None:
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TempRedis:
@@ -36,7 +32,7 @@ class TempRedis:
         if server is None:
             raise RuntimeError("Redis is not installed (apt-get install redis-server)")
         self.server = server
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sparkgate-redis-"))
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -101,7 +97,7 @@ class TempSentinels:
         self.primary = primary
         self.name = name
         self.dir = Path(tempfile.mkdtemp(prefix="sparkgate-sentinel-"))
-        self.ports = [_free_port() for _ in range(3)]
+        self.ports = [free_port() for _ in range(3)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property

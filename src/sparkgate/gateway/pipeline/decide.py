@@ -84,8 +84,7 @@ class CallPipeline:
         again = self.lookup.find(call, caller)  # (released, lost or moved while the check ran?)
         if isinstance(again, Found):
             return self._placed(call, caller, again)
-        step = self._found(call, caller, again)
-        return step if isinstance(step, Forward | Answer) else await step
+        return await _settled(self._found(call, caller, again))
 
     def _placed(self, call: Call, caller: Caller, found: Found) -> Forward | Answer:
         """A call of a placed session, admitted: to its driver (or answered here)."""
@@ -100,8 +99,7 @@ class CallPipeline:
         loaded = await self.lookup.load(call, caller)
         if loaded is None:  # (placed here meanwhile? then the cache has it now)
             loaded = self.lookup.find(call, caller)
-        step = self._found(call, caller, loaded)
-        return step if isinstance(step, Forward | Answer) else await step
+        return await _settled(self._found(call, caller, loaded))
 
     def _unplaced(self, call: Call, caller: Caller) -> Answer | Awaitable[Forward | Answer]:
         """A session without a route: the rest of the lookup, then routing, admission, placement."""
@@ -119,8 +117,7 @@ class CallPipeline:
     async def _after_stale(self, call: Call, caller: Caller, stale: Stale) -> Forward | Answer:
         # A driver gone without a death report: the same as a reported death.
         await self.book.lose(stale.route, f"driver {stale.route.driver_id} is gone")
-        step = self._unplaced(call, caller)
-        return step if isinstance(step, Answer) else await step
+        return await _settled(self._unplaced(call, caller))
 
     async def _identified_later(self, call: Call) -> Decided:
         try:
@@ -142,3 +139,8 @@ class CallPipeline:
     def _decided(self, call: Call, caller: Caller, decision: Decided) -> Decided:
         self.hook.decided(call, caller.identity, decision)
         return decision
+
+
+async def _settled(step: Forward | Answer | Awaitable[Forward | Answer]) -> Forward | Answer:
+    """A stage's outcome, once what it waits for is done."""
+    return step if isinstance(step, Forward | Answer) else await step
