@@ -12,6 +12,7 @@ import pytest
 
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import StateSettings
+from sparkgate.errors import ResourceExhausted, Unavailable
 from sparkgate.gateway.affinity_redis import RedisAffinityStore
 from sparkgate.gateway.lease_redis import RedisFleet, RedisLease
 from sparkgate.testing.fake_provider import FakeProvider
@@ -116,7 +117,8 @@ async def test_a_driver_idle_here_but_used_through_another_replica_is_not_stoppe
     async with RedisAffinityStore(settings) as a, RedisAffinityStore(settings) as b:
         p = FakeProvider()
         cm = ClusterManager(p, pool_size=0, driver_idle_ttl=60.0)
-        cm.fleet = RedisFleet(a, "a")
+        cm.fleet, cm.leadership = RedisFleet(a, "a"), RedisLease(a, "a")
+        await cm.leadership.campaign()
         await cm.start()
         d = await cm.acquire("fe", "prod")
         await b.create(route(str(uuid.uuid4()), driver=d.id))  # a session through replica b
@@ -125,4 +127,60 @@ async def test_a_driver_idle_here_but_used_through_another_replica_is_not_stoppe
         await b.sweep(time.time() + 3600)  # it ends
         d.last_used = 0.0
         assert await cm.expire_idle() == [d]
+        await cm.close()
+
+
+async def test_a_deposed_leader_stops_nothing_and_no_session_goes_to_a_driver_being_stopped(
+    settings: StateSettings,
+) -> None:
+    async with RedisAffinityStore(settings) as a, RedisAffinityStore(settings) as b, RedisAffinityStore(settings) as c:
+        events: list[tuple[str, str]] = []
+        c.on_driver_event = lambda driver, state: events.append((driver, state))
+        old, new = RedisLease(a, "old", lease_seconds=0.5), RedisLease(b, "new", lease_seconds=0.5)
+        await old.campaign()
+        deposed = old.token
+        await asyncio.sleep(0.6)  # the old leader was paused past its lease
+        await new.campaign()
+        assert new.token > deposed
+        fleet = RedisFleet(a, "old")
+        assert await fleet.mark_stopping(["d1"], deposed) == []  # its token is not the lease's now
+        await b.create(route(str(uuid.uuid4()), driver="d2"))
+        assert await RedisFleet(b, "new").mark_stopping(["d1", "d2"], new.token) == ["d1"]  # d2 has a session
+        # Nothing is placed on a driver marked as being stopped, through any replica.
+        with pytest.raises(Unavailable, match="d1 is being stopped"):
+            await a.create(route(str(uuid.uuid4()), driver="d1"))
+        assert await fleet.sessions_on(["d1"]) == {"d1": 0}
+        # The other replicas hear of it on the event stream (and take no new session there).
+        deadline = time.monotonic() + 5
+        while ("d1", "stopping") not in events and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert ("d1", "stopping") in events
+
+
+async def test_a_driver_another_gateway_is_stopping_takes_no_new_session() -> None:
+    p = SharedRecords()
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    d = await cm.acquire("fe", "prod")
+    cm.stopping_elsewhere(d.id)
+    e = await cm.acquire("fe", "prod")
+    assert e.id != d.id and cm.get(d.id) is d  # (gone once its process is)
+    await cm.close(stop_drivers=False)
+
+
+async def test_room_is_made_only_with_a_driver_idle_over_every_gateway(settings: StateSettings) -> None:
+    async with RedisAffinityStore(settings) as a, RedisAffinityStore(settings) as b:
+        p = FakeProvider()
+        cm = ClusterManager(p, pool_size=0, max_drivers=1)
+        cm.fleet = RedisFleet(a, "a")
+        await cm.start()
+        d = await cm.acquire("fe", "prod")
+        d.last_used = 0.0  # idle here for long
+        await b.create(route(str(uuid.uuid4()), driver=d.id))  # placed through replica b meanwhile
+        with pytest.raises(ResourceExhausted, match="max_drivers=1"):
+            await cm.acquire("ds", "prod")
+        assert cm.get(d.id) is d and d not in p.stopped
+        await b.sweep(time.time() + 3600)  # that session ends
+        e = await cm.acquire("ds", "prod")
+        assert d in p.stopped and e.namespace == "sjns-ds-prod"
         await cm.close()

@@ -50,6 +50,13 @@ class SharedFleet(Protocol):
 
     async def unlock_start(self, namespace: str) -> None: ...
 
+    async def mark_stopping(self, driver_ids: Sequence[str], token: int | None) -> list[str]:
+        """Of ``driver_ids``, those with no session over every gateway, now marked as being stopped:
+        from then on no gateway places a session on them, so they may be stopped whenever this
+        gateway gets to it. With a lease ``token`` (what the fleet's leader does), only while that
+        lease is held: a leader that lost its lease, however long it was paused, stops nothing."""
+        ...
+
 
 class Alone:
     """A gateway that shares its drivers with none: its counts are the counts; it starts freely."""
@@ -62,3 +69,6 @@ class Alone:
 
     async def unlock_start(self, namespace: str) -> None:
         return None
+
+    async def mark_stopping(self, driver_ids: Sequence[str], token: int | None) -> list[str]:
+        return list(driver_ids)  # (this gateway's own counts are the whole story)

@@ -369,30 +369,15 @@ class ClusterManager:
             if at_cap and ready:  # every driver of the namespace is full: share rather than refuse
                 return self._handed_out(self._choose(ready))
             self._check_backoff(ns)
-            making_room = self._idle_to_stop() if at_cap else None
-            if at_cap:
-                if making_room is None:
-                    raise ResourceExhausted(
-                        f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
-                        f"(max_drivers={self.max_drivers}) and none has been idle for {MIN_IDLE_TO_STOP:.0f}s; "
-                        "try again when sessions end (spark.stop())"
-                    )
-                log.info(
-                    "max_drivers=%d reached: stopping %s (%s, idle for %.0fs) to start a driver for %s",
-                    self.max_drivers,
-                    making_room.id,
-                    making_room.namespace,
-                    time.time() - making_room.last_used,
-                    ns,
-                )
-            stopping = self._retire(making_room) if making_room is not None else None
-            task = asyncio.create_task(self._start(ns, profile, stopping, exclude), name=f"start-driver:{ns}")
+            if at_cap and not self._idle_to_stop():
+                raise self._full(ns)
+            task = asyncio.create_task(self._start(ns, profile, exclude, make_room=at_cap), name=f"start-driver:{ns}")
             self._starting[ns] = task
             task.add_done_callback(self._forget_start(ns))
         try:
             # shield: one waiter giving up (client cancelled) must not kill the start for others.
             started = await asyncio.shield(task)
-        except DriverStartError:
+        except (DriverStartError, ResourceExhausted):
             raise
         except Exception as exc:
             raise Unavailable(f"could not start a driver for {ns}: {exc}") from exc
@@ -458,32 +443,75 @@ class ClusterManager:
         d.last_used = time.time()
         return d
 
-    def _idle_to_stop(self) -> Driver | None:
-        """At ``max_drivers``, the team driver to stop so another namespace can have one: the
-        least recently used of those with no session, idle for at least ``MIN_IDLE_TO_STOP``
-        seconds."""
+    def _idle_to_stop(self) -> list[Driver]:
+        """At ``max_drivers``, the team drivers that may be stopped so another namespace can have
+        one, least recently used first: those with no session, idle for at least
+        ``MIN_IDLE_TO_STOP`` seconds."""
         cutoff = time.time() - MIN_IDLE_TO_STOP
         idle = [
             d
             for d in self._drivers.values()
             if d.namespace != POOL_NAMESPACE and self._load(d) == 0 and d.last_used <= cutoff
         ]
-        if not idle:
-            return None
-        return min(idle, key=lambda x: x.last_used)
+        return sorted(idle, key=lambda x: x.last_used)
+
+    def _full(self, ns: str) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"no driver for {ns}: the platform already runs {len(self._drivers)} drivers "
+            f"(max_drivers={self.max_drivers}) and none has been idle for {MIN_IDLE_TO_STOP:.0f}s; "
+            "try again when sessions end (spark.stop())"
+        )
+
+    async def _make_room(self, ns: str) -> None:
+        """Stop the least recently used idle team driver (one no gateway placed a session on since
+        it was counted: :meth:`_stoppable`) and wait until its process is gone."""
+        for d in self._idle_to_stop():
+            if not await self._stoppable([d], token=None) or self._drivers.get(d.id) is not d:
+                continue  # (in use through another gateway, or stopped here meanwhile)
+            log.info(
+                "max_drivers=%d reached: stopping %s (%s, idle for %.0fs) to start a driver for %s",
+                self.max_drivers,
+                d.id,
+                d.namespace,
+                time.time() - d.last_used,
+                ns,
+            )
+            await asyncio.shield(self._retire(d))  # its JVM is gone before the next one starts
+            return
+        raise self._full(ns)
+
+    async def _stoppable(self, drivers: list[Driver], token: int | None) -> list[Driver]:
+        """Those of ``drivers`` now marked as being stopped over every gateway sharing them (so no
+        session can be placed on them any more): the ones that may be stopped. With a lease
+        ``token``: only while this gateway still leads the fleet with it."""
+        if not drivers or token == 0:
+            return []
+        try:
+            marked = set(await self.fleet.mark_stopping([d.id for d in drivers], token))
+        except Unavailable as exc:
+            log.warning("no driver stopped now: %s", exc.message)
+            return []
+        return [d for d in drivers if d.id in marked]
+
+    def stopping_elsewhere(self, driver_id: str) -> None:
+        """Another gateway is stopping this driver (it had no session on any): none goes to it."""
+        d = self._drivers.get(driver_id)
+        if d is not None and d.state is DriverState.READY:
+            d.state = DriverState.DRAINING
 
     async def _start(
         self,
         namespace: str,
         profile: str,
-        making_room: asyncio.Task[None] | None = None,
         exclude: frozenset[str] = frozenset(),
+        *,
+        make_room: bool = False,
     ) -> Driver:
-        if making_room is not None:
-            await asyncio.shield(making_room)  # its JVM is gone before this one starts
         found = await self._found_elsewhere(namespace, profile, exclude)
         if found is not None:
             return found
+        if make_room:
+            await self._make_room(namespace)
         give_up = time.monotonic() + START_LOCK_SECONDS
         waited = False
         while not await self.fleet.lock_start(namespace, START_LOCK_SECONDS):
@@ -605,6 +633,7 @@ class ClusterManager:
                 or (d.namespace == POOL_NAMESPACE and d.state is DriverState.DRAINING)
             ]
         )
+        idle = [d for d in await self._stoppable(idle, self.leadership.token) if self._drivers.get(d.id) is d]
         for d in idle:
             log.info("driver %s (%s) idle for %.0fs: stopping it", d.id, d.namespace, time.time() - d.last_used)
         if idle:

@@ -19,8 +19,9 @@ slot: ``r:<session>\\x1f<user>`` (the route, JSON), ``u:<session>`` (user ids wi
 session id), ``lost:<session>\\x1f<user>`` (why a gateway dropped a session: every gateway answers
 its next call ``SESSION_CHANGED`` alike, and none places it anew; expires after the session TTL),
 ``used`` (a sorted set: last use per route), ``d:<driver id>`` (the driver's sessions, over every
-replica: what placement and idle expiry count), ``ver``, ``epoch`` and ``events`` (the stream:
-routes deleted, and drivers a replica found dead, which the others probe at once).
+replica: what placement and idle expiry count), ``stopping:<driver id>`` (a driver being stopped:
+no route to it is created), ``ver``, ``epoch`` and ``events`` (the stream: routes deleted, drivers
+a replica found dead, which the others probe at once, and drivers being stopped).
 
 If Redis cannot be reached, placed sessions a replica knows keep working; everything that needs
 Redis (a new session, a session this replica has not seen) fails with UNAVAILABLE and a retry
@@ -55,18 +56,19 @@ log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
 #: Events kept in the stream (approximately): a replica further behind drops its cache.
-_STREAM_LENGTH = 100_000
+STREAM_LENGTH = 100_000
 #: Routes one sweep script handles at a time (each slice is one short Redis command).
 _SWEEP_SLICE = 500
 
-# KEYS: route, users, used, lost marker, version counter, the driver's sessions.
+# KEYS: route, users, used, lost marker, version counter, the driver's sessions, its stopping mark.
 # ARGV: route JSON (without its version), user, member, last use.
-# Returns {'created'|'exists', route JSON} or {'lost', reason} or {'other', user}.
+# Returns {'created'|'exists', route JSON} or {'lost', reason} or {'other', user} or {'stopping', ''}.
 _CREATE = """
 local lost = redis.call('GET', KEYS[4])
 if lost then return {'lost', lost} end
 local current = redis.call('GET', KEYS[1])
 if current then return {'exists', current} end
+if redis.call('EXISTS', KEYS[7]) == 1 then return {'stopping', ''} end
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if u ~= ARGV[2] then return {'other', u} end
 end
@@ -188,9 +190,10 @@ class RedisAffinityStore:
         self._follow: asyncio.Task[None] | None = None
         self.on_evicted: Callable[[Route], None] | None = None
         #: Called with ``(driver_id, state)`` when another replica announces a driver's state
-        #: (:meth:`announce_driver`: ``dead``).
+        #: (:meth:`announce_driver`: ``dead``; ``stopping``: the fleet's leader stops it).
         self.on_driver_event: Callable[[str, str], None] | None = None
-        self._origin = uuid.uuid4().hex[:12]
+        #: This store's mark on the events it writes (it does not act on its own).
+        self.origin = uuid.uuid4().hex[:12]
         #: Commands this store sent to Redis (tests: none per call of a known session).
         self.commands = 0
 
@@ -274,8 +277,8 @@ class RedisAffinityStore:
         await self._call(
             self.redis.xadd(
                 self._events,
-                {"driver": driver_id, "state": state, "from": self._origin},
-                maxlen=_STREAM_LENGTH,
+                {"driver": driver_id, "state": state, "from": self.origin},
+                maxlen=STREAM_LENGTH,
                 approximate=True,
             )
         )
@@ -323,6 +326,7 @@ class RedisAffinityStore:
                 self._prefix + "lost:" + _member(key),
                 self._prefix + "ver",
                 self._prefix + "d:" + route.driver_id,
+                self._prefix + "stopping:" + route.driver_id,
             ],
             args=[_encode(route), route.user_id, _member(key), route.last_used],
             client=pipe,
@@ -339,6 +343,13 @@ class RedisAffinityStore:
             raise PermissionDenied(
                 f"session {route.session_id} belongs to another user; start your own session "
                 "(a new SparkSession gets a new session id)"
+            )
+        if outcome == "stopping":
+            if self.on_driver_event is not None:
+                self.on_driver_event(route.driver_id, "stopping")  # (no other session goes there either)
+            raise Unavailable(
+                f"driver {route.driver_id} is being stopped (it had no session on any gateway); retry",
+                retry_after_seconds=0.5,
             )
         created = outcome == "created"
         if created and wait and replies[1] < wait:
@@ -367,7 +378,7 @@ class RedisAffinityStore:
                     self._events,
                     self._prefix + "lost:" + _member(key),
                 ],
-                args=[user, _member(key), _STREAM_LENGTH, driver_id, lost, max(1, int(lost_ttl)), self._prefix],
+                args=[user, _member(key), STREAM_LENGTH, driver_id, lost, max(1, int(lost_ttl)), self._prefix],
             )
         )
         if raw is None:
@@ -396,7 +407,7 @@ class RedisAffinityStore:
                             idle_before - self.touch_margin,
                             _SWEEP_SLICE,
                             self._prefix,
-                            _STREAM_LENGTH,
+                            STREAM_LENGTH,
                             lost,
                             max(1, int(lost_ttl)),
                         ],
@@ -478,7 +489,7 @@ class RedisAffinityStore:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     driver = fields.get("driver")
-                    if driver and fields.get("from") != self._origin and self.on_driver_event is not None:
+                    if driver and fields.get("from") != self.origin and self.on_driver_event is not None:
                         self.on_driver_event(driver, fields.get("state", ""))
                     member = fields.get("del")
                     if member:

@@ -1,6 +1,7 @@
 """The fleet leader's lease in Redis (``state.backend: redis``): one gateway at a time fills the
 warm pool and stops idle drivers (:mod:`sparkgate.clusters.leader`); and what the gateways share
-about the drivers (:class:`RedisFleet`: sessions per driver, driver starts per namespace).
+about the drivers (:class:`RedisFleet`: sessions per driver, driver starts per namespace, drivers
+being stopped).
 
 Every gateway campaigns every third of the lease: the holder renews it, the others take it once it
 expired. A gateway counts itself leader only until its lease ends by its own monotonic clock, less a
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from sparkgate.errors import Unavailable
-from sparkgate.gateway.affinity_redis import RedisAffinityStore
+from sparkgate.gateway.affinity_redis import STREAM_LENGTH, RedisAffinityStore
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,29 @@ return 0
 """
 
 
+# KEYS: the fleet lease, the event stream. ARGV: key prefix, lease token ('': not the leader's
+# action), seconds a mark lasts, stream length, this gateway's origin, driver ids...
+# Marks (and announces) the drivers with no session over every gateway; returns their ids.
+_MARK_STOPPING = """
+if ARGV[2] ~= '' then
+  local holder = redis.call('GET', KEYS[1])
+  if not holder or string.match(holder, ':(%d+)$') ~= ARGV[2] then return {} end
+end
+local marked = {}
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  if redis.call('SCARD', ARGV[1] .. 'd:' .. id) == 0 then
+    redis.call('SET', ARGV[1] .. 'stopping:' .. id, '1', 'EX', ARGV[3])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'driver', id, 'state', 'stopping', 'from', ARGV[5])
+    table.insert(marked, id)
+  end
+end
+return marked
+"""
+#: Seconds a driver's stopping mark lasts (far longer than a stop takes; then it is forgotten).
+STOPPING_MARK_SECONDS = 600
+
+
 class RedisFleet:
     """:class:`~sparkgate.clusters.leader.SharedFleet` in Redis: sessions per driver are the
     store's ``d:<driver id>`` sets; a driver start for a namespace is a ``start:<namespace>`` key
@@ -115,6 +139,7 @@ class RedisFleet:
         self._value = f"{gateway_id}:{uuid.uuid4().hex[:8]}"
         self._lock = store.redis.register_script(_LOCK)
         self._unlock = store.redis.register_script(_UNLOCK)
+        self._mark = store.redis.register_script(_MARK_STOPPING)
 
     async def sessions_on(self, driver_ids: Sequence[str]) -> dict[str, int] | None:
         return await self._store.sessions_on(driver_ids)
@@ -125,3 +150,17 @@ class RedisFleet:
 
     async def unlock_start(self, namespace: str) -> None:
         await self._store.call(self._unlock(keys=[self._store.key("start:" + namespace)], args=[self._value]))
+
+    async def mark_stopping(self, driver_ids: Sequence[str], token: int | None) -> list[str]:
+        """Marks ``stopping:<driver id>`` (the route script then places no session there) in the
+        same script that counts the driver's sessions and checks the lease: nothing can be placed
+        on a driver between the count and the mark, and a deposed leader's mark is refused."""
+        if not driver_ids or token == 0:
+            return []
+        store = self._store
+        lease = "" if token is None else str(token)
+        args: list[str | int] = [store.key(""), lease, STOPPING_MARK_SECONDS, STREAM_LENGTH, store.origin]
+        marked = await store.call(
+            self._mark(keys=[store.key("leader"), store.key("events")], args=[*args, *driver_ids])
+        )
+        return [str(m) for m in marked]

@@ -203,9 +203,12 @@ class Gateway:
             await self._h2.wait()
 
     def _driver_event(self, driver_id: str, state: str) -> None:
-        """Another replica found a driver dead: see for ourselves now, not at the next probe round."""
+        """Another replica found a driver dead (see for ourselves now, not at the next probe
+        round), or is stopping it (no new session goes there)."""
         if state == "dead":
             self.clusters.report_unreachable(driver_id)
+        elif state == "stopping":
+            self.clusters.stopping_elsewhere(driver_id)
 
     async def _announce_dead(self, driver: Driver, why: str) -> None:
         if self.shared_state is None:
