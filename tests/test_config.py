@@ -230,6 +230,8 @@ def test_paths_in_the_settings_are_absolute_from_where_they_were_loaded(
     assert named == [
         "auth.oidc.ca_file",
         "auth.tokens_file",
+        "kubernetes.kubeconfig",
+        "kubernetes.token_key_file",
         "local.spark_home",
         "runner.gateway_ca_file",
         "state_dir",

@@ -156,6 +156,8 @@ def _with_runner(settings: Settings, args: argparse.Namespace, work: Callable[[R
 async def _run_runner(settings: Settings) -> int:
     from pathlib import Path
 
+    from sparkgate.runner.backends import kubernetes_backend
+    from sparkgate.runner.backends.base import ExecutionBackend
     from sparkgate.runner.backends.local import LocalBackend
     from sparkgate.runner.server import RunnerServer
     from sparkgate.runner.service import Runner
@@ -165,13 +167,17 @@ async def _run_runner(settings: Settings) -> int:
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     r = settings.runner
-    backend = LocalBackend(
-        settings.state_path("jobs"),
-        gateway_url=r.gateway_url,
-        default_driver=r.local_driver,
-        catalog_root=settings.state_path(r.catalog_dir),
-        spark_home=Path(settings.local.spark_home) if settings.local.spark_home else None,
-    )
+    backend: ExecutionBackend
+    if r.backend == "kubernetes":
+        backend = kubernetes_backend(settings)
+    else:
+        backend = LocalBackend(
+            settings.state_path("jobs"),
+            gateway_url=r.gateway_url,
+            default_driver=r.local_driver,
+            catalog_root=settings.state_path(r.catalog_dir),
+            spark_home=Path(settings.local.spark_home) if settings.local.spark_home else None,
+        )
     runner = Runner(
         r,
         JobStore(database_url(r.database_url, settings.state_dir)),

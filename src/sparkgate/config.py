@@ -402,6 +402,65 @@ class LocalProviderSettings(_Section):
         return _refuse_moved(data, "catalog", "environments.<env>.catalog (name, class, root, options)")
 
 
+class KubernetesPodSettings(_Section):
+    """How a driver Pod looks (``provider: kubernetes``): ``kubernetes.pod`` for every profile,
+    ``pool.profiles.<name>.pod`` for one (its fields replace those it sets)."""
+
+    #: Image with Spark (``/opt/spark``) and the local catalog plugin: ``deploy/docker/driver.Dockerfile``.
+    image: str = "ghcr.io/sparkgate/spark-driver:4.1.4"
+    #: When the node pulls the image (Kubernetes ``imagePullPolicy``); a moving tag needs ``Always``.
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    #: CPU the driver container requests (and is limited to).
+    cpu: str = "1"
+    #: Memory of the driver container (request and limit); the JVM heap is 75 % of it.
+    memory: str = "4Gi"
+    #: Service account of driver Pods: it may create, watch and delete its executors' Pods
+    #: (the chart's ``sparkgate-driver`` role) and nothing else.
+    service_account: str = "sparkgate-driver"
+    #: Node labels a driver Pod must run on (Kubernetes ``nodeSelector``), e.g. ``{pool: spark}``.
+    node_selector: dict[str, str] = {}
+    #: Kubernetes tolerations, as in a Pod spec (``key``, ``operator``, ``value``, ``effect``).
+    tolerations: list[dict[str, str]] = []
+
+
+class KubernetesSettings(_Section):
+    """A Kubernetes cluster: driver Pods (``environments.<env>.provider: kubernetes``), batch jobs
+    (``runner.backend: kubernetes``)."""
+
+    #: Namespace of the driver Pods, their Secrets, the fleet Lease and the jobs' SparkApplications.
+    namespace: str = "sparkgate"
+    #: Kubeconfig file to reach the API server; empty: the Pod's service account (in the cluster).
+    kubeconfig: FileSetting = None
+    #: Context of the kubeconfig to use (empty: its current context).
+    context: str = ""
+    #: Driver Pods of every profile (``pool.profiles.<name>.pod`` changes some fields for one).
+    pod: KubernetesPodSettings = KubernetesPodSettings()
+    #: File holding the key each driver's token is derived from (HMAC-SHA256 of its Pod name), so
+    #: that every gateway replica, and a restarted one, can reach every driver without reading a
+    #: Secret, and a token read on one driver opens no other. Every replica must read the same key
+    #: (the Helm chart mounts one Secret into all). Empty: a random key per gateway process —
+    #: drivers it started are not adopted after a restart; they are stopped instead.
+    token_key_file: FileSetting = None
+    #: JVM extensions every driver loads (the batch sandbox, the local catalog): the jar in the
+    #: driver image. Empty: drivers start without it (sandboxed jobs are then refused on them).
+    plugin_jar: str = "local:///opt/sparkgate/sparkgate-driver-plugin.jar"
+    #: Seconds a driver Pod may take to accept connections on 15002 (image pull included).
+    startup_timeout_seconds: float = Field(default=600.0, gt=0)
+    #: Most driver Pods at once (warm, in use and being stopped): what a runaway pool or a
+    #: flood of new teams can cost the cluster at most.
+    max_drivers: int = Field(default=50, gt=0)
+    #: Name of the ``coordination.k8s.io`` Lease held by the gateway that runs the warm pool.
+    lease_name: str = "sparkgate-fleet"
+    #: A driver with sessions is protected from node drains (its Pod is labelled for the chart's
+    #: PodDisruptionBudget) for at most this many seconds after its node is cordoned: it takes no
+    #: new session meanwhile, and then it is released so the drain goes on.
+    drain_grace_seconds: float = Field(default=3600.0, ge=0)
+    #: Label selector of Spark Connect servers run by others, used as drivers but never started
+    #: or stopped by sparkgate (e.g. ``app=team-spark-connect``; their Pods carry
+    #: ``sparkgate.io/namespace`` naming the team namespace they serve). Empty: none.
+    adopt_selector: str = ""
+
+
 class PoolProfile(_Section):
     """A kind of driver: what it runs (Spark version, conf) and how many are kept warm.
 
@@ -418,6 +477,15 @@ class PoolProfile(_Section):
     spark_version: str | None = None
     #: Spark conf for drivers of this profile (on top of ``local.spark_conf``).
     spark_conf: SparkConf = {}
+    #: Driver Pod fields for this profile (``provider: kubernetes``), over ``kubernetes.pod``
+    #: (e.g. ``{memory: 16Gi, node_selector: {pool: highmem}}``).
+    pod: dict[str, Any] = {}
+
+    @field_validator("pod")
+    @classmethod
+    def _pod_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        KubernetesPodSettings.model_validate(v)  # (names and types as in kubernetes.pod)
+        return v
 
 
 class PoolSettings(_Section):
@@ -601,8 +669,8 @@ class KubernetesJobSettings(_Section):
     images: dict[str, str] = {"default": "ghcr.io/sparkgate/spark-job:4.1"}
     #: The job program inside the image.
     main_file: str = "local:///opt/sparkgate/program.py"
-    #: Service account of the driver pod.
-    service_account: str = "spark-driver"
+    #: Service account of the driver pod (the chart's ``sparkgate-driver``: it may run executors).
+    service_account: str = "sparkgate-driver"
     #: Where job output goes, per environment (``{job_id}`` is replaced); ``default`` for the rest.
     output_uris: dict[str, str] = {"default": "s3a://sparkgate-scratch/{environment}/{job_id}"}
     #: Seconds a finished SparkApplication is kept before the operator deletes it (its
@@ -628,6 +696,12 @@ class RunnerSettings(_Section):
     host: str = "127.0.0.1"
     #: gRPC port; 50051 is where Spark Runner clients expect it.
     port: int = Field(default=50051, ge=0, le=65535)
+    #: Where jobs run: ``local`` — processes on this machine (``local_driver``) — or
+    #: ``kubernetes`` — a Spark Operator ``SparkApplication`` per job in ``kubernetes.namespace``
+    #: (``runner.kubernetes``; needs the Spark Operator in the cluster and ``pip install
+    #: 'sparkgate[kubernetes]'``). Jobs on Kubernetes run on when sparkgate stops, and are followed
+    #: again when it starts.
+    backend: Literal["local", "kubernetes"] = "local"
     #: SQLAlchemy URL of the job store; empty = SQLite at ``{state_dir}/runner.db``. PostgreSQL:
     #: ``postgresql+psycopg://user:pass@host/db`` (``pip install 'sparkgate[postgres]'``).
     database_url: str = ""
@@ -647,7 +721,7 @@ class RunnerSettings(_Section):
     default_ttl_seconds: float = Field(default=3600.0, gt=0)
     #: Rows each source is limited to in sandbox mode (``options.sample_limit`` overrides).
     sandbox_sample_limit: int = Field(default=10_000, ge=1)
-    #: Jobs running at once on this machine; more wait as PENDING.
+    #: Jobs running at once (on this machine, or on Kubernetes: ``backend``); more wait as PENDING.
     max_running: int = Field(default=2, ge=1)
     #: Largest manifest Submit accepts, in bytes (nginx ``client_max_body_size``: 1 MiB); larger is
     #: refused before it is parsed.
@@ -691,8 +765,9 @@ class PlaygroundSettings(_Section):
 class EnvironmentSettings(_Section):
     """One environment a client can name."""
 
-    #: Which cluster provider serves this environment.
-    provider: Literal["local"] = "local"
+    #: Which cluster provider serves this environment: ``local`` (drivers on this machine) or
+    #: ``kubernetes`` (driver Pods; the ``kubernetes`` section). All environments use one.
+    provider: Literal["local", "kubernetes"] = "local"
     #: Driver profile (``pool.profiles``) for this environment's sessions.
     profile: str = DEFAULT_PROFILE
     #: Teams whose sessions in this environment use another profile: ``{team: profile}``.
@@ -734,6 +809,7 @@ class Settings(_Section):
     admin: AdminSettings = AdminSettings()
     quotas: QuotaSettings = QuotaSettings()
     local: LocalProviderSettings = LocalProviderSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
@@ -741,6 +817,11 @@ class Settings(_Section):
     runner: RunnerSettings = RunnerSettings()
     playground: PlaygroundSettings = PlaygroundSettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+
+    def max_drivers(self) -> int:
+        """Most drivers at once, as the provider's section says (``local`` or ``kubernetes``)."""
+        kubernetes = any(env.provider == "kubernetes" for env in self.environments.values())
+        return self.kubernetes.max_drivers if kubernetes else self.local.max_drivers
 
     @field_validator("state_dir", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from sparkgate.gateway.h2.buffers import SLAB_BYTES
 from sparkgate.gateway.server import Gateway
 from sparkgate.playground.app import create_app
 from sparkgate.playground.server import PlaygroundServer
+from sparkgate.runner.backends import kubernetes_backend
 from sparkgate.runner.backends.local import LocalBackend
 from sparkgate.runner.server import RunnerServer
 from sparkgate.runner.service import Runner
@@ -48,9 +49,23 @@ log = logging.getLogger(__name__)
 
 def build_provider(settings: Settings) -> ClusterProvider:
     providers = {env.provider for env in settings.environments.values()}
-    if providers != {"local"}:  # pragma: no cover - only 'local' exists so far
-        raise NotImplementedError(f"providers {sorted(providers)} are not available yet")
+    if len(providers) > 1:
+        raise ConfigError(
+            f"environments use providers {sorted(providers)}: one gateway serves one provider "
+            "(set environments.<env>.provider alike, or run a gateway per provider)"
+        )
     g = settings.gateway
+    if providers == {"kubernetes"}:
+        try:
+            from sparkgate.clusters.kubernetes import KubernetesProvider
+        except ImportError as exc:  # (lightkube: the kubernetes extra)
+            raise ConfigError(f"provider kubernetes needs pip install 'sparkgate[kubernetes]': {exc}") from None
+        return KubernetesProvider(
+            settings.kubernetes,
+            profiles=settings.pool.all_profiles(),
+            max_message_bytes=g.max_message_bytes,
+            reattach_buffer_bytes=reattach_buffer_bytes(g),
+        )
     return LocalProvider(
         settings.local,
         settings.state_dir,
@@ -86,7 +101,7 @@ class Platform:
             profile_for=settings.profile_for,
             catalogs=settings.profile_catalogs(),
             placement=placement.policy(pool.placement),
-            max_drivers=settings.local.max_drivers,
+            max_drivers=settings.max_drivers(),
             sessions_per_driver=pool.sessions_per_driver,
             health=settings.health,
             driver_idle_ttl=pool.driver_idle_ttl_seconds,
@@ -148,6 +163,18 @@ class Platform:
 
     async def _start_runner(self) -> None:
         r, s = self.settings.runner, self.settings
+        backend = kubernetes_backend(s) if r.backend == "kubernetes" else await self._local_backend()
+        store = JobStore(database_url(r.database_url, s.state_dir))
+        self.runner = Runner(
+            r, store, backend, list(s.environments), data_roots={n: e.data_roots for n, e in s.environments.items()}
+        )
+        await self.runner.start()
+        self.runner_server = RunnerServer(self.runner, r.host, r.port, guard=self.gateway.guard)
+        await self.runner_server.start()
+
+    async def _local_backend(self) -> LocalBackend:
+        """Jobs as processes here: on the pool's drivers through this gateway, or their own."""
+        r, s = self.settings.runner, self.settings
         catalog = s.state_path(r.catalog_dir)
         if not (catalog / "samples").is_dir():
             await asyncio.to_thread(write_sample_catalog, catalog)
@@ -161,7 +188,7 @@ class Platform:
                 log.warning("TLS is on but runner.gateway_ca_file is not set: pool jobs may not trust the gateway")
         # pyspark sends a token over plaintext only to the literal host "localhost".
         host = "localhost" if token or s.tls.enabled else "127.0.0.1"
-        backend = LocalBackend(
+        return LocalBackend(
             s.state_path("jobs"),
             gateway_url=f"sc://{host}:{self.gateway.port}",
             gateway_token=token,
@@ -173,13 +200,6 @@ class Platform:
             spark_home=Path(s.local.spark_home) if s.local.spark_home else None,
             ui_lookup=self._ui_for_session,
         )
-        store = JobStore(database_url(r.database_url, s.state_dir))
-        self.runner = Runner(
-            r, store, backend, list(s.environments), data_roots={n: e.data_roots for n, e in s.environments.items()}
-        )
-        await self.runner.start()
-        self.runner_server = RunnerServer(self.runner, r.host, r.port, guard=self.gateway.guard)
-        await self.runner_server.start()
 
     def _ui_for_session(self, user: str, session_id: str) -> str | None:
         route = self.gateway.store.get((user, session_id))
@@ -199,7 +219,8 @@ class Platform:
         if self.runner_server is not None:
             await self.runner_server.stop()
         if self.runner is not None:
-            await self.runner.close(stop_jobs=True)  # its pool jobs would lose the gateway anyway
+            # Local jobs would lose this gateway anyway; jobs on Kubernetes run on, and are adopted.
+            await self.runner.close(stop_jobs=self.settings.runner.backend == "local")
         if self.admin is not None:
             await self.admin.stop()
         try:

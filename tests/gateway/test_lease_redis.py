@@ -162,7 +162,7 @@ async def test_a_driver_another_gateway_is_stopping_takes_no_new_session() -> No
     cm = ClusterManager(p, pool_size=0, max_drivers=4)
     await cm.start()
     d = await cm.acquire("fe", "prod")
-    cm.stopping_elsewhere(d.id)
+    cm.drain(d.id, "another gateway is stopping it")
     e = await cm.acquire("fe", "prod")
     assert e.id != d.id and cm.get(d.id) is d  # (gone once its process is)
     await cm.close(stop_drivers=False)

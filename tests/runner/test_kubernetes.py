@@ -59,6 +59,13 @@ def test_spark_application_from_a_manifest() -> None:
     assert spec["executor"]["instances"] == 1 and spec["restartPolicy"] == {"type": "Never"}
 
 
+def test_an_application_made_in_another_namespace_names_the_job_s() -> None:
+    job = _job()
+    app = build_spark_application(job, parse_manifest(GOOD), SETTINGS, namespace="sparkgate")
+    assert app["metadata"]["namespace"] == "sparkgate"
+    assert app["metadata"]["annotations"]["sparkgate.io/namespace"] == job.namespace == "sjns-feature-engineering-prod"
+
+
 def test_environment_defaults_and_protected_conf() -> None:
     manifest = parse_manifest(GOOD.replace("spec:\n", "spec:\n  sparkConf: {spark.plugins: evil, spark.x: '1'}\n", 1))
     # staging keeps the default catalog: the path catalog exists only on local drivers.

@@ -312,6 +312,42 @@ async def test_watch_pushes_state_changes_and_new_log_lines(db_url: str) -> None
         assert err.value.code() is grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_backend_s_steps_are_recorded_as_they_come_and_watches_see_each(db_url: str) -> None:
+    fake = FakeExecution()
+    async with serve(db_url, fake) as (_, stub):
+        job = (await stub.Submit(submit())).job_id
+        await wait_state(stub, job, "RUNNING")
+        events = stub.Watch(pb.WatchRequest(job_id=job))
+        assert (await events.read()).state.state == "RUNNING"
+        await fake.step(job, "RUNNING", "SUBMITTED: the driver is starting", handle={"app": "a", "step": 1})
+        submitted = await events.read()
+        assert submitted.state.history[-1].message == "SUBMITTED: the driver is starting"
+        await fake.step(job, "SUSPENDED", "SUSPENDED: the application is suspended")
+        suspended = await events.read()
+        assert suspended.state.state == "SUSPENDED" and suspended.state.history[-1].state == "SUSPENDED"
+        await fake.finish(job)
+        done = (await events.read()).state
+        assert await events.read() is grpc.aio.EOF
+        assert [(h.state, h.message) for h in done.history][1:] == [
+            ("RUNNING", "started on fake"),
+            ("RUNNING", "SUBMITTED: the driver is starting"),
+            ("SUSPENDED", "SUSPENDED: the application is suspended"),
+            ("COMPLETED", "finished"),
+        ]
+    assert JobStore(db_url).get(job).handle == {"app": "a", "step": 1}  # a step may say where the work is now
+
+
+async def test_an_end_reported_at_once_is_recorded_after_the_start(db_url: str) -> None:
+    """A backend may see the work end while the runner still records its start: the history stays
+    in order, and no TTL is left to time out a finished job."""
+    fake = FakeExecution(auto_complete=0)
+    async with serve(db_url, fake) as (runner, stub):
+        job = (await stub.Submit(submit())).job_id
+        done = await wait_state(stub, job, "COMPLETED")
+        assert [h.state for h in done.history] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert not runner._deadlines and not runner._running
+
+
 def test_a_followed_log_is_cut_into_bounded_lines() -> None:
     from sparkgate.runner.service import MAX_LOG_LINE, _LogFollower
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from sparkgate.clusters.leader import Lease
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings
 
 
@@ -60,6 +61,8 @@ class Driver:
     #: What it was started with (:meth:`DriverSpec.fingerprint`, as its provider extends it); ``""``
     #: if unknown (not started by sparkgate, or by a version that did not record it).
     fingerprint: str = ""
+    #: Run by others (adopted by label): used for sessions, never stopped, expired or replaced.
+    external: bool = False
 
     @property
     def auth_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -116,14 +119,18 @@ class DriverSpec:
 class ClusterProvider(Protocol):
     """Starts, stops and lists drivers on one engine. Use as an async context manager.
 
-    The last four members are optional capabilities: :class:`ProviderBase` gives every provider
-    their no-op defaults, and a provider overrides what it can do.
+    The optional capabilities (``on_exit``, ``on_drain``, ``fingerprint``, ``check_spec``, ``claim``,
+    ``fleet_lease``, ``discard``): :class:`ProviderBase` gives every provider their no-op defaults, and a
+    provider overrides what it can do.
     """
 
     name: str
     #: Called with ``(driver_id, returncode)`` when a driver's process exits on its own (a crash,
     #: ``kill -9``, OOM), for a provider that watches its drivers; the cluster manager sets it.
     on_exit: Callable[[str, int | None], None] | None
+    #: Called with ``(driver_id, why)`` when a driver should take no new session (its node is
+    #: being drained), for a provider that sees it coming; the cluster manager sets it.
+    on_drain: Callable[[str, str], None] | None
 
     def fingerprint(self, spec: DriverSpec) -> str:
         """What a driver started from ``spec`` here is made of: an adopted driver whose fingerprint
@@ -156,6 +163,17 @@ class ClusterProvider(Protocol):
         """Drivers this provider is running now, including ones started before a restart."""
         ...
 
+    def fleet_lease(self, identity: str, on_elected: Callable[[], None]) -> Lease | None:
+        """The lease electing which gateway sharing these drivers looks after them, if the
+        provider's engine keeps one; ``None``: none (a gateway alone, or state shared in Redis)."""
+        ...
+
+    async def discard(self, driver: Driver) -> None:
+        """A driver this gateway found dead (it exited, or failed its probes): remove what is left
+        of it — unless others may still reach it (a driver Pod another gateway can reach is
+        theirs to judge; it is stopped once it is really gone)."""
+        ...
+
     async def __aenter__(self) -> ClusterProvider: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -167,6 +185,7 @@ class ProviderBase:
     keeps no records shared with other gateways subclasses this and overrides nothing."""
 
     on_exit: Callable[[str, int | None], None] | None = None
+    on_drain: Callable[[str, str], None] | None = None
 
     def fingerprint(self, spec: DriverSpec) -> str:
         return spec.fingerprint()
@@ -177,3 +196,12 @@ class ProviderBase:
     async def claim(self, driver: Driver, namespace: str) -> str:
         # Nothing shared to race with: the one gateway using these drivers decides alone.
         return namespace
+
+    def fleet_lease(self, identity: str, on_elected: Callable[[], None]) -> Lease | None:
+        """The lease that elects which of the gateways sharing these drivers looks after them,
+        where the provider's engine keeps one (Kubernetes: a ``Lease``); ``None``: none here."""
+        return None
+
+    async def discard(self, driver: Driver) -> None:
+        # A driver only this gateway's host could reach: nothing of it may be left running.
+        await self.stop_driver(driver)  # type: ignore[attr-defined]

@@ -26,6 +26,15 @@ class Leadership(Protocol):
         ...
 
 
+class Lease(Leadership, Protocol):
+    """A :class:`Leadership` won and kept by campaigning: :meth:`campaign` every
+    ``lease_seconds / 3`` (in Redis, or a Kubernetes ``Lease``)."""
+
+    lease_seconds: float
+
+    async def campaign(self) -> None: ...
+
+
 class AlwaysLeader:
     """A gateway on its own: it is the leader."""
 

@@ -41,7 +41,7 @@ from sparkgate.clusters.catalog import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
-from sparkgate.spark.conf import merge_conf
+from sparkgate.spark.conf import merge_conf, properties_text
 from sparkgate.spark.home import default_spark_home, spark_version_of, version_matches
 
 log = logging.getLogger(__name__)
@@ -117,30 +117,9 @@ def _pid_is_our_driver(pid: int, driver_id: str) -> bool:
     return CONNECT_SERVER_CLASS.encode() in cmdline and driver_id.encode() in cmdline
 
 
-def _escape_property(text: str, *, key: bool) -> str:
-    """``text`` as java.util.Properties reads it back (keys also escape separators and spaces)."""
-    out = []
-    for i, ch in enumerate(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch in "=:#!" and key:
-            out.append("\\" + ch)
-        elif ch == " " and (key or i == 0):
-            out.append("\\ ")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def write_properties(path: Path, conf: dict[str, str]) -> None:
     """Write ``conf`` as a Java properties file (UTF-8, as spark-submit reads it), mode 0600."""
-    text = "".join(f"{_escape_property(k, key=True)}={_escape_property(v, key=False)}\n" for k, v in conf.items())
+    text = properties_text(conf)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write("# written by sparkgate for this driver (from configuration; may hold secrets)\n")

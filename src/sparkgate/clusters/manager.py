@@ -129,7 +129,10 @@ class ClusterManager:
         self.fleet: SharedFleet = Alone()
         #: Sessions per driver over every gateway sharing it, as last counted (:meth:`_count_shared`).
         self._shared_sessions: dict[str, int] = {}
+        #: Drivers another gateway is stopping (idle over all of them): their end is expected.
+        self._stopped_elsewhere: set[str] = set()
         provider.on_exit = self._driver_exited
+        provider.on_drain = self.drain
 
     @property
     def pool_size(self) -> int:
@@ -141,7 +144,8 @@ class ClusterManager:
     async def start(self) -> None:
         """Adopt running drivers, then fill the warm pool and keep the registry in step, in the background."""
         for d in await self.provider.list_drivers():
-            self._adopt(d)
+            if d.state in (DriverState.READY, DriverState.DRAINING):  # (starting, crashed, going: not taken)
+                self._adopt(d)
         self.refill_pool()
         if any(d.state is DriverState.DRAINING and d.namespace == POOL_NAMESPACE for d in self._drivers.values()):
             self._tasks.spawn("stop-outdated", self.expire_idle())
@@ -153,7 +157,9 @@ class ClusterManager:
 
     def _adopt(self, d: Driver) -> None:
         where = d.namespace or "pool"
-        if d.fingerprint and d.fingerprint != self._fingerprint(self._spec(d.namespace, d.profile)):
+        if d.state is DriverState.DRAINING:  # (its provider says so: e.g. its node is being drained)
+            log.warning("adopted driver %s (%s) takes no new sessions: its provider drains it", d.id, where)
+        elif d.fingerprint and d.fingerprint != self._fingerprint(self._spec(d.namespace, d.profile)):
             # Started before its profile's Spark conf, catalog or Spark version changed: it keeps
             # the sessions it has (a restarted gateway restores their routes) but takes no new
             # ones, and is stopped once it has none (:meth:`expire_idle`); the pool starts a
@@ -231,7 +237,9 @@ class ClusterManager:
         """
         listed = {d.id: d for d in await self.provider.list_drivers()}
         for d in list(self._drivers.values()):
-            if d.id not in listed and d.state is not DriverState.DEAD:
+            if d.id not in listed and d.id in self._stopped_elsewhere:
+                self._driver_exited(d.id, None)  # (stopped by another gateway: no crash)
+            elif d.id not in listed and d.state is not DriverState.DEAD:
                 log.warning("driver %s is no longer listed by the %s provider", d.id, self.provider.name)
                 if self.health is not None:
                     await self.health.declare_dead(d, f"no longer listed by the {self.provider.name} provider")
@@ -256,9 +264,14 @@ class ClusterManager:
         self._dead_listeners.append(listener)
 
     def _driver_exited(self, driver_id: str, returncode: int | None) -> None:
-        """The provider saw a driver process exit that nobody asked to stop."""
+        """The provider saw a driver process exit that nobody asked to stop (here)."""
         d = self._drivers.get(driver_id)
         if d is None:
+            return
+        if driver_id in self._stopped_elsewhere:  # another gateway stopped it, idle: no crash
+            self._stopped_elsewhere.discard(driver_id)
+            self._drivers.pop(driver_id, None)
+            log.info("driver %s was stopped by another gateway", driver_id)
             return
         why = f"process exited with code {returncode}"
         if self.health is not None:
@@ -286,7 +299,7 @@ class ClusterManager:
             except Exception:
                 log.exception("driver-dead listener failed for %s", driver.id)
         try:
-            await self.provider.stop_driver(driver)  # make sure nothing of it is left running
+            await self.provider.discard(driver)  # make sure nothing of it is left running
         except Exception:
             log.exception("could not clean up dead driver %s", driver.id)
         self.refill_pool()
@@ -451,7 +464,7 @@ class ClusterManager:
         idle = [
             d
             for d in self._drivers.values()
-            if d.namespace != POOL_NAMESPACE and self._load(d) == 0 and d.last_used <= cutoff
+            if d.namespace != POOL_NAMESPACE and self._load(d) == 0 and d.last_used <= cutoff and not d.external
         ]
         return sorted(idle, key=lambda x: x.last_used)
 
@@ -466,7 +479,7 @@ class ClusterManager:
         """Stop the least recently used idle team driver (one no gateway placed a session on since
         it was counted: :meth:`_stoppable`) and wait until its process is gone."""
         for d in self._idle_to_stop():
-            if not await self._stoppable([d], token=None) or self._drivers.get(d.id) is not d:
+            if not await self._stoppable([d], token=None, quiet=False) or self._drivers.get(d.id) is not d:
                 continue  # (in use through another gateway, or stopped here meanwhile)
             log.info(
                 "max_drivers=%d reached: stopping %s (%s, idle for %.0fs) to start a driver for %s",
@@ -480,23 +493,34 @@ class ClusterManager:
             return
         raise self._full(ns)
 
-    async def _stoppable(self, drivers: list[Driver], token: int | None) -> list[Driver]:
+    async def _stoppable(self, drivers: list[Driver], token: int | None, *, quiet: bool = True) -> list[Driver]:
         """Those of ``drivers`` now marked as being stopped over every gateway sharing them (so no
         session can be placed on them any more): the ones that may be stopped. With a lease
-        ``token``: only while this gateway still leads the fleet with it."""
+        ``token``: only while this gateway still leads the fleet with it. ``quiet``: none if the
+        shared state does not answer (else its UNAVAILABLE, to retry)."""
         if not drivers or token == 0:
             return []
         try:
             marked = set(await self.fleet.mark_stopping([d.id for d in drivers], token))
         except Unavailable as exc:
+            if not quiet:
+                raise
             log.warning("no driver stopped now: %s", exc.message)
             return []
         return [d for d in drivers if d.id in marked]
 
-    def stopping_elsewhere(self, driver_id: str) -> None:
-        """Another gateway is stopping this driver (it had no session on any): none goes to it."""
+    def drain(self, driver_id: str, why: str, *, stopping: bool = False) -> None:
+        """No new session goes to this driver (another gateway is stopping it: ``stopping``; its
+        node is being drained); its sessions go on while it runs."""
         d = self._drivers.get(driver_id)
-        if d is not None and d.state is DriverState.READY:
+        if d is None:
+            return
+        if stopping:
+            self._stopped_elsewhere.add(driver_id)  # (its end is no crash)
+            while len(self._stopped_elsewhere) > 1000:
+                self._stopped_elsewhere.pop()
+        if d.state is DriverState.READY:
+            log.info("driver %s takes no new session: %s", driver_id, why)
             d.state = DriverState.DRAINING
 
     async def _start(
@@ -510,8 +534,6 @@ class ClusterManager:
         found = await self._found_elsewhere(namespace, profile, exclude)
         if found is not None:
             return found
-        if make_room:
-            await self._make_room(namespace)
         give_up = time.monotonic() + START_LOCK_SECONDS
         waited = False
         while not await self.fleet.lock_start(namespace, START_LOCK_SECONDS):
@@ -523,16 +545,18 @@ class ClusterManager:
             found = await self._found_elsewhere(namespace, profile, exclude)
             if found is not None:
                 return found
-        if waited:  # (the other start may have ended between the last look and the lock)
-            found = await self._found_elsewhere(namespace, profile, exclude)
-            if found is not None:
-                await self.fleet.unlock_start(namespace)
-                return found
         try:
-            d = await self.provider.start_driver(self._spec(namespace, profile))
-        except Exception as exc:
-            self._start_failed(namespace, exc)
-            raise
+            if waited:  # (the other start may have ended between the last look and the lock)
+                found = await self._found_elsewhere(namespace, profile, exclude)
+                if found is not None:
+                    return found
+            if make_room and self._in_use() - 1 >= self.max_drivers:  # (this start counts itself)
+                await self._make_room(namespace)
+            try:
+                d = await self.provider.start_driver(self._spec(namespace, profile))
+            except Exception as exc:
+                self._start_failed(namespace, exc)
+                raise
         finally:
             try:
                 await self.fleet.unlock_start(namespace)
@@ -629,8 +653,11 @@ class ClusterManager:
             [
                 d
                 for d in self._drivers.values()
-                if (d.namespace != POOL_NAMESPACE and d.last_used < cutoff)
-                or (d.namespace == POOL_NAMESPACE and d.state is DriverState.DRAINING)
+                if not d.external
+                and (
+                    (d.namespace != POOL_NAMESPACE and d.last_used < cutoff)
+                    or (d.namespace == POOL_NAMESPACE and d.state is DriverState.DRAINING)
+                )
             ]
         )
         idle = [d for d in await self._stoppable(idle, self.leadership.token) if self._drivers.get(d.id) is d]

@@ -455,8 +455,13 @@ class RedisAffinityStore:
             log.warning("the shared state lost data (its epoch changed): writing back %d route(s)", len(self._routes))
             for route in list(self._routes.values()):
                 self._drop(route.key, evicted=False)
-                placed, _ = await self.create(route)
-                if placed.driver_id != route.driver_id and self.on_evicted is not None:
+                try:
+                    placed, _ = await self.create(route)
+                except Unavailable as exc:
+                    if "being stopped" not in exc.message:
+                        raise
+                    placed = None  # (its driver is being stopped: the session goes with it)
+                if (placed is None or placed.driver_id != route.driver_id) and self.on_evicted is not None:
                     self.on_evicted(route)  # another replica placed it meanwhile: theirs stands
         self._epoch = epoch
 

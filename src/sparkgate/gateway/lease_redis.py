@@ -12,19 +12,16 @@ hold the lease. Each new holder gets a higher fencing token.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from sparkgate.errors import Unavailable
 from sparkgate.gateway.affinity_redis import STREAM_LENGTH, RedisAffinityStore
+from sparkgate.leases import TimedLease
 
 log = logging.getLogger(__name__)
 
 #: Seconds a lease lasts unless renewed (a new leader takes over within about this long).
 LEASE_SECONDS = 10.0
-#: Part of the lease a holder trusts, by its own clock (the rest covers clock rate and delays).
-_TRUSTED = 0.8
 
 # KEYS: lease, token counter. ARGV: this gateway's id, lease ms.
 # Returns the token of the lease this gateway holds now, or 0.
@@ -44,7 +41,7 @@ return token
 """
 
 
-class RedisLease:
+class RedisLease(TimedLease):
     """:class:`~sparkgate.clusters.leader.Leadership` held in Redis; call :meth:`campaign` every
     ``lease_seconds / 3``."""
 
@@ -55,40 +52,15 @@ class RedisLease:
         lease_seconds: float = LEASE_SECONDS,
         on_elected: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__(lease_seconds, on_elected, "fleet lease in Redis")
         self._store = store
         self._id = gateway_id
-        self.lease_seconds = lease_seconds
-        self._on_elected = on_elected
         self._campaign = store.redis.register_script(_CAMPAIGN)
         self._keys = [store.key("leader"), store.key("leader-token")]
-        self._token = 0
-        self._until = 0.0
 
-    @property
-    def token(self) -> int:
-        return self._token if self.is_leader() else 0
-
-    def is_leader(self) -> bool:
-        return self._token > 0 and time.monotonic() < self._until
-
-    async def campaign(self) -> None:
-        asked = time.monotonic()
-        was = self.is_leader()
-        try:
-            token = int(
-                await self._store.call(self._campaign(keys=self._keys, args=[self._id, int(self.lease_seconds * 1000)]))
-            )
-        except Unavailable as exc:
-            log.warning("fleet lease not renewed: %s", exc.message)
-            return  # (is_leader() runs out with the lease it had)
-        self._token = token
-        self._until = asked + self.lease_seconds * _TRUSTED if token else 0.0
-        if token and not was:
-            log.info("this gateway now looks after the driver fleet (lease token %d)", token)
-            if self._on_elected is not None:
-                self._on_elected()
-        elif was and not token:
-            log.warning("another gateway now looks after the driver fleet")
+    async def _round(self, asked: float) -> int:
+        ms = int(self.lease_seconds * 1000)
+        return int(await self._store.call(self._campaign(keys=self._keys, args=[self._id, ms])))
 
 
 # KEYS: the lock. ARGV: this gateway's value, ms. Taken if free or already this gateway's (a

@@ -19,6 +19,7 @@ from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import Driver
+from sparkgate.clusters.leader import Lease
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import Settings
 from sparkgate.errors import ConfigError, Unavailable
@@ -124,10 +125,14 @@ class Gateway:
         self.replicas: list[dict[str, Any]] = []
         #: Gateways sharing the fleet: the one holding this lease fills the pool and stops idle
         #: drivers. Set before the cluster manager starts, so no replica fills the pool unelected.
-        self.lease: RedisLease | None = None
-        if self.shared_state is not None:
+        self.lease: Lease | None = None
+        if self.shared_state is not None:  # (the lease beside the session counts fences each stop)
             self.lease = RedisLease(self.shared_state, self.replica_id, on_elected=clusters.refill_pool)
+        else:
+            self.lease = clusters.provider.fleet_lease(self.replica_id, clusters.refill_pool)
+        if self.lease is not None:
             clusters.leadership = self.lease
+        if self.shared_state is not None:
             clusters.fleet = RedisFleet(self.shared_state, self.replica_id)
             self.shared_state.on_driver_event = self._driver_event
             clusters.on_driver_dead(self._announce_dead)
@@ -208,7 +213,7 @@ class Gateway:
         if state == "dead":
             self.clusters.report_unreachable(driver_id)
         elif state == "stopping":
-            self.clusters.stopping_elsewhere(driver_id)
+            self.clusters.drain(driver_id, "another gateway is stopping it", stopping=True)
 
     async def _announce_dead(self, driver: Driver, why: str) -> None:
         if self.shared_state is None:

@@ -2,8 +2,8 @@
 
 :func:`build_spark_application` translates a job and its manifest into the custom resource the
 Spark Operator (``sparkoperator.k8s.io/v1beta2``) runs; :func:`map_state` turns the operator's
-application states into the runner's. The API client that creates, watches and deletes these
-objects is the Kubernetes provider's (a later issue); everything here is plain data, unit-tested.
+application states into the runner's. Everything here is plain data, unit-tested; the execution
+backend that applies, watches and deletes these objects is :mod:`sparkgate.runner.backends.kubernetes`.
 
 Sandbox mode is enforced by the job program (``--sandbox``: sinks only under the job's output,
 sampled sources), not by Spark conf (``spark.sql.readOnly`` is not a Spark setting); resources
@@ -31,6 +31,14 @@ from sparkgate.runner.jobs import (
 from sparkgate.runner.manifest import Manifest
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
+#: Labels of every SparkApplication sparkgate makes: who made it, and which job it runs.
+MANAGED_BY = "app.kubernetes.io/managed-by"
+JOB_ID = "sparkgate.io/job-id"
+#: Selects sparkgate's SparkApplications (and only those) in a namespace.
+SELECTOR = f"{MANAGED_BY}=sparkgate,{JOB_ID}"
+#: Annotation naming the job's team namespace (``sjns-{team}-{env}``) where the application
+#: itself lives in another (the runner's ``kubernetes.namespace``).
+TEAM_NAMESPACE = "sparkgate.io/namespace"
 #: Spark conf sparkgate sets that a manifest's sparkConf may not change.
 PROTECTED_CONF = frozenset({"spark.plugins", "spark.connect.grpc.binding.port", "spark.kubernetes.namespace"})
 
@@ -66,17 +74,28 @@ def _per_env(table: dict[str, str], environment: str) -> str:
     return table.get(environment) or table.get("default", "")
 
 
+def output_uri(job: Job, settings: KubernetesJobSettings) -> str:
+    """Where the job writes its output (``runner.kubernetes.output_uris``, for its environment)."""
+    return _per_env(settings.output_uris, job.environment).format(job_id=job.id, environment=job.environment)
+
+
 def build_spark_application(
-    job: Job, manifest: Manifest, settings: KubernetesJobSettings, catalog: CatalogSettings | None = None
+    job: Job,
+    manifest: Manifest,
+    settings: KubernetesJobSettings,
+    catalog: CatalogSettings | None = None,
+    *,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    """The SparkApplication for ``job``; ``catalog`` is its environment's (``environments.<env>.catalog``).
+    """The SparkApplication for ``job``; ``catalog`` is its environment's (``environments.<env>.catalog``),
+    ``namespace`` the Kubernetes namespace it is made in (None: the job's team namespace).
 
     The built-in path catalog exists only on local drivers, so it adds nothing here; any other
     catalog class (production: Unity Catalog) becomes ``spark.sql.catalog.<name>`` and its options.
     """
     spec = manifest.spec
     res = spec.resources
-    output = _per_env(settings.output_uris, job.environment).format(job_id=job.id, environment=job.environment)
+    output = output_uri(job, settings)
     args = ["--manifest-yaml", job.manifest, "--scratch", output]
     if job.options.get("sandbox") == "true":
         args += ["--sandbox", "--sample-limit", job.options.get("sample_limit", "10000")]
@@ -102,13 +121,18 @@ def build_spark_application(
         "environment": label_value(job.environment),
         "user": label_value(job.user),
         "job-type": "playground" if job.environment in ("local", "test") else "batch",
-        "app.kubernetes.io/managed-by": "sparkgate",
-        "sparkgate.io/job-id": label_value(job.id),
+        MANAGED_BY: "sparkgate",
+        JOB_ID: label_value(job.id),
     }
     return {
         "apiVersion": API_VERSION,
         "kind": "SparkApplication",
-        "metadata": {"name": job.id, "namespace": job.namespace, "labels": labels},
+        "metadata": {
+            "name": job.id,
+            "namespace": namespace or job.namespace,
+            "labels": labels,
+            "annotations": {TEAM_NAMESPACE: job.namespace},
+        },
         "spec": {
             "type": "Python",
             "pythonVersion": "3",

@@ -281,6 +281,14 @@ def record_session(scratch: str | Path) -> None:
         pass
 
 
+def failure_in_log(text: str) -> str | None:
+    """Why the job failed or was refused, as its last such line in ``text`` (its log) says."""
+    for line in reversed(text.splitlines()):
+        if "] failed: " in line or "] refused: " in line:
+            return line.split("] ", 1)[1].split(": ", 1)[1]
+    return None
+
+
 def read_error(scratch: str | Path) -> str | None:
     try:
         return (Path(scratch) / ERROR_FILE).read_text() or None

@@ -2,7 +2,8 @@
 
 :class:`Runner` is the logic behind the gRPC service (:mod:`.server`), the CLI and the Playground.
 Submit validates the manifest and options, records the job PENDING and starts it when a slot is
-free (``runner.max_running``); the backend reports how the work ended. A supervisor cancels jobs
+free (``runner.max_running``); the backend reports each step the work takes (recorded in the job's
+history as it comes: Watch streams see it) and how it ended. A supervisor cancels jobs
 past their TTL. On start, jobs a previous runner left PENDING or RUNNING are reconciled — their
 processes re-adopted, or their outcome recorded — never silently lost.
 """
@@ -14,14 +15,14 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.config import RunnerSettings
 from sparkgate.errors import BadRequest, ResourceExhausted
-from sparkgate.runner.backends.base import ExecutionBackend, Outcome
+from sparkgate.runner.backends.base import ExecutionBackend, OnDone, OnProgress, Outcome, Progress
 from sparkgate.runner.jobs import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Event, Job, job_id, namespace_for_job
 from sparkgate.runner.manifest import (
     Manifest,
@@ -136,7 +137,7 @@ class Runner:
         per_minute = settings.submits_per_minute_per_user
         self._submits = TokenBuckets(per_minute / 60.0, per_minute, "user", "runner.submits_per_minute_per_user")
         self._admitting = asyncio.Lock()
-        #: Jobs being launched now (see _launch).
+        #: Jobs being launched or adopted now (see _launch): what their backend reports waits for it.
         self._launching: dict[str, asyncio.Future[None]] = {}
         #: Watches of each job, woken when its state changes, and watches open per user.
         self._watches: dict[str, set[asyncio.Event]] = {}
@@ -284,13 +285,25 @@ class Runner:
 
     async def _launch(self, job: Job) -> None:
         # A Cancel arriving meanwhile waits for this: it then finds the job RUNNING with its
-        # process recorded (or not started at all), never half-launched.
-        launched = self._launching[job.id] = asyncio.get_running_loop().create_future()
-        try:
+        # process recorded (or not started at all), never half-launched. So do the backend's
+        # reports: a step or an end it sees at once is recorded after the start, not before it.
+        async with self._launching_now(job.id):
             await self._launch_now(job)
+
+    @contextlib.asynccontextmanager
+    async def _launching_now(self, jid: str) -> AsyncIterator[None]:
+        launched = self._launching[jid] = asyncio.get_running_loop().create_future()
+        try:
+            yield
         finally:
-            self._launching.pop(job.id, None)
+            self._launching.pop(jid, None)
             launched.set_result(None)
+
+    async def _launched(self, jid: str) -> None:
+        """Wait until the job's launch (or adoption) is recorded, if it is under way."""
+        launching = self._launching.get(jid)
+        if launching is not None:
+            await asyncio.shield(launching)
 
     async def _launch_now(self, job: Job) -> None:
         job = await asyncio.to_thread(self.store.get, job.id)
@@ -299,7 +312,7 @@ class Runner:
         manifest = parse_manifest(job.manifest)
         self._running.add(job.id)
         try:
-            launch = await self.backend.start(job, manifest, self._on_done(job.id))
+            launch = await self.backend.start(job, manifest, self._on_done(job.id), self._on_progress(job.id))
         except Exception as exc:
             self._running.discard(job.id)
             log.exception("job %s could not be started", job.id)
@@ -310,7 +323,7 @@ class Runner:
             self.store.transition,
             job.id,
             RUNNING,
-            f"started on {job.backend}",
+            launch.message or f"started on {job.backend}",
             handle=launch.handle,
             log_path=launch.log_path,
             scratch_dir=launch.scratch_dir,
@@ -321,12 +334,23 @@ class Runner:
         self._changed(job.id)
         self._deadlines[job.id] = time.monotonic() + float(job.options.get("ttl_seconds", 3600))
 
-    def _on_done(self, jid: str) -> Any:
+    def _on_done(self, jid: str) -> OnDone:
         async def done(outcome: Outcome) -> None:
+            await self._launched(jid)
             output = str(outcome.details.get("output_path", "")) if outcome.details else ""
             await self._finish(jid, outcome.state, outcome.error, output_path=output)
 
         return done
+
+    def _on_progress(self, jid: str) -> OnProgress:
+        async def progress(step: Progress) -> None:
+            await self._launched(jid)
+            values: dict[str, Any] = {} if step.handle is None else {"handle": step.handle}
+            # (A job cancelled or finished meanwhile stays as it is: transition changes only active jobs.)
+            await asyncio.to_thread(self.store.transition, jid, step.state, step.message, **values)
+            self._changed(jid)
+
+        return progress
 
     async def _finish(self, jid: str, state: str, error: str = "", **values: Any) -> Job:
         self._running.discard(jid)
@@ -364,12 +388,14 @@ class Runner:
         for job in await asyncio.to_thread(self.store.active):
             if job.state == PENDING:
                 continue  # the scheduler starts it
-            outcome = await self.backend.adopt(job, self._on_done(job.id))
+            async with self._launching_now(job.id):  # (its backend's reports wait for this)
+                outcome = await self.backend.adopt(job, self._on_done(job.id), self._on_progress(job.id))
+                if outcome is None:
+                    self._running.add(job.id)
+                    started = job.started_at.timestamp() if job.started_at else time.time()
+                    ttl = float(job.options.get("ttl_seconds", 3600))
+                    self._deadlines[job.id] = time.monotonic() + max(0.0, started + ttl - time.time())
             if outcome is None:
-                self._running.add(job.id)
-                started = job.started_at.timestamp() if job.started_at else time.time()
-                ttl = float(job.options.get("ttl_seconds", 3600))
-                self._deadlines[job.id] = time.monotonic() + max(0.0, started + ttl - time.time())
                 continue
             output = str(outcome.details.get("output_path", "")) if outcome.details else ""
             await self._finish(job.id, outcome.state, outcome.error, output_path=output)

@@ -10,9 +10,12 @@ for a no-op). ``ExecutePlan`` streams ``chunks`` responses, each an ``arrow_batc
 Tests read :attr:`FakeSparkConnectServer.calls` (method, ids, headers as received),
 :attr:`FakeSparkConnectServer.cancelled` (streams whose caller cancelled them) and make the
 next call of a method fail with :meth:`FakeSparkConnectServer.fail` (code, details, trailers,
-optionally after some stream messages). Benchmarks run it as a separate process::
+optionally after some stream messages). Benchmarks (and the fake kubelet's Pods) run it as a separate process::
 
     python -m sparkgate.testing.fake_backend --port 0     # prints "READY host:port"
+
+which requires a bearer token if given one with ``--token`` or, like a Spark Connect server, in
+``SPARK_CONNECT_AUTHENTICATE_TOKEN``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,6 +38,8 @@ from sparkgate.connect.service import SERVICE, UNARY_METHODS
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
+#: Where a Spark Connect server finds its token when ``spark.connect.authenticate.token`` is not set.
+TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
 #: Default ``ExecutePlan`` stream: 64 x 4 MiB = 256 MiB, the size of a large ``toArrow()``.
 DEFAULT_CHUNKS = 64
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
@@ -271,8 +277,9 @@ class FakeSparkConnectServer:
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
-async def _serve(host: str, port: int, chunks: int, chunk_bytes: int) -> None:
-    async with FakeSparkConnectServer(host, port, chunks=chunks, chunk_bytes=chunk_bytes, record=False) as fake:
+async def _serve(host: str, port: int, chunks: int, chunk_bytes: int, token: str | None = None) -> None:
+    fake_server = FakeSparkConnectServer(host, port, chunks=chunks, chunk_bytes=chunk_bytes, record=False, token=token)
+    async with fake_server as fake:
         print(f"READY {fake.address}", flush=True)  # the parent process reads the address from here
         await fake.wait()
 
@@ -283,9 +290,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     parser.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="ExecutePlan messages")
     parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, help="bytes per message")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        help=f"require 'authorization: Bearer <token>' on every call (default: ${TOKEN_ENV}, as Spark reads it)",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.chunks, args.chunk_bytes))
+        asyncio.run(_serve(args.host, args.port, args.chunks, args.chunk_bytes, args.token))
 
 
 if __name__ == "__main__":

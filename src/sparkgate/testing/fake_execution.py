@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sparkgate.runner.backends.base import Launch, OnDone, Outcome
+from sparkgate.runner.backends.base import Launch, OnDone, OnProgress, Outcome, Progress
 from sparkgate.runner.jobs import COMPLETED, FAILED, Job
 from sparkgate.runner.manifest import Manifest
 
@@ -23,6 +23,7 @@ class FakeExecution:
         self.started: list[str] = []
         self.cancelled: list[str] = []
         self.running: dict[str, OnDone] = {}
+        self.progress: dict[str, OnProgress] = {}
         #: Outcomes adopt() gives for jobs of a previous runner (job id → Outcome; absent: re-adopt).
         self.after_restart: dict[str, Outcome] = {}
         self.fail_start: str | None = None
@@ -33,13 +34,14 @@ class FakeExecution:
         self.log_lines: dict[str, list[str]] = {}
         self._timers: list[asyncio.TimerHandle] = []
 
-    async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
+    async def start(self, job: Job, manifest: Manifest, on_done: OnDone, on_progress: OnProgress) -> Launch:
         if self.fail_start:
             raise RuntimeError(self.fail_start)
         self.started.append(job.id)
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
         self.running[job.id] = on_done
+        self.progress[job.id] = on_progress
         if self.auto_complete is not None:
             loop = asyncio.get_running_loop()
             self._timers.append(loop.call_later(self.auto_complete, lambda: asyncio.ensure_future(self.finish(job.id))))
@@ -52,6 +54,12 @@ class FakeExecution:
         return Launch(
             handle={"fake": job.id}, log_path=f"/fake/{job.id}.log", scratch_dir=scratch, spark_ui_url="http://ui"
         )
+
+    async def step(self, job_id: str, state: str, message: str, handle: dict[str, Any] | None = None) -> None:
+        """The job's work takes a step (an engine's own state, say) before it ends."""
+        on_progress = self.progress.get(job_id)
+        if on_progress is not None and job_id in self.running:
+            await on_progress(Progress(state, message, handle))
 
     async def finish(
         self, job_id: str, state: str = COMPLETED, error: str = "", result: dict[str, Any] | None = None, **details: Any
@@ -67,10 +75,11 @@ class FakeExecution:
         self.cancelled.append(job.id)
         self.running.pop(job.id, None)
 
-    async def adopt(self, job: Job, on_done: OnDone) -> Outcome | None:
+    async def adopt(self, job: Job, on_done: OnDone, on_progress: OnProgress) -> Outcome | None:
         if job.id in self.after_restart:
             return self.after_restart[job.id]
         self.running[job.id] = on_done
+        self.progress[job.id] = on_progress
         return None
 
     def write_log(self, job_id: str, line: str) -> None:

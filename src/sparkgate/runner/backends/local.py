@@ -36,7 +36,7 @@ from sparkgate.connect import wire
 from sparkgate.connect.service import SERVICE_PATH
 from sparkgate.errors import ConfigError
 from sparkgate.runner import program
-from sparkgate.runner.backends.base import Launch, OnDone, Outcome
+from sparkgate.runner.backends.base import Launch, OnDone, OnProgress, Outcome, read_log_file
 from sparkgate.runner.jobs import COMPLETED, FAILED, Job
 from sparkgate.runner.manifest import Manifest
 from sparkgate.spark.conf import merge_conf
@@ -139,7 +139,8 @@ class LocalBackend:
             log.warning("jobs on drivers of their own start without sparkgate's driver plugin: %s", exc.message)
             return {}
 
-    async def start(self, job: Job, manifest: Manifest, on_done: OnDone) -> Launch:
+    async def start(self, job: Job, manifest: Manifest, on_done: OnDone, on_progress: OnProgress) -> Launch:
+        # (A process has no steps between its start and its end worth a history entry.)
         d = self._dir(job)
         scratch = self._scratch(job)
         await asyncio.to_thread(scratch.mkdir, parents=True, exist_ok=True)
@@ -277,9 +278,9 @@ class LocalBackend:
         if recorded:
             return recorded
         text = tail(self._dir(job) / "driver.log", 400)
-        for line in reversed(text.splitlines()):
-            if "] failed: " in line or "] refused: " in line:
-                return line.split("] ", 1)[1].split(": ", 1)[1]
+        said = program.failure_in_log(text)
+        if said:
+            return said
         return f"the job's process exited with code {code}; last log lines:\n" + "\n".join(text.splitlines()[-15:])
 
     # -- stopping -----------------------------------------------------------------------------
@@ -360,7 +361,7 @@ class LocalBackend:
 
     # -- after a restart ----------------------------------------------------------------------
 
-    async def adopt(self, job: Job, on_done: OnDone) -> Outcome | None:
+    async def adopt(self, job: Job, on_done: OnDone, on_progress: OnProgress) -> Outcome | None:
         pid = job.handle.get("pid")
         if isinstance(pid, int) and pid_alive(pid) and self._is_ours(pid, job):
 
@@ -389,15 +390,7 @@ class LocalBackend:
         return tail(job.log_path or self._dir(job) / "driver.log", lines)
 
     def read_log(self, job: Job, offset: int, limit: int) -> tuple[bytes, int]:
-        try:
-            with open(job.log_path or self._dir(job) / "driver.log", "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                start = max(0, size + offset) if offset < 0 else min(offset, size)
-                f.seek(start)
-                data = f.read(limit)
-        except FileNotFoundError:
-            return b"", max(offset, 0)
-        return data, start + len(data)
+        return read_log_file(job.log_path or self._dir(job) / "driver.log", offset, limit)
 
     async def close(self) -> None:
         for task in list(self._watchers.values()):

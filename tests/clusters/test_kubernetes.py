@@ -1,0 +1,329 @@
+"""Drivers as Pods, end to end on the fake API server (``sparkgate.testing.kube``): its kubelet runs
+each driver Pod as a real process (the fake Spark Connect backend) on a loopback IP of its own,
+and the gateway reaches it there with real gRPC, as in a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc.aio
+import pytest
+
+from sparkgate.clusters.base import DriverSpec, DriverState
+from sparkgate.clusters.driver_pod import BUSY, NAMESPACE, POOL, SELECTOR
+from sparkgate.clusters.kubernetes import KubernetesProvider
+from sparkgate.clusters.manager import ClusterManager
+from sparkgate.config import KubernetesSettings, load_settings
+from sparkgate.errors import DriverStartError
+from sparkgate.kube import rbac
+from sparkgate.kube.api import PODS, KubeApi
+from sparkgate.kube.lease import KubeLease
+from sparkgate.platform import Platform
+from sparkgate.testing.kube import FakeKubeApi, FakeKubelet, fake_connect_runner
+from tests.gateway.test_relay import ROUTE, SVC, request
+
+NS = "default"
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[FakeKubeApi, FakeKubelet]]:
+    async with FakeKubeApi(bookmark_interval=0.2) as api, FakeKubelet(api, fake_connect_runner) as kubelet:
+        yield api, kubelet
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "token-key"
+    path.write_bytes(b"0123456789abcdef0123456789abcdef")
+    return path
+
+
+def k8s_settings(key: Path, **kw: Any) -> KubernetesSettings:
+    base: dict[str, Any] = {
+        "namespace": NS,
+        "token_key_file": str(key),
+        "plugin_jar": "",
+        "startup_timeout_seconds": 30,
+    }
+    return KubernetesSettings(**(base | kw))
+
+
+async def config_call(address: str, token: str | None) -> None:
+    md = (("authorization", f"Bearer {token}"),) if token else ()
+    async with grpc.aio.insecure_channel(address) as ch:
+        await ch.unary_unary(SVC + "Config")(request(), metadata=md, timeout=5)
+
+
+def pods(api: FakeKubeApi) -> list[dict[str, Any]]:
+    return [p for p in api.objects("pods", NS) if p["metadata"]["labels"].get("app.kubernetes.io/managed-by")]
+
+
+async def test_warm_pods_start_ready_and_each_answers_only_with_its_own_token(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, _ = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key), api=client)
+        async with provider:
+            cm = ClusterManager(provider, pool_size=2, max_drivers=4)
+            await cm.start()
+            await cm.wait_pool_ready(timeout=30)
+            a, b = cm.warm()
+            assert a.address != b.address and a.address.endswith(":15002")  # a Pod IP each
+            await config_call(a.address, a.token)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await config_call(a.address, b.token)  # another driver's token opens nothing here
+            assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert {p["metadata"]["labels"][POOL] for p in pods(api)} == {"true"}
+            secrets = {s["metadata"]["name"] for s in api.objects("secrets", NS)}
+            assert secrets == {a.id, b.id}  # one each, named after its Pod
+            await cm.close()
+            await asyncio.sleep(0)
+        assert api.objects("secrets", NS) == []  # deleted with their Pods (owner references)
+    assert rbac.pairs(rbac.GATEWAY_RULES + rbac.GATEWAY_CLUSTER_RULES) >= api.seen
+
+
+async def test_two_gateways_claiming_one_warm_pod_get_it_once(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, _ = cluster
+    async with (
+        KubeApi(api.kubeconfig(), namespace=NS) as c1,
+        KubeApi(api.kubeconfig(), namespace=NS) as c2,
+    ):
+        p1, p2 = KubernetesProvider(k8s_settings(key), api=c1), KubernetesProvider(k8s_settings(key), api=c2)
+        async with p1, p2:
+            leader = ClusterManager(p1, pool_size=1, max_drivers=4)
+            await leader.start()
+            await leader.wait_pool_ready(timeout=30)
+            (warm,) = leader.warm()
+            await p2.pods.wait_for(lambda: len(p2.pods.objects) == 1, 5)  # type: ignore[union-attr]
+            (seen_there,) = await p2.list_drivers()
+            got = await asyncio.gather(p1.claim(warm, "sjns-fe-prod"), p2.claim(seen_there, "sjns-ds-prod"))
+            assert got[0] == got[1] in {"sjns-fe-prod", "sjns-ds-prod"}  # one claim won; both know which
+            (pod,) = pods(api)
+            assert pod["metadata"]["annotations"][NAMESPACE] == got[0]
+            assert pod["metadata"]["labels"][POOL] == "false" and pod["metadata"]["labels"][BUSY] == "true"
+            await leader.close()
+
+
+async def test_a_session_through_the_gateway_and_its_pod_deleted(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, tmp_path: Path
+) -> None:
+    """A session claims a warm Pod; its Pod deleted, the client is told its session changed, and
+    the pool refills. A watch broken meanwhile with 410 lists again and misses nothing."""
+    api, _ = cluster
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+    settings = load_settings(
+        None,
+        {},
+        gateway={"host": "127.0.0.1", "port": 0},
+        admin={"enabled": False},
+        runner={"enabled": False},
+        playground={"enabled": False},
+        pool={"size": 1},
+        state_dir=tmp_path / "state",
+        environments={"prod": {"provider": "kubernetes"}},
+        kubernetes={
+            "namespace": NS,
+            "kubeconfig": str(kubeconfig),
+            "token_key_file": str(key),
+            "plugin_jar": "",
+            "startup_timeout_seconds": 30,
+        },
+    )
+    async with Platform(settings) as p:
+        await p.clusters.wait_pool_ready(timeout=30)
+        (warm,) = p.clusters.warm()
+        sid = str(uuid.uuid4())
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{p.gateway.port}") as ch:
+            await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
+            pod = api.get_object("pods", warm.id, NS)
+            assert pod is not None and pod["metadata"]["annotations"][NAMESPACE] == "sjns-fe-prod"
+            provider = p.provider
+            assert isinstance(provider, KubernetesProvider) and provider.pods is not None
+            relists = provider.pods.relists
+            api.break_watches()
+            api.expire_history()  # the watch comes back with a resourceVersion now too old: 410
+            api.delete_object("pods", warm.id, NS)  # deleted in the gap (kubectl delete, an eviction)
+            deadline = time.monotonic() + 15
+            while p.clusters.get(warm.id) is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert p.clusters.get(warm.id) is None and provider.pods.relists > relists
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
+            assert "SESSION_CHANGED" in (err.value.details() or "")
+            await p.clusters.wait_pool_ready(timeout=30)  # the pool refilled
+            assert [d.id for d in p.clusters.warm()] != [warm.id]
+
+
+async def test_a_restarted_gateway_adopts_its_pods_and_a_crashed_pod_is_dead(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, kubelet = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        async with KubernetesProvider(k8s_settings(key), api=client) as provider:
+            cm = ClusterManager(provider, pool_size=1, max_drivers=4)
+            await cm.start()
+            await cm.wait_pool_ready(timeout=30)
+            (first,) = cm.warm()
+            await cm.close(stop_drivers=False)  # a restart: the Pods stay
+        async with KubernetesProvider(k8s_settings(key), api=client) as provider:
+            cm = ClusterManager(provider, pool_size=1, max_drivers=4)
+            await cm.start()
+            (adopted,) = cm.warm()
+            assert adopted.id == first.id and adopted.state is DriverState.READY
+            await config_call(adopted.address, adopted.token)  # its token, from the shared key
+            kubelet.kill(first.id, NS)  # the JVM dies (OOM-killed, say)
+            deadline = time.monotonic() + 10
+            while cm.get(first.id) is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert cm.get(first.id) is None and first.id in cm.dead
+            await cm.wait_pool_ready(timeout=30)
+            await cm.close()
+
+
+async def test_a_driver_that_cannot_start_says_why(cluster: tuple[FakeKubeApi, FakeKubelet], key: Path) -> None:
+    api, _ = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key, startup_timeout_seconds=1), api=client)
+        async with provider:
+            api.fail_next("create", "secrets", 500)
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            with pytest.raises(Exception, match="Kubernetes refused"):
+                await provider.start_driver(cm._spec("sjns-fe-prod", "default"))
+            await asyncio.sleep(0.2)
+            assert pods(api) == [] or all(p["metadata"].get("deletionTimestamp") for p in pods(api))
+            await cm.close()
+
+
+async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the_grace(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, kubelet = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=0.3), api=client)
+        async with provider:
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            d = await cm.acquire("fe", "prod")
+            kubelet.cordon()
+            deadline = time.monotonic() + 5
+            while d.state is not DriverState.DRAINING and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert d.state is DriverState.DRAINING  # no new session goes there
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                pod = api.get_object("pods", d.id, NS)
+                if pod is not None and pod["metadata"]["labels"][BUSY] == "false":
+                    break
+                await asyncio.sleep(0.05)
+            assert pod is not None and pod["metadata"]["labels"][BUSY] == "false"  # the PDB lets it go
+            await cm.close()
+
+
+async def test_one_gateway_holds_the_fleet_lease_and_another_takes_over(
+    cluster: tuple[FakeKubeApi, FakeKubelet],
+) -> None:
+    api, _ = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        a = KubeLease(lambda: client, "sparkgate-fleet", "a", lease_seconds=1)
+        b = KubeLease(lambda: client, "sparkgate-fleet", "b", lease_seconds=1)
+        await a.campaign()
+        await b.campaign()
+        assert a.is_leader() and not b.is_leader() and a.token == 1
+        await a.campaign()  # renewing keeps it
+        assert a.is_leader()
+        t0 = time.monotonic()
+        while not b.is_leader():  # a stops renewing (paused, gone)
+            await b.campaign()
+            await asyncio.sleep(0.1)
+            assert time.monotonic() - t0 < 5, "no takeover"
+        assert b.token == 2 and not a.is_leader()  # a higher token; a's own clock ran out first
+        await a.campaign()  # a wakes: it does not lead
+        assert not a.is_leader()
+    lease = api.get_object("leases", "sparkgate-fleet", NS)
+    assert lease is not None and lease["spec"]["holderIdentity"] == "b"
+
+
+def test_the_selector_names_sparkgates_driver_pods() -> None:
+    assert SELECTOR == "app.kubernetes.io/managed-by=sparkgate,app.kubernetes.io/component=driver"
+    assert PODS.path(NS, "x", "log") == "/api/v1/namespaces/default/pods/x/log"
+
+
+async def test_a_server_run_by_others_is_used_never_stopped(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, _ = cluster
+    api.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "team-connect",
+                "namespace": NS,
+                "labels": {"app": "team-connect"},
+                "annotations": {NAMESPACE: "sjns-fe-prod"},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "connect",
+                        "image": "theirs",
+                        "ports": [{"name": "spark-connect", "containerPort": 15002}],
+                        "readinessProbe": {"tcpSocket": {"port": 15002}},
+                    }
+                ]
+            },
+        }
+    )
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key, adopt_selector="app=team-connect"), api=client)
+        async with provider:
+            deadline = time.monotonic() + 10
+            while not [d for d in await provider.list_drivers() if d.state is DriverState.READY]:
+                assert time.monotonic() < deadline, "never ready"
+                await asyncio.sleep(0.1)
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4, driver_idle_ttl=0.01)
+            await cm.start()
+            d = await cm.acquire("fe", "prod")
+            assert d.id == "team-connect" and d.external
+            d.last_used = 0.0
+            assert await cm.expire_idle() == [] and cm.get(d.id) is d  # never stopped
+            await provider.discard(d)
+            await cm.close()
+        assert api.get_object("pods", "team-connect", NS) is not None
+
+
+async def test_a_pod_one_gateway_cannot_reach_is_left_to_the_others_and_a_cordoned_node_drains_on_adoption(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, kubelet = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        async with KubernetesProvider(k8s_settings(key), api=client) as provider:
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            d = await cm.acquire("fe", "prod")
+            await provider.discard(d)  # (its probes failed from this gateway only)
+            assert api.get_object("pods", d.id, NS) is not None  # alive: others may reach it
+            await cm.close(stop_drivers=False)
+            kubelet.cordon()  # while no gateway runs
+        async with KubernetesProvider(k8s_settings(key), api=client) as provider:
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            adopted = cm.get(d.id)
+            assert adopted is not None and adopted.state is DriverState.DRAINING  # no new session there
+            await cm.close()
+
+
+def test_a_profile_s_spark_version_must_match_its_image(key: Path) -> None:
+    provider = KubernetesProvider(k8s_settings(key))
+    provider.check_spec(DriverSpec(spark_version="4.1"))  # the default image: 4.1.4
+    with pytest.raises(DriverStartError, match=r"pool.profiles.default.pod.image"):
+        provider.check_spec(DriverSpec(spark_version="3.5"))
