@@ -43,6 +43,21 @@ class TimedLease:
         """Renew or take the lease: the token this gateway holds after it, or 0."""
         raise NotImplementedError
 
+    async def _give_up(self) -> None:
+        """Let another gateway take the lease now (only if this one still holds it)."""
+        raise NotImplementedError
+
+    async def release(self) -> None:
+        """A gateway leaving hands the lease on at once instead of letting it run out (a
+        rollout would leave the fleet without a leader for a lease's length each time)."""
+        if not self.is_leader():
+            return
+        self._token, self._until = 0, 0.0
+        try:
+            await self._give_up()
+        except SparkgateError as exc:
+            log.warning("%s not handed on (it runs out by itself): %s", self._what, exc.message)
+
     async def campaign(self) -> None:
         asked = time.monotonic()
         was = self.is_leader()

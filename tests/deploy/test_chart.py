@@ -31,7 +31,7 @@ CHART = ROOT / "deploy" / "helm" / "sparkgate"
 EXAMPLES = ROOT / "deploy" / "helm" / "values"
 RELEASE, NAMESPACE = "sg", "spark"
 #: The oldest Kubernetes the chart claims (Chart.yaml kubeVersion) and the one it is pinned to.
-KUBE_VERSIONS = ("1.27", "1.30")
+KUBE_VERSIONS = ("1.30", "1.33")
 #: The chart's defaults, and each example values file.
 VALUE_SETS = ("defaults", "single", "ha")
 #: Every optional part of the chart at once (checked as Kubernetes objects, not for behaviour).

@@ -48,6 +48,12 @@ async def test_one_leader_and_a_takeover_when_it_stops_renewing(store: RedisAffi
         assert time.monotonic() - t0 < 15, "no takeover"
     assert other.token > first  # a higher fencing token
     assert not leader.is_leader()  # by its own clock, before the other could take over
+    await leader.release()  # not the holder: changes nothing
+    await leader.campaign()
+    assert not leader.is_leader()
+    await other.release()  # the holder leaves: the lease is free at once
+    await leader.campaign()
+    assert leader.is_leader() and leader.token == first + 2  # (still a higher token)
 
 
 async def test_only_the_leader_fills_the_warm_pool(store: RedisAffinityStore) -> None:

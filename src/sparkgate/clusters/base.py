@@ -120,7 +120,7 @@ class ClusterProvider(Protocol):
     """Starts, stops and lists drivers on one engine. Use as an async context manager.
 
     The optional capabilities (``on_exit``, ``on_drain``, ``fingerprint``, ``check_spec``, ``claim``,
-    ``fleet_lease``, ``discard``): :class:`ProviderBase` gives every provider their no-op defaults, and a
+    ``fleet_lease``, ``discard``, ``reap``): :class:`ProviderBase` gives every provider their no-op defaults, and a
     provider overrides what it can do.
     """
 
@@ -174,6 +174,12 @@ class ClusterProvider(Protocol):
         theirs to judge; it is stopped once it is really gone)."""
         ...
 
+    async def reap(self) -> list[str]:
+        """Remove drivers that will never serve (stuck starting long after any start could take,
+        ended and left behind) and that nobody is starting; run by the fleet's leader. Returns
+        their ids."""
+        ...
+
     async def __aenter__(self) -> ClusterProvider: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -205,3 +211,6 @@ class ProviderBase:
     async def discard(self, driver: Driver) -> None:
         # A driver only this gateway's host could reach: nothing of it may be left running.
         await self.stop_driver(driver)  # type: ignore[attr-defined]
+
+    async def reap(self) -> list[str]:
+        return []  # (its drivers end with their processes)

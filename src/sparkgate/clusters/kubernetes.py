@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 
 from sparkgate.aio import TaskSupervisor
@@ -221,6 +222,27 @@ class KubernetesProvider(ProviderBase):
         if not gone:
             log.warning("driver Pod %s is still being deleted after %ds", driver.id, GRACE_SECONDS + 15)
 
+    async def reap(self) -> list[str]:
+        """Driver Pods no gateway is starting that are still not ready twice the start timeout
+        after their creation (their start was cut: a gateway died between the Pod and its
+        Secret), or that ended and are still there (created over a minute ago)."""
+        if self.pods is None:
+            return []
+        now = time.time()
+        stuck_after = 2 * self.settings.startup_timeout_seconds
+        reaped = []
+        for obj in list(self.pods.objects.values()):
+            meta = obj["metadata"]
+            age = now - timestamp(meta.get("creationTimestamp"))
+            state = state_of(obj)
+            stuck = state is DriverState.WARMING and age > stuck_after and meta["name"] not in self._starting
+            ended = state is DriverState.DEAD and not meta.get("deletionTimestamp") and age > 60
+            if stuck or ended:
+                self._stopping.add(meta["name"])
+                await self.api.delete(PODS, meta["name"], uid=meta["uid"], grace_seconds=0)
+                reaped.append(meta["name"])
+        return reaped
+
     async def list_drivers(self) -> list[Driver]:
         objects = list(self.pods.objects.values()) if self.pods is not None else []
         drivers = [self._driver(o) for o in objects if o["metadata"]["name"] not in self._starting]
@@ -337,11 +359,18 @@ class KubernetesProvider(ProviderBase):
         grace = self.settings.drain_grace_seconds
         await asyncio.sleep(grace)
         try:
-            await self.api.patch(PODS, pod, {"metadata": {"labels": {BUSY: "false"}}})
-            log.warning(
-                "driver Pod %s released to the node drain after %gs (kubernetes.drain_grace_seconds)", pod, grace
-            )
-        except NotFound:
-            pass
+            while True:
+                try:
+                    await self.api.patch(PODS, pod, {"metadata": {"labels": {BUSY: "false"}}})
+                except NotFound:
+                    return  # (gone already)
+                except SparkgateError as exc:  # (the API server busy or unreachable: the drain waits)
+                    log.warning("driver Pod %s not released to the node drain yet: %s", pod, exc.message)
+                    await asyncio.sleep(1.0)
+                    continue
+                log.warning(
+                    "driver Pod %s released to the node drain after %gs (kubernetes.drain_grace_seconds)", pod, grace
+                )
+                return
         finally:
             self._draining.pop(pod, None)

@@ -34,6 +34,10 @@ class Lease(Leadership, Protocol):
 
     async def campaign(self) -> None: ...
 
+    async def release(self) -> None:
+        """Hand the lease on now (a gateway leaving), if this gateway holds it."""
+        ...
+
 
 class AlwaysLeader:
     """A gateway on its own: it is the leader."""

@@ -648,6 +648,11 @@ class ClusterManager:
         """
         if not self.leadership.is_leader():
             return []
+        try:
+            for orphan in await self.provider.reap():
+                log.warning("removed driver %s: it would never serve (stuck starting, or ended)", orphan)
+        except Exception as exc:
+            log.warning("could not look for orphaned drivers: %s", exc)
         cutoff = time.time() - self.driver_idle_ttl
         idle = await self._without_sessions(
             [

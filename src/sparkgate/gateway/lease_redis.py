@@ -41,6 +41,14 @@ return token
 """
 
 
+# KEYS: lease. ARGV: this gateway's id. Deletes the lease only if this gateway holds it.
+_RELEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and string.match(holder, '^(.*):%d+$') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class RedisLease(TimedLease):
     """:class:`~sparkgate.clusters.leader.Leadership` held in Redis; call :meth:`campaign` every
     ``lease_seconds / 3``."""
@@ -56,11 +64,15 @@ class RedisLease(TimedLease):
         self._store = store
         self._id = gateway_id
         self._campaign = store.redis.register_script(_CAMPAIGN)
+        self._release = store.redis.register_script(_RELEASE)
         self._keys = [store.key("leader"), store.key("leader-token")]
 
     async def _round(self, asked: float) -> int:
         ms = int(self.lease_seconds * 1000)
         return int(await self._store.call(self._campaign(keys=self._keys, args=[self._id, ms])))
+
+    async def _give_up(self) -> None:
+        await self._store.call(self._release(keys=self._keys[:1], args=[self._id]))
 
 
 # KEYS: the lock. ARGV: this gateway's value, ms. Taken if free or already this gateway's (a

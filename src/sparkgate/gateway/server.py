@@ -237,6 +237,8 @@ class Gateway:
         if self.clusters.health is not None and self.clusters.health.calls is self.pool:
             self.clusters.health.use(None)  # the cluster manager may outlive this gateway
         await self._tasks.close()  # (sweeps release sessions over the driver connections)
+        if self.lease is not None:
+            await self.lease.release()  # (another gateway looks after the fleet at once)
         if self._h2 is not None:
             await self._h2.stop(grace)
             self._h2 = None

@@ -80,6 +80,18 @@ class KubeLease(TimedLease):
         }
         return await self._write(lease, spec, transitions + 1)
 
+    async def _give_up(self) -> None:
+        lease = await self._api().get(LEASES, self.name)
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            return
+        # (no holder: the next campaign of another gateway takes it; transitions kept, so the
+        # next token is still higher)
+        try:
+            await self._api().replace(LEASES, {"metadata": lease["metadata"], "spec": {**spec, "holderIdentity": ""}})
+        except Conflict:
+            pass  # (changed meanwhile: someone else holds it now)
+
     async def _create(self) -> int:
         body: Obj = {
             "metadata": {"name": self.name},
