@@ -48,7 +48,7 @@ def k8s_settings(key: Path, **kw: Any) -> KubernetesSettings:
         "namespace": NS,
         "token_key_file": str(key),
         "plugin_jar": "",
-        "startup_timeout_seconds": 30,
+        "startup_timeout_seconds": 60,
     }
     return KubernetesSettings(**(base | kw))
 
@@ -57,6 +57,15 @@ async def config_call(address: str, token: str | None) -> None:
     md = (("authorization", f"Bearer {token}"),) if token else ()
     async with grpc.aio.insecure_channel(address) as ch:
         await ch.unary_unary(SVC + "Config")(request(), metadata=md, timeout=5)
+
+
+async def pool_ready(cm: ClusterManager, api: FakeKubeApi, timeout: float = 90) -> None:
+    """The warm pool full, or a failure that shows each driver Pod's state."""
+    try:
+        await cm.wait_pool_ready(timeout=timeout)
+    except TimeoutError:
+        states = {p["metadata"]["name"]: p.get("status") for p in pods(api)}
+        raise AssertionError(f"warm pool not ready in {timeout}s: {states}; backoff: {cm.backoff}") from None
 
 
 def pods(api: FakeKubeApi) -> list[dict[str, Any]]:
@@ -72,7 +81,7 @@ async def test_warm_pods_start_ready_and_each_answers_only_with_its_own_token(
         async with provider:
             cm = ClusterManager(provider, pool_size=2, max_drivers=4)
             await cm.start()
-            await cm.wait_pool_ready(timeout=30)
+            await pool_ready(cm, api)
             a, b = cm.warm()
             assert a.address != b.address and a.address.endswith(":15002")  # a Pod IP each
             await config_call(a.address, a.token)
@@ -100,7 +109,7 @@ async def test_two_gateways_claiming_one_warm_pod_get_it_once(
         async with p1, p2:
             leader = ClusterManager(p1, pool_size=1, max_drivers=4)
             await leader.start()
-            await leader.wait_pool_ready(timeout=30)
+            await pool_ready(leader, api)
             (warm,) = leader.warm()
             await p2.pods.wait_for(lambda: len(p2.pods.objects) == 1, 5)  # type: ignore[union-attr]
             (seen_there,) = await p2.list_drivers()
@@ -134,11 +143,11 @@ async def test_a_session_through_the_gateway_and_its_pod_deleted(
             "kubeconfig": str(kubeconfig),
             "token_key_file": str(key),
             "plugin_jar": "",
-            "startup_timeout_seconds": 30,
+            "startup_timeout_seconds": 60,
         },
     )
     async with Platform(settings) as p:
-        await p.clusters.wait_pool_ready(timeout=30)
+        await pool_ready(p.clusters, api)
         (warm,) = p.clusters.warm()
         sid = str(uuid.uuid4())
         async with grpc.aio.insecure_channel(f"127.0.0.1:{p.gateway.port}") as ch:
@@ -158,7 +167,7 @@ async def test_a_session_through_the_gateway_and_its_pod_deleted(
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await ch.unary_unary(SVC + "Config")(request(sid), metadata=ROUTE)
             assert "SESSION_CHANGED" in (err.value.details() or "")
-            await p.clusters.wait_pool_ready(timeout=30)  # the pool refilled
+            await pool_ready(p.clusters, api)  # the pool refilled
             assert [d.id for d in p.clusters.warm()] != [warm.id]
 
 
@@ -170,7 +179,7 @@ async def test_a_restarted_gateway_adopts_its_pods_and_a_crashed_pod_is_dead(
         async with KubernetesProvider(k8s_settings(key), api=client) as provider:
             cm = ClusterManager(provider, pool_size=1, max_drivers=4)
             await cm.start()
-            await cm.wait_pool_ready(timeout=30)
+            await pool_ready(cm, api)
             (first,) = cm.warm()
             await cm.close(stop_drivers=False)  # a restart: the Pods stay
         async with KubernetesProvider(k8s_settings(key), api=client) as provider:
@@ -184,7 +193,7 @@ async def test_a_restarted_gateway_adopts_its_pods_and_a_crashed_pod_is_dead(
             while cm.get(first.id) is not None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert cm.get(first.id) is None and first.id in cm.dead
-            await cm.wait_pool_ready(timeout=30)
+            await pool_ready(cm, api)
             await cm.close()
 
 
