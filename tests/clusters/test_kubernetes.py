@@ -18,7 +18,7 @@ from sparkgate.clusters.base import DriverSpec, DriverState
 from sparkgate.clusters.driver_pod import BUSY, NAMESPACE, POOL, SELECTOR
 from sparkgate.clusters.kubernetes import KubernetesProvider
 from sparkgate.clusters.manager import ClusterManager
-from sparkgate.config import KubernetesSettings, load_settings
+from sparkgate.config import KubernetesSettings, Settings, load_settings
 from sparkgate.errors import DriverStartError
 from sparkgate.kube import rbac
 from sparkgate.kube.api import PODS, KubeApi
@@ -36,11 +36,41 @@ async def cluster() -> AsyncIterator[tuple[FakeKubeApi, FakeKubelet]]:
         yield api, kubelet
 
 
-@pytest.fixture
-def key(tmp_path: Path) -> Path:
-    path = tmp_path / "token-key"
+def token_key(directory: Path) -> Path:
+    """A file holding the key driver tokens are derived from (``kubernetes.token_key_file``)."""
+    path = directory / "token-key"
     path.write_bytes(b"0123456789abcdef0123456789abcdef")
     return path
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    return token_key(tmp_path)
+
+
+def platform_settings(
+    api: FakeKubeApi, tmp_path: Path, key: Path, *, startup_timeout_seconds: float = 60, **pool: Any
+) -> Settings:
+    """A gateway alone (no runner, no Playground) whose drivers are Pods on ``api``; ``pool``
+    settings beside a warm pool of one."""
+    return load_settings(
+        None,
+        {},
+        gateway={"host": "127.0.0.1", "port": 0},
+        admin={"enabled": False},
+        runner={"enabled": False},
+        playground={"enabled": False},
+        pool={"size": 1, **pool},
+        state_dir=tmp_path / "state",
+        environments={"prod": {"provider": "kubernetes"}},
+        kubernetes={
+            "namespace": NS,
+            "kubeconfig": str(api.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)),
+            "token_key_file": str(key),
+            "plugin_jar": "",
+            "startup_timeout_seconds": startup_timeout_seconds,
+        },
+    )
 
 
 def k8s_settings(key: Path, **kw: Any) -> KubernetesSettings:
@@ -127,25 +157,7 @@ async def test_a_session_through_the_gateway_and_its_pod_deleted(
     """A session claims a warm Pod; its Pod deleted, the client is told its session changed, and
     the pool refills. A watch broken meanwhile with 410 lists again and misses nothing."""
     api, _ = cluster
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
-    settings = load_settings(
-        None,
-        {},
-        gateway={"host": "127.0.0.1", "port": 0},
-        admin={"enabled": False},
-        runner={"enabled": False},
-        playground={"enabled": False},
-        pool={"size": 1},
-        state_dir=tmp_path / "state",
-        environments={"prod": {"provider": "kubernetes"}},
-        kubernetes={
-            "namespace": NS,
-            "kubeconfig": str(kubeconfig),
-            "token_key_file": str(key),
-            "plugin_jar": "",
-            "startup_timeout_seconds": 60,
-        },
-    )
+    settings = platform_settings(api, tmp_path, key)
     async with Platform(settings) as p:
         await pool_ready(p.clusters, api)
         (warm,) = p.clusters.warm()

@@ -10,35 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from sparkgate.config import load_settings
 from sparkgate.platform import Platform
 from sparkgate.testing.kube import FakeKubeApi, FakeKubelet, spark_connect_runner
+from tests.clusters.test_kubernetes import NS, platform_settings, token_key
 
 pytestmark = pytest.mark.spark
 
 
 async def test_a_pyspark_session_through_the_gateway_runs_on_a_driver_pod(tmp_path: Path) -> None:
-    key = tmp_path / "token-key"
-    key.write_bytes(b"0123456789abcdef0123456789abcdef")
     async with FakeKubeApi() as api, FakeKubelet(api, spark_connect_runner):
-        settings = load_settings(
-            None,
-            {},
-            gateway={"host": "127.0.0.1", "port": 0},
-            admin={"enabled": False},
-            runner={"enabled": False},
-            playground={"enabled": False},
-            pool={"size": 1, "profiles": {"default": {"spark_conf": {"spark.sql.shuffle.partitions": "3"}}}},
-            state_dir=tmp_path / "state",
-            environments={"prod": {"provider": "kubernetes"}},
-            kubernetes={
-                "namespace": "default",
-                "kubeconfig": str(api.write_kubeconfig(tmp_path / "kubeconfig")),
-                "token_key_file": str(key),
-                "plugin_jar": "",
-                "startup_timeout_seconds": 120,
-            },
-        )
+        conf = {"spark.sql.shuffle.partitions": "3"}
+        profiles = {"default": {"spark_conf": conf}}
+        settings = platform_settings(api, tmp_path, token_key(tmp_path), startup_timeout_seconds=120, profiles=profiles)
         async with Platform(settings) as p:
             await p.clusters.wait_pool_ready(timeout=120)
             (driver,) = p.clusters.warm()
@@ -58,5 +41,5 @@ async def test_a_pyspark_session_through_the_gateway_runs_on_a_driver_pod(tmp_pa
             groups, partitions = await asyncio.to_thread(query)
             assert groups == 2
             assert partitions == "3"  # the profile's conf, from the driver's Secret
-            pod = api.get_object("pods", driver.id, "default")
+            pod = api.get_object("pods", driver.id, NS)
             assert pod is not None and pod["metadata"]["annotations"]["sparkgate.io/namespace"] == "sjns-fe-prod"

@@ -15,13 +15,12 @@ from sparkgate.kube.api import KubeApi
 from sparkgate.kube.lease import KubeLease
 from sparkgate.runner.proto import spark_runner_pb2 as pb
 from sparkgate.testing.kube import FakeKubelet, fake_connect_runner
-from tests.clusters.test_kubernetes import k8s_settings
+from tests.clusters.test_kubernetes import k8s_settings, token_key
 from tests.runner.backends.test_kubernetes import NAMESPACE, cluster, runner_on, submit, wait_for
 
 
 async def test_the_rules_are_exactly_what_the_gateway_and_the_runner_use(tmp_path: Path) -> None:
-    key = tmp_path / "token-key"
-    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    key = token_key(tmp_path)
     async with cluster(tmp_path) as c, FakeKubelet(c.fake, fake_connect_runner, namespace=NAMESPACE):
         async with KubeApi(c.fake.kubeconfig(), namespace=NAMESPACE) as client:
             # The gateway: a warm Pod started, claimed, read, stopped.

@@ -52,12 +52,6 @@ def spark_app(name: str, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeKubeApi]:
-    async with FakeKubeApi(bookmark_interval=0.2) as server:
-        yield server
-
-
-@pytest.fixture
 async def client(api: FakeKubeApi) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(config=api.kubeconfig(NS)) as c:
         yield c

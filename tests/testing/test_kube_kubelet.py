@@ -65,12 +65,6 @@ def pid_of(pod: Obj) -> int:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeKubeApi]:
-    async with FakeKubeApi() as server:
-        yield server
-
-
-@pytest.fixture
 async def kubelet(api: FakeKubeApi) -> AsyncIterator[FakeKubelet]:
     async with FakeKubelet(api, fake_connect_runner, probe_interval=0.1, retry_interval=0.1) as node:
         yield node

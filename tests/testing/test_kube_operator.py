@@ -50,12 +50,6 @@ def in_state(*wanted: str) -> Callable[[Obj | None], bool]:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeKubeApi]:
-    async with FakeKubeApi() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(api: FakeKubeApi) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(config=api.kubeconfig(NS)) as c:
         yield c

@@ -244,12 +244,14 @@ class KubernetesProvider(ProviderBase):
         return reaped
 
     async def list_drivers(self) -> list[Driver]:
-        objects = list(self.pods.objects.values()) if self.pods is not None else []
-        drivers = [self._driver(o) for o in objects if o["metadata"]["name"] not in self._starting]
-        for d in drivers:
-            obj = self.pods.objects.get(d.labels["uid"]) if self.pods is not None else None
-            if d.state is DriverState.READY and obj is not None and self._cordoned(obj):
+        drivers = []
+        for obj in list(self.pods.objects.values()) if self.pods is not None else []:
+            if obj["metadata"]["name"] in self._starting:
+                continue
+            d = self._driver(obj)
+            if d.state is DriverState.READY and self._cordoned(obj):
                 d.state = DriverState.DRAINING  # (its node is being drained: no new session)
+            drivers.append(d)
         if self.adopted is not None:
             drivers += [self._adopted(o) for o in self.adopted.objects.values() if annotation(o, NAMESPACE)]
         return drivers
@@ -290,7 +292,7 @@ class KubernetesProvider(ProviderBase):
         node = (obj.get("spec") or {}).get("nodeName")
         if not node or self.nodes is None:
             return False
-        n = next((o for o in self.nodes.objects.values() if o["metadata"]["name"] == node), None)
+        n = self.nodes.by_name(node)
         return bool(n is not None and (n.get("spec") or {}).get("unschedulable"))
 
     def _driver(self, obj: Obj) -> Driver:
