@@ -4,23 +4,31 @@
 # Connect bytes and needs no Spark; the runner's jobs are Spark Connect clients of the gateway.
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t ghcr.io/sparkgate/sparkgate:0.1.0 .
+#
+# Python 3.11 is Debian 12's. tests/deploy/test_images.py builds this file with buildah and runs
+# the image.
 
-FROM python:3.11.14-slim-bookworm AS build
+FROM debian:12.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 # The Spark Connect client the runner's jobs use (`python -m sparkgate.runner.program --remote`):
 # pure Python, no JVM, no jars. 4.1.3 is the newest 4.1 client published; it talks to 4.1.4 drivers.
 ARG PYSPARK_CLIENT_VERSION=4.1.3
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-# A virtualenv copied whole into the final stage: no compiler, pip cache or sources left behind.
-RUN python -m venv /opt/sparkgate \
- && /opt/sparkgate/bin/pip install --no-cache-dir --disable-pip-version-check \
-      ".[kubernetes,postgres]" "pyspark-client==${PYSPARK_CLIENT_VERSION}"
+COPY pyproject.toml README.md /src/
+COPY src /src/src
+# A virtualenv copied whole into the final stage: no pip cache or sources left behind.
+RUN python3 -m venv /opt/sparkgate \
+ && /opt/sparkgate/bin/pip install --no-cache-dir --disable-pip-version-check -q \
+      "/src[kubernetes,postgres]" "pyspark-client==${PYSPARK_CLIENT_VERSION}"
 
-FROM python:3.11.14-slim-bookworm
+FROM debian:12.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/sparkgate /opt/sparkgate
 # The root filesystem is read-only in the chart: no bytecode written next to the sources.
-ENV PATH=/opt/sparkgate/bin:$PATH \
+ENV PATH=/opt/sparkgate/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # A numeric user, so that Kubernetes can check runAsNonRoot without reading /etc/passwd.

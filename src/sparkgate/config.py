@@ -429,6 +429,10 @@ class KubernetesSettings(_Section):
 
     #: Namespace of the driver Pods, their Secrets, the fleet Lease and the jobs' SparkApplications.
     namespace: str = "sparkgate"
+    #: Name of this installation: its driver Pods are labelled ``app.kubernetes.io/instance`` with
+    #: it and its gateways see no others, so two installations can share a namespace (the Helm
+    #: chart sets the release name).
+    instance: str = Field(default="sparkgate", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     #: Kubeconfig file to reach the API server; empty: the Pod's service account (in the cluster).
     kubeconfig: FileSetting = None
     #: Context of the kubeconfig to use (empty: its current context).
@@ -449,8 +453,9 @@ class KubernetesSettings(_Section):
     #: Most driver Pods at once (warm, in use and being stopped): what a runaway pool or a
     #: flood of new teams can cost the cluster at most.
     max_drivers: int = Field(default=50, gt=0)
-    #: Name of the ``coordination.k8s.io`` Lease held by the gateway that runs the warm pool.
-    lease_name: str = "sparkgate-fleet"
+    #: Name of the ``coordination.k8s.io`` Lease held by the gateway that runs the warm pool
+    #: (empty: ``<instance>-fleet``).
+    lease_name: str = ""
     #: A driver with sessions is protected from node drains (its Pod is labelled for the chart's
     #: PodDisruptionBudget) for at most this many seconds after its node is cordoned: it takes no
     #: new session meanwhile, and then it is released so the drain goes on.
@@ -665,8 +670,9 @@ class KubernetesJobSettings(_Section):
     """How a job becomes a Spark Operator ``SparkApplication``."""
 
     #: Container image per environment; ``default`` for the rest. The image carries Spark, Python
-    #: and sparkgate (the job program is its main file).
-    images: dict[str, str] = {"default": "ghcr.io/sparkgate/spark-job:4.1"}
+    #: and sparkgate (the job program is its main file): the driver Pods' image
+    #: (``deploy/docker/driver.Dockerfile``).
+    images: dict[str, str] = {"default": "ghcr.io/sparkgate/spark-driver:4.1.4"}
     #: The job program inside the image.
     main_file: str = "local:///opt/sparkgate/program.py"
     #: Service account of the driver pod (the chart's ``sparkgate-driver``: it may run executors).

@@ -15,7 +15,7 @@ import grpc.aio
 import pytest
 
 from sparkgate.clusters.base import DriverSpec, DriverState
-from sparkgate.clusters.driver_pod import BUSY, NAMESPACE, POOL, SELECTOR
+from sparkgate.clusters.driver_pod import BUSY, DRAINING_SINCE, NAMESPACE, POOL, selector
 from sparkgate.clusters.kubernetes import KubernetesProvider
 from sparkgate.clusters.manager import ClusterManager
 from sparkgate.config import KubernetesSettings, Settings, load_settings
@@ -224,6 +224,17 @@ async def test_a_driver_that_cannot_start_says_why(cluster: tuple[FakeKubeApi, F
             await cm.close()
 
 
+async def released_to_the_drain(api: FakeKubeApi, name: str) -> dict[str, Any]:
+    """The driver Pod once the busy-driver PodDisruptionBudget no longer holds it."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pod = api.get_object("pods", name, NS)
+        if pod is not None and pod["metadata"]["labels"][BUSY] == "false":
+            return pod
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"driver Pod {name} still protected from the drain: {api.get_object('pods', name, NS)}")
+
+
 async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the_grace(
     cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
 ) -> None:
@@ -239,13 +250,27 @@ async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the
             while d.state is not DriverState.DRAINING and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert d.state is DriverState.DRAINING  # no new session goes there
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                pod = api.get_object("pods", d.id, NS)
-                if pod is not None and pod["metadata"]["labels"][BUSY] == "false":
-                    break
-                await asyncio.sleep(0.05)
-            assert pod is not None and pod["metadata"]["labels"][BUSY] == "false"  # the PDB lets it go
+            pod = await released_to_the_drain(api, d.id)
+            assert pod["metadata"]["annotations"][DRAINING_SINCE]  # when the grace began, for other gateways
+            await cm.close()
+
+
+async def test_the_drain_grace_runs_from_when_the_first_gateway_saw_the_drain(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    """A gateway that (re)starts during a drain does not give the driver a grace of its own."""
+    api, kubelet = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=3600), api=client)
+        async with provider:
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            d = await cm.acquire("fe", "prod")
+            an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3601))
+            await client.patch(PODS, d.id, {"metadata": {"annotations": {DRAINING_SINCE: an_hour_ago}}})
+            kubelet.cordon()
+            pod = await released_to_the_drain(api, d.id)
+            assert pod["metadata"]["annotations"][DRAINING_SINCE] == an_hour_ago
             await cm.close()
 
 
@@ -277,7 +302,9 @@ async def test_one_gateway_holds_the_fleet_lease_and_another_takes_over(
 
 
 def test_the_selector_names_sparkgates_driver_pods() -> None:
-    assert SELECTOR == "app.kubernetes.io/managed-by=sparkgate,app.kubernetes.io/component=driver"
+    assert selector("sparkgate") == (
+        "app.kubernetes.io/managed-by=sparkgate,app.kubernetes.io/component=driver,app.kubernetes.io/instance=sparkgate"
+    )
     assert PODS.path(NS, "x", "log") == "/api/v1/namespaces/default/pods/x/log"
 
 

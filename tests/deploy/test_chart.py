@@ -445,7 +445,7 @@ def test_rbac_can_be_left_to_the_cluster_admin() -> None:
 # -- network policies ----------------------------------------------------------------------------
 
 #: How the gateway labels its driver Pods (sparkgate.clusters.driver_pod).
-DRIVER_LABELS = dict(label.split("=") for label in driver_pod.SELECTOR.split(","))
+DRIVER_LABELS = dict(label.split("=") for label in driver_pod.selector(RELEASE).split(","))
 EXECUTOR_LABELS = {"spark-role": "executor", "spark-app-selector": "spark-1234"}
 
 

@@ -11,6 +11,7 @@ import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,8 +27,13 @@ INSTRUCTIONS = {
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
     "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
 }  # fmt: skip
-#: A release tag (x.y.z, with a variant after it), or a digest.
-PINNED = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$")
+#: A release tag (x.y.z, with a variant after it; Debian's point releases are x.y), or a digest.
+PINNED = re.compile(
+    r"^([\w./-]+(:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})"
+    r"|debian:\d+\.\d+(-slim)?(@sha256:[0-9a-f]{64})?)$"
+)
+#: The Python of each Debian release the images are built on.
+DEBIAN_PYTHON = {"12": (3, 11)}
 
 
 @dataclass
@@ -110,6 +116,8 @@ def sent_to_the_builder(dockerfile: str, source: str) -> bool:
     [
         ("python:3.11.14-slim-bookworm", True),
         ("apache/spark:4.1.4-scala2.13-java17-ubuntu", True),
+        ("debian:12.11-slim", True),
+        ("debian:bookworm-slim", False),
         ("redis@sha256:" + "0" * 64, True),
         ("python:3.11-slim", False),
         ("python:latest", False),
@@ -167,17 +175,27 @@ def test_the_gateway_image_installs_sparkgate_with_what_kubernetes_needs() -> No
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     stages = stages_of("gateway.Dockerfile")
     runs = " ".join(run.args for stage in stages for run in stage.all("RUN"))
-    extras = re.search(r"\.\[([\w,]+)\]", runs)
+    extras = re.search(r'"/src\[([\w,]+)\]"', runs)
     assert extras is not None and set(extras[1].split(",")) == {"kubernetes", "postgres"}
     assert set(extras[1].split(",")) <= set(pyproject["project"]["optional-dependencies"])
     # No Spark distribution: the gateway relays bytes; jobs need only the Spark Connect client.
-    assert "pyspark-client==" in runs and "pyspark[" not in runs and "openjdk" not in runs
+    assert "pyspark-client==" in runs and "pyspark[" not in runs and "jre" not in runs and "jdk" not in runs
     final = stages[-1]
     (entrypoint,) = final.all("ENTRYPOINT")
     assert entrypoint.words() == ["sparkgate"] and "sparkgate" in pyproject["project"]["scripts"]
-    # Python the package supports.
-    requires = pyproject["project"]["requires-python"].removeprefix(">=")
-    assert final.base.startswith(f"python:{requires}.")
+    # Python the package supports: the base release's.
+    assert debian_python(final.base) >= requires_python(pyproject)
+
+
+def debian_python(base: str) -> tuple[int, int]:
+    m = re.fullmatch(r"debian:(\d+)\.\d+-slim", base)
+    assert m is not None, f"{base}: a Debian point release"
+    return DEBIAN_PYTHON[m[1]]
+
+
+def requires_python(pyproject: dict[str, Any]) -> tuple[int, int]:
+    major, minor = pyproject["project"]["requires-python"].removeprefix(">=").split(".")[:2]
+    return int(major), int(minor)
 
 
 def test_the_gateway_image_exposes_the_ports_the_chart_uses() -> None:
@@ -190,14 +208,17 @@ def test_the_driver_image_is_where_the_settings_look() -> None:
     (pyspark,) = pyproject["project"]["optional-dependencies"]["spark"]
     spark_version = pyspark.partition("==")[2]
     stages = stages_of("driver.Dockerfile")
-    spark = next(s for s in stages if s.base.startswith("apache/spark:"))
-    # The same Spark as local drivers (the pyspark wheel), the pod settings' image and the chart's.
-    assert spark.base.startswith(f"apache/spark:{spark_version}-")
+    runs = " ".join(run.args for stage in stages for run in stage.all("RUN"))
+    # The same Spark as local drivers (the pyspark wheel, through sparkgate's `spark` extra), the
+    # pod settings' image, the batch jobs' image and the chart's.
+    assert '[spark]"' in runs and "pyspark==" not in runs
     assert KubernetesPodSettings().image.endswith(f":{spark_version}")
+    assert KubernetesJobSettings().images == {"default": KubernetesPodSettings().image}
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert chart_values["driver"]["image"]["tag"] == spark_version
+    assert debian_python(stages[0].base) >= requires_python(pyproject)
     final = stages[-1]
-    env = " ".join(e.args for e in final.all("ENV"))
+    env = " ".join(e.args for e in final.all("ENV") + next(s for s in stages if s.name == "spark").all("ENV"))
     assert "SPARK_HOME=/opt/spark" in env
     # The job program where a SparkApplication's mainApplicationFile points.
     program = KubernetesJobSettings().main_file.removeprefix("local://")
@@ -212,10 +233,10 @@ def test_the_driver_image_is_where_the_settings_look() -> None:
     }
     (jar_copy,) = [c.words() for c in final.all("COPY") if c.flags.get("from") == "plugin"]
     assert jar_copy[-1] == KubernetesSettings().plugin_jar.removeprefix("local://")
-    # Spark's Kubernetes entrypoint: driver and executor Pods start through it.
+    # The entrypoint Spark on Kubernetes expects: executors and operator drivers start through it.
     (entrypoint,) = final.all("ENTRYPOINT")
     assert entrypoint.words() == ["/opt/entrypoint.sh"]
-    assert any("/opt/entrypoint.sh" in c.args for c in final.all("COPY") if c.flags.get("from") == "spark")
+    assert ["deploy/docker/spark-entrypoint.sh", "/opt/entrypoint.sh"] in copies
 
 
 def test_the_readme_names_both_images() -> None:

@@ -389,3 +389,39 @@ async def test_a_real_spark_connect_server_runs_in_a_pod(api: FakeKubeApi, clien
         await client.delete(Pod, "driver")
         await api.wait_for("pods", "driver", NS, lambda p: p is None, timeout=30)
         assert not pid_alive(pid)
+
+
+def test_an_image_runner_runs_the_pods_command_in_its_image(tmp_path: Path) -> None:
+    """What buildah is asked to run (tests/deploy/test_images.py runs it): the Pod's mounts, made
+    readable as a kubelet's default mode makes them, its environment, its name as host name, and
+    the spark-submit of the image with paths as the container sees them."""
+    from sparkgate.testing.kube import ImageRunner, PodRun, SparkSubmitRunner
+
+    conf = tmp_path / "conf"
+    conf.mkdir(mode=0o700)
+    (conf / "spark.properties").write_text("spark.kubernetes.x=1\n")
+    (conf / "spark.properties").chmod(0o600)
+    container = {"name": "driver", "image": "registry/spark:1"}
+    pod = {"metadata": {"name": "drv-1", "namespace": "ns"}, "spec": {"containers": [container]}}
+    run = PodRun(
+        pod=pod,
+        container=container,
+        ip="127.0.0.7",
+        env={"TOKEN": "t"},
+        command=("/opt/spark/bin/spark-submit",),
+        args=("--master", "k8s://x", "--properties-file", "/etc/conf/spark.properties", "--class", "Main", "x.jar"),
+        mounts={"/etc/conf": conf},
+        workdir=tmp_path / "work",
+    )
+    local = SparkSubmitRunner(spark_submit="/opt/spark/bin/spark-submit")
+    argv = ImageRunner({"registry/spark:1": "ctr-1"}, command=local, buildah=("buildah", "--root", "/r"))(run)
+    head, _, inner = " ".join(argv).partition(" ctr-1 -- ")
+    assert head.startswith("buildah --root /r run --isolation chroot --network host --hostname drv-1 --no-hosts")
+    assert f"--volume {conf}:/etc/conf" in head and "--env TOKEN=t" in head
+    assert (tmp_path / "work" / "hosts").read_text() == "127.0.0.1\tlocalhost\n127.0.0.7\tdrv-1\n"
+    assert (conf.stat().st_mode & 0o777, (conf / "spark.properties").stat().st_mode & 0o777) == (0o755, 0o644)
+    assert inner.startswith(
+        "/opt/spark/bin/spark-submit --properties-file /etc/conf/spark.properties --master local[1]"
+    )
+    with pytest.raises(ValueError, match="no working container"):
+        ImageRunner({}, command=local)(run)

@@ -53,13 +53,21 @@ UI_PORT = 4040
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPONENT = "app.kubernetes.io/component"
+INSTANCE = "app.kubernetes.io/instance"
 PROFILE = "sparkgate.io/profile"
 POOL = "sparkgate.io/pool"
 BUSY = "sparkgate.io/busy"
 NAMESPACE = "sparkgate.io/namespace"
 FINGERPRINT = "sparkgate.io/fingerprint"
-#: The driver Pods sparkgate manages.
-SELECTOR = f"{MANAGED_BY}=sparkgate,{COMPONENT}=driver"
+#: When a gateway first saw the driver's node cordoned (the drain grace runs from then).
+DRAINING_SINCE = "sparkgate.io/draining-since"
+
+
+def selector(instance: str) -> str:
+    """The driver Pods of one sparkgate installation (``kubernetes.instance``)."""
+    return f"{MANAGED_BY}=sparkgate,{COMPONENT}=driver,{INSTANCE}={instance}"
+
+
 #: Where the driver's Secret is mounted (its ``spark.properties``).
 CONF_DIR = "/etc/sparkgate"
 #: Seconds a driver Pod gets to stop (SIGTERM, then SIGKILL).
@@ -227,6 +235,7 @@ class DriverPods:
                 "labels": {
                     MANAGED_BY: "sparkgate",
                     COMPONENT: "driver",
+                    INSTANCE: self.settings.instance,
                     PROFILE: spec.profile,
                     POOL: "true" if pool else "false",
                     BUSY: "false" if pool else "true",
@@ -257,7 +266,7 @@ class DriverPods:
         return {
             "metadata": {
                 "name": name,
-                "labels": {MANAGED_BY: "sparkgate", COMPONENT: "driver"},
+                "labels": {MANAGED_BY: "sparkgate", COMPONENT: "driver", INSTANCE: self.settings.instance},
                 "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod["metadata"]["uid"]}],
             },
             "type": "Opaque",

@@ -16,26 +16,29 @@ leave the PodDisruptionBudget's protection so the drain goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState, ProviderBase
 from sparkgate.clusters.driver_pod import (
     BUSY,
+    DRAINING_SINCE,
     FINGERPRINT,
     GRACE_SECONDS,
     NAMESPACE,
     POOL,
     PROFILE,
-    SELECTOR,
     DriverPods,
     address_of,
     annotation,
     exit_code,
     phase_text,
+    selector,
     state_of,
     timestamp,
 )
@@ -95,14 +98,19 @@ class KubernetesProvider(ProviderBase):
         return self._api
 
     def fleet_lease(self, identity: str, on_elected: Callable[[], None]) -> Lease:
-        return KubeLease(lambda: self.api, self.settings.lease_name, identity, on_elected=on_elected)
+        return KubeLease(
+            lambda: self.api,
+            self.settings.lease_name or f"{self.settings.instance}-fleet",
+            identity,
+            on_elected=on_elected,
+        )
 
     async def __aenter__(self) -> KubernetesProvider:
         s = self.settings
         if self._api is None:
             self._api = KubeApi.connect(namespace=s.namespace, kubeconfig=s.kubeconfig, context=s.context)
         try:
-            self.pods = Informer(self._api, PODS, labels=SELECTOR, listener=self._pod_event)
+            self.pods = Informer(self._api, PODS, labels=selector(s.instance), listener=self._pod_event)
             await self.pods.start()
             nodes = Informer(self._api, NODES, listener=self._node_event)
             try:
@@ -354,13 +362,24 @@ class KubernetesProvider(ProviderBase):
                 continue
             if self.on_drain is not None:
                 self.on_drain(meta["name"], f"its node {name} is being drained")
-            self._draining[meta["name"]] = self._tasks.spawn(f"release-{meta['name']}", self._release(meta["name"]))
+            since = annotation(pod, DRAINING_SINCE)
+            self._draining[meta["name"]] = self._tasks.spawn(
+                f"release-{meta['name']}", self._release(meta["name"], timestamp(since) if since else None)
+            )
 
-    async def _release(self, pod: str) -> None:
-        """Let the drain take this driver once the grace period is over (its sessions had it)."""
+    async def _release(self, pod: str, since: float | None) -> None:
+        """Let the drain take this driver once the grace period is over (its sessions had it).
+
+        The grace runs from when a gateway first saw the drain, written on the Pod: a gateway that
+        starts, or restarts, during the drain does not give the driver a grace of its own."""
         grace = self.settings.drain_grace_seconds
-        await asyncio.sleep(grace)
         try:
+            if since is None:
+                since = time.time()
+                stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                with contextlib.suppress(SparkgateError):  # (not written: this gateway's clock counts)
+                    await self.api.patch(PODS, pod, {"metadata": {"annotations": {DRAINING_SINCE: stamp}}})
+            await asyncio.sleep(max(0.0, since + grace - time.time()))
             while True:
                 try:
                     await self.api.patch(PODS, pod, {"metadata": {"labels": {BUSY: "false"}}})

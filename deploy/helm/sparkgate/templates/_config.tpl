@@ -24,6 +24,8 @@ rather than silently replaced.
 {{- /* The URL carries a password: it comes from a Secret as SPARKGATE__STATE__REDIS_URL. */ -}}
 {{- $_ := set $c.state "backend" .Values.state.backend -}}
 {{- $_ := set $c.kubernetes "namespace" .Release.Namespace -}}
+{{- /* Its driver Pods carry the release name: another release in the namespace leaves them alone. */ -}}
+{{- $_ := set $c.kubernetes "instance" .Release.Name -}}
 {{- $_ := set $c.kubernetes "drain_grace_seconds" .Values.driver.drainGraceSeconds -}}
 {{- /* One key for all gateways: a replica, or the Pod replacing one, reaches the drivers others started. */ -}}
 {{- $_ := set $c.kubernetes "token_key_file" (printf "%s/key" (include "sparkgate.tokenKeyDir" .)) -}}
@@ -73,6 +75,7 @@ cannot work, refused before anything is installed.
   "kubernetes.namespace" "driver Pods run in the release namespace, where the chart's Roles are"
   "kubernetes.kubeconfig" "the gateway uses its service account"
   "kubernetes.context" "the gateway uses its service account"
+  "kubernetes.instance" "driver Pods carry the release name (the chart's NetworkPolicy and PodDisruptionBudget select them by it)"
   "kubernetes.drain_grace_seconds" "set driver.drainGraceSeconds"
   "kubernetes.token_key_file" "the chart mounts one key into every gateway: driver.tokenKey.existingSecret names yours"
   "kubernetes.pod.image" "set driver.image"

@@ -54,6 +54,7 @@ NetworkPolicy and the PodDisruptionBudget for drivers select them by these label
 {{- define "sparkgate.driverSelectorLabels" -}}
 app.kubernetes.io/managed-by: sparkgate
 app.kubernetes.io/component: driver
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "sparkgate.image" -}}

@@ -30,6 +30,7 @@ from sparkgate.testing.kube.kubelet import FakeKubelet, allocate_pod_ip
 from sparkgate.testing.kube.operator import FakeSparkOperator, default_driver_runner
 from sparkgate.testing.kube.resources import RESOURCES, ResourceType
 from sparkgate.testing.kube.runners import (
+    ImageRunner,
     PodRun,
     Runner,
     SparkSubmitRunner,
@@ -47,6 +48,7 @@ __all__ = [
     "FakeKubeApi",
     "FakeKubelet",
     "FakeSparkOperator",
+    "ImageRunner",
     "NodeAgent",
     "PodRun",
     "ResourceType",

@@ -12,6 +12,8 @@ Shipped runners:
   token in ``SPARK_CONNECT_AUTHENTICATE_TOKEN`` when the container sets it, as Spark does.
 * :data:`spark_connect_runner` — the container's own ``spark-submit`` command translated to run a
   real Spark Connect server from the ``pyspark`` wheel on this machine (:class:`SparkSubmitRunner`).
+* :class:`ImageRunner` — the container run in its image's file system with buildah, with its own
+  command or one that a runner above translates (``SparkSubmitRunner(spark_submit=...)``).
 * :func:`python_runner` — a Python snippet, for containers whose only job is to exit (or not).
 """
 
@@ -112,22 +114,29 @@ def _kept(key: str) -> bool:
 
 @dataclass(frozen=True)
 class SparkSubmitRunner:
-    """Runs a container's ``spark-submit`` command with the ``pyspark`` wheel's, in local mode.
+    """Runs a container's ``spark-submit`` command in local mode.
 
-    The translation: the wheel's ``bin/spark-submit`` instead of the image's; ``--master`` set to
-    :attr:`master` and ``--driver-memory`` to :attr:`driver_memory`; ``--deploy-mode`` and every
-    ``spark.kubernetes.*`` conf dropped; paths under a mount mapped to this machine (in arguments,
-    confs, and a ``--properties-file``, which is copied with the same changes); and the server
-    bound to the Pod's IP with the UI off. What is not translated is passed as it is.
+    The translation: ``--master`` set to :attr:`master` and ``--driver-memory`` to
+    :attr:`driver_memory`; ``--deploy-mode`` and every ``spark.kubernetes.*`` conf dropped; and the
+    server bound to the Pod's IP with the UI off. With no :attr:`spark_submit`, it runs on this
+    machine: the wheel's ``bin/spark-submit`` instead of the image's, and paths under a mount mapped
+    to this machine (in arguments, confs, and a ``--properties-file``, which is copied with the same
+    changes). With one, the command is for the container's own file system (:class:`ImageRunner`):
+    that ``spark-submit``, paths and the properties file as they are. What is not translated is
+    passed as it is.
     """
 
     master: str = "local[1]"
     driver_memory: str = "512m"
+    #: The ``spark-submit`` to run, in the container's file system; empty: the pyspark wheel's here.
+    spark_submit: str = ""
 
     def __call__(self, run: PodRun) -> list[str]:
         argv = [*run.command, *run.args]
         if not argv or Path(argv[0]).name != "spark-submit":
             raise ValueError(f"spark_connect_runner runs spark-submit, not {argv[:1]} ({run.container['name']})")
+        here = not self.spark_submit
+        path = run.host_path if here else str
         out: list[str] = []
         args = argv[1:]
         i = 0
@@ -140,14 +149,14 @@ class SparkSubmitRunner:
             if arg == "--conf":
                 key, _, conf_value = value.partition("=")
                 if _kept(key):
-                    out += ["--conf", f"{key}={run.host_path(conf_value)}"]
+                    out += ["--conf", f"{key}={path(conf_value)}"]
                 i += 2
                 continue
-            if arg == "--properties-file":
+            if arg == "--properties-file" and here:
                 out += [arg, str(self._properties(run, Path(run.host_path(value))))]
                 i += 2
                 continue
-            out.append(run.host_path(arg))
+            out.append(path(arg))
             i += 1
         own = ["--master", self.master, "--driver-memory", self.driver_memory]
         for key, conf_value in (
@@ -158,7 +167,8 @@ class SparkSubmitRunner:
             own += ["--conf", f"{key}={conf_value}"]
         # Options go before the primary resource (and --class, which precedes it).
         at = out.index("--class") if "--class" in out else max(0, len(out) - 1)
-        return [str(default_spark_home() / "bin" / "spark-submit"), *out[:at], *own, *out[at:]]
+        spark_submit = str(default_spark_home() / "bin" / "spark-submit") if here else self.spark_submit
+        return [spark_submit, *out[:at], *own, *out[at:]]
 
     @staticmethod
     def _properties(run: PodRun, source: Path) -> Path:
@@ -179,3 +189,56 @@ class SparkSubmitRunner:
 
 #: A real Spark Connect server (JVM) for a container whose command is ``spark-submit``.
 spark_connect_runner = SparkSubmitRunner()
+
+
+@dataclass(frozen=True)
+class ImageRunner:
+    """Runs a container in its image's file system with buildah (``buildah run``, chroot
+    isolation): the Pod's volumes bound in at their mount paths, its environment set, the image's
+    user, and the host's network, so that it listens on the Pod's loopback IP.
+
+    :attr:`containers` maps each image a Pod may name to a buildah working container made from it
+    (``buildah from IMAGE``); Pods of one image share its file system. :attr:`command` gives the
+    command run there (default: the container's own ``command`` and ``args``), e.g.
+    ``SparkSubmitRunner(spark_submit="/opt/spark/bin/spark-submit")`` for a driver Pod, whose own
+    ``--master k8s://...`` needs a cluster. Needs root and ``buildah``.
+
+    What it does not prove: the container runtime's isolation (no user or network namespace, no
+    cgroup limits, a writable root file system), the image's pull, or that its entrypoint is what
+    the Pod runs (a Pod that sets ``command`` bypasses it, as on Kubernetes).
+    """
+
+    containers: Mapping[str, str]
+    command: Runner | None = None
+    #: The buildah command, with its global options (``--root``, ``--storage-driver``).
+    buildah: tuple[str, ...] = ("buildah",)
+
+    def __call__(self, run: PodRun) -> list[str]:
+        image = str(run.container.get("image") or "")
+        if image not in self.containers:
+            raise ValueError(f"no working container for image {image!r} ({run.container['name']})")
+        argv = self.command(run) if self.command is not None else (*run.command, *run.args)
+        if not argv:
+            raise ValueError(f"container {run.container['name']} has no command: the image's is not run here")
+        # As a kubelet does: the Pod's name as host name, in an /etc/hosts at the Pod's IP.
+        hosts = run.workdir / "hosts"
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        hosts.write_text(f"127.0.0.1\tlocalhost\n{run.ip}\t{run.name}\n")
+        out = [*self.buildah, "run", "--isolation", "chroot", "--network", "host", "--hostname", run.name]
+        out += ["--no-hosts", "--volume", f"{hosts}:/etc/hosts:ro"]
+        for path, host in sorted(run.mounts.items()):
+            _readable(host)
+            out += ["--volume", f"{host}:{path}"]
+        for key, value in run.env.items():
+            out += ["--env", f"{key}={value}"]
+        if run.container.get("workingDir"):
+            out += ["--workingdir", str(run.container["workingDir"])]
+        return [*out, self.containers[image], "--", *argv]
+
+
+def _readable(host: Path) -> None:
+    """A volume readable by the image's user, as a kubelet's default mode (0644) makes it; the
+    fake kubelet's private directories above it keep it from the rest of this machine."""
+    paths = [host, *host.rglob("*")] if host.is_dir() else [host]
+    for path in paths:
+        path.chmod(0o755 if path.is_dir() else 0o644)
