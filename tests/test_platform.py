@@ -62,6 +62,15 @@ async def test_status_health_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
             assert {d["namespace"] for d in status["drivers"]} >= {"sjns-fe-prod"}  # type: ignore[index]
             assert (await asyncio.to_thread(_get, base + "/healthz"))[0] == 200
             assert (await asyncio.to_thread(_get, base + "/readyz"))[1]["ready"] is True
+
+            async def out_of_reach() -> bool:
+                return False
+
+            p.gateway.store.reachable = out_of_reach  # type: ignore[method-assign]
+            # Shared state out of reach is out of reach for every replica: this one stays in its
+            # Service, where its placed sessions go on.
+            code, ready = await asyncio.to_thread(_get, base + "/readyz")
+            assert (code, ready) == (200, {"ready": True, "drivers_ready": True, "state_reachable": False})
             assert (await asyncio.to_thread(_get, base + "/nope"))[0] == 404
             metrics = await asyncio.to_thread(_text, base + "/metrics")
             assert 'sparkgate_rpcs_total{environment="prod",method="Config",status="OK",team="fe"} 1.0' in metrics

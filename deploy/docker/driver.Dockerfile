@@ -8,8 +8,9 @@
 # Kubernetes scheduler), at /opt/spark; Java 17 and Python 3.11 are Debian 12's. Also in the image:
 # sparkgate's driver plugin (the path catalog, the batch sandbox) at
 # /opt/sparkgate/sparkgate-driver-plugin.jar (kubernetes.plugin_jar), the job program at
-# /opt/sparkgate/program.py (runner.kubernetes.main_file), and /opt/entrypoint.sh, which starts
-# executors and Spark Operator drivers as Spark on Kubernetes expects.
+# /opt/sparkgate/program.py (runner.kubernetes.main_file), and /opt/entrypoint.sh and
+# /opt/decom.sh, which start and decommission executors (and start Spark Operator drivers) as Spark
+# on Kubernetes expects.
 # tests/deploy/test_images.py builds this file with buildah and runs Spark from the image.
 FROM debian:12.11-slim AS base
 # tini is PID 1 of executors and operator drivers, ps serves Spark's scripts, nss_wrapper gives a
@@ -63,6 +64,7 @@ FROM spark
 COPY --from=plugin /build/sparkgate-driver-plugin.jar /opt/sparkgate/sparkgate-driver-plugin.jar
 COPY src/sparkgate/runner/program.py /opt/sparkgate/program.py
 COPY deploy/docker/spark-entrypoint.sh /opt/entrypoint.sh
+COPY deploy/docker/spark-decom.sh /opt/decom.sh
 # Spark's user in its official image (UID 185), numeric so that runAsNonRoot can be checked. It
 # writes to Spark's work directory and to the path catalog's tables (/opt/sparkgate/catalog/<name>,
 # the driver's own: gone with its Pod).

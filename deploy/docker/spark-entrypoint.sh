@@ -9,7 +9,7 @@
 #                     SPARK_EXECUTOR_ID, SPARK_EXECUTOR_CORES, SPARK_EXECUTOR_MEMORY,
 #                     SPARK_APPLICATION_ID, SPARK_EXECUTOR_POD_IP, SPARK_EXECUTOR_POD_NAME,
 #                     SPARK_RESOURCE_PROFILE_ID and the JVM options SPARK_JAVA_OPT_0, _1, ...)
-#   anything else     run as given (sparkgate's driver Pods run spark-submit themselves)
+#   anything else     run as given, under tini (sparkgate's driver Pods: /opt/spark/bin/spark-submit ...)
 #
 # tini is PID 1 for the JVM: it forwards SIGTERM (a Pod deletion) and reaps Python workers.
 set -euo pipefail
@@ -38,9 +38,17 @@ case "${1:-}" in
     while IFS= read -r name; do
       java_opts+=("${!name}")
     done < <(compgen -e | grep '^SPARK_JAVA_OPT_[0-9]*$' | sort -t_ -k4 -n)
-    classpath="${SPARK_CONF_DIR:-${SPARK_HOME}/conf}:${SPARK_HOME}/jars/*"
-    if [ -n "${SPARK_EXTRA_CLASSPATH:-}" ]; then
-      classpath="${classpath}:${SPARK_EXTRA_CLASSPATH}"
+    # The classpath as Spark's own images build it: Hadoop's configuration first, then Spark's
+    # configuration, spark.executor.extraClassPath (SPARK_CLASSPATH) and jars, then what a
+    # Hadoop-free Spark needs (SPARK_DIST_CLASSPATH) and any extra jars of the image.
+    classpath="${SPARK_CONF_DIR:-${SPARK_HOME}/conf}"
+    for part in "${SPARK_CLASSPATH:-}" "${SPARK_HOME}/jars/*" "${SPARK_DIST_CLASSPATH:-}" "${SPARK_EXTRA_CLASSPATH:-}"; do
+      if [ -n "$part" ]; then
+        classpath="${classpath}:${part}"
+      fi
+    done
+    if [ -n "${HADOOP_CONF_DIR:-}" ]; then
+      classpath="${HADOOP_CONF_DIR}:${classpath}"
     fi
     exec /usr/bin/tini -s -- java "${java_opts[@]}" \
       -Xms"${SPARK_EXECUTOR_MEMORY}" -Xmx"${SPARK_EXECUTOR_MEMORY}" -cp "$classpath" \
@@ -54,6 +62,6 @@ case "${1:-}" in
       --podName "${SPARK_EXECUTOR_POD_NAME:-}"
     ;;
   *)
-    exec "$@"
+    exec /usr/bin/tini -s -- "$@"
     ;;
 esac

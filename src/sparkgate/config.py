@@ -415,7 +415,7 @@ class KubernetesPodSettings(_Section):
     #: Memory of the driver container (request and limit); the JVM heap is 75 % of it.
     memory: str = "4Gi"
     #: Service account of driver Pods: it may create, watch and delete its executors' Pods
-    #: (the chart's ``sparkgate-driver`` role) and nothing else.
+    #: (the chart's driver role, ``<release>-sparkgate-driver``) and nothing else.
     service_account: str = "sparkgate-driver"
     #: Node labels a driver Pod must run on (Kubernetes ``nodeSelector``), e.g. ``{pool: spark}``.
     node_selector: dict[str, str] = {}
@@ -675,7 +675,7 @@ class KubernetesJobSettings(_Section):
     images: dict[str, str] = {"default": "ghcr.io/sparkgate/spark-driver:4.1.4"}
     #: The job program inside the image.
     main_file: str = "local:///opt/sparkgate/program.py"
-    #: Service account of the driver pod (the chart's ``sparkgate-driver``: it may run executors).
+    #: Service account of the driver pod (the chart's driver account: it may run executors).
     service_account: str = "sparkgate-driver"
     #: Where job output goes, per environment (``{job_id}`` is replaced); ``default`` for the rest.
     output_uris: dict[str, str] = {"default": "s3a://sparkgate-scratch/{environment}/{job_id}"}

@@ -5,6 +5,7 @@ and the gateway reaches it there with real gRPC, as in a cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from sparkgate.clusters.base import DriverSpec, DriverState
+from sparkgate.clusters.base import Driver, DriverSpec, DriverState
 from sparkgate.clusters.driver_pod import BUSY, DRAINING_SINCE, NAMESPACE, POOL, selector
 from sparkgate.clusters.kubernetes import KubernetesProvider
 from sparkgate.clusters.manager import ClusterManager
@@ -235,24 +236,35 @@ async def released_to_the_drain(api: FakeKubeApi, name: str) -> dict[str, Any]:
     raise AssertionError(f"driver Pod {name} still protected from the drain: {api.get_object('pods', name, NS)}")
 
 
+@contextlib.asynccontextmanager
+async def a_team_driver(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, *, drain_grace_seconds: float
+) -> AsyncIterator[tuple[KubeApi, KubernetesProvider, Driver]]:
+    """A gateway's provider on the fake cluster, and a driver a team has claimed."""
+    api, _ = cluster
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=drain_grace_seconds), api=client)
+        async with provider:
+            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            await cm.start()
+            try:
+                yield client, provider, await cm.acquire("fe", "prod")
+            finally:
+                await cm.close()
+
+
 async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the_grace(
     cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
 ) -> None:
     api, kubelet = cluster
-    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
-        provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=0.3), api=client)
-        async with provider:
-            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
-            await cm.start()
-            d = await cm.acquire("fe", "prod")
-            kubelet.cordon()
-            deadline = time.monotonic() + 15
-            while d.state is not DriverState.DRAINING and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert d.state is DriverState.DRAINING  # no new session goes there
-            pod = await released_to_the_drain(api, d.id)
-            assert pod["metadata"]["annotations"][DRAINING_SINCE]  # when the grace began, for other gateways
-            await cm.close()
+    async with a_team_driver(cluster, key, drain_grace_seconds=0.3) as (_, _, d):
+        kubelet.cordon()
+        deadline = time.monotonic() + 15
+        while d.state is not DriverState.DRAINING and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert d.state is DriverState.DRAINING  # no new session goes there
+        pod = await released_to_the_drain(api, d.id)
+        assert pod["metadata"]["annotations"][DRAINING_SINCE]  # when the grace began, for other gateways
 
 
 async def test_the_drain_grace_runs_from_when_the_first_gateway_saw_the_drain(
@@ -260,18 +272,36 @@ async def test_the_drain_grace_runs_from_when_the_first_gateway_saw_the_drain(
 ) -> None:
     """A gateway that (re)starts during a drain does not give the driver a grace of its own."""
     api, kubelet = cluster
-    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
-        provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=3600), api=client)
-        async with provider:
-            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
-            await cm.start()
-            d = await cm.acquire("fe", "prod")
-            an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3601))
-            await client.patch(PODS, d.id, {"metadata": {"annotations": {DRAINING_SINCE: an_hour_ago}}})
-            kubelet.cordon()
-            pod = await released_to_the_drain(api, d.id)
-            assert pod["metadata"]["annotations"][DRAINING_SINCE] == an_hour_ago
-            await cm.close()
+    async with a_team_driver(cluster, key, drain_grace_seconds=3600) as (client, _, d):
+        an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3601))
+        await client.patch(PODS, d.id, {"metadata": {"annotations": {DRAINING_SINCE: an_hour_ago}}})
+        kubelet.cordon()
+        pod = await released_to_the_drain(api, d.id)
+        assert pod["metadata"]["annotations"][DRAINING_SINCE] == an_hour_ago
+
+
+async def test_an_uncordoned_node_stops_the_grace_and_a_later_drain_gets_its_own(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, kubelet = cluster
+    async with a_team_driver(cluster, key, drain_grace_seconds=3600) as (_, provider, d):
+        kubelet.cordon()
+        await annotated(api, d.id, present=True)
+        kubelet.uncordon()
+        pod = await annotated(api, d.id, present=False)
+        assert pod["metadata"]["labels"][BUSY] == "true"  # still protected: no drain is going on
+        assert d.id not in provider._draining
+
+
+async def annotated(api: FakeKubeApi, name: str, *, present: bool) -> dict[str, Any]:
+    """The driver Pod once its drain annotation is there (or gone)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pod = api.get_object("pods", name, NS)
+        if pod is not None and bool((pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE)) is present:
+            return pod
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{DRAINING_SINCE} {'never written' if present else 'still there'}")
 
 
 async def test_one_gateway_holds_the_fleet_lease_and_another_takes_over(

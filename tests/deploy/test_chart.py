@@ -25,6 +25,7 @@ import yaml
 from sparkgate.clusters import driver_pod
 from sparkgate.config import Settings, load_settings
 from sparkgate.kube import rbac
+from tests.kube.test_security import restricted_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "sparkgate"
@@ -297,6 +298,7 @@ def test_every_pod_runs_locked_down(name: str) -> None:
         what = d["metadata"]["name"]
         assert spec["securityContext"]["runAsNonRoot"] is True, what
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, what
+        assert restricted_problems(spec) == [], what  # admitted where `restricted` is enforced
         writable = {v["name"] for v in spec["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
         for c in spec["containers"]:
             sc = c["securityContext"]

@@ -10,11 +10,11 @@ from typing import Any
 import celpy
 import pytest
 
-from tests.deploy.test_chart import NAMESPACE, rendered
+from tests.deploy.test_chart import FULLNAME, NAMESPACE, rendered
 
 DRIVER_UID = "5e1c6a2e-0000-4000-8000-000000000001"
 OTHER_UID = "5e1c6a2e-0000-4000-8000-000000000002"
-DRIVER_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:sparkgate-driver"
+DRIVER_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}-driver"
 
 #: An executor Pod as Spark's Kubernetes scheduler creates it (client mode, after the API
 #: server's ServiceAccount admission added the projected token volume).

@@ -408,7 +408,7 @@ def test_an_image_runner_runs_the_pods_command_in_its_image(tmp_path: Path) -> N
         container=container,
         ip="127.0.0.7",
         env={"TOKEN": "t"},
-        command=("/opt/spark/bin/spark-submit",),
+        command=("/opt/entrypoint.sh", "/opt/spark/bin/spark-submit"),
         args=("--master", "k8s://x", "--properties-file", "/etc/conf/spark.properties", "--class", "Main", "x.jar"),
         mounts={"/etc/conf": conf},
         workdir=tmp_path / "work",
@@ -420,8 +420,8 @@ def test_an_image_runner_runs_the_pods_command_in_its_image(tmp_path: Path) -> N
     assert f"--volume {conf}:/etc/conf" in head and "--env TOKEN=t" in head
     assert (tmp_path / "work" / "hosts").read_text() == "127.0.0.1\tlocalhost\n127.0.0.7\tdrv-1\n"
     assert (conf.stat().st_mode & 0o777, (conf / "spark.properties").stat().st_mode & 0o777) == (0o755, 0o644)
-    assert inner.startswith(
-        "/opt/spark/bin/spark-submit --properties-file /etc/conf/spark.properties --master local[1]"
-    )
+    # Through the image's entrypoint, with paths as the container sees them.
+    spark_submit = "/opt/entrypoint.sh /opt/spark/bin/spark-submit --properties-file /etc/conf/spark.properties"
+    assert inner.startswith(f"{spark_submit} --master local[1]") and inner.endswith("--class Main x.jar")
     with pytest.raises(ValueError, match="no working container"):
         ImageRunner({}, command=local)(run)

@@ -1,8 +1,9 @@
 """A minimal asyncio HTTP/1.1 server for operator endpoints (GET only, JSON or text bodies).
 
 The gateway's data plane is gRPC; operators and scripts want ``curl``-able endpoints: ``/status``
-(pools, drivers, sessions), ``/healthz`` (the process is alive) and ``/readyz`` (it can place a
-session). This needs nothing beyond asyncio, so the gateway stays installable without a web stack.
+(pools, drivers, sessions), ``/healthz`` (the process is alive) and ``/readyz`` (it listens, and a
+driver is ready or may be started; whether shared state is in reach is reported beside it). This
+needs nothing beyond asyncio, so the gateway stays installable without a web stack.
 """
 
 from __future__ import annotations

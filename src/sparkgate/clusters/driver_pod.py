@@ -34,10 +34,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sparkgate.clusters.base import POOL_NAMESPACE, DriverSpec, DriverState
 from sparkgate.config import KubernetesPodSettings, KubernetesSettings, PoolProfile
 from sparkgate.errors import SparkgateError
 from sparkgate.kube.api import Obj
+from sparkgate.kube.security import executor_pod_template, restricted_container
 from sparkgate.spark.conf import merge_conf, properties_text
 from sparkgate.spark.plugin import EXTENSIONS
 
@@ -68,8 +71,9 @@ def selector(instance: str) -> str:
     return f"{MANAGED_BY}=sparkgate,{COMPONENT}=driver,{INSTANCE}={instance}"
 
 
-#: Where the driver's Secret is mounted (its ``spark.properties``).
+#: Where the driver's Secret is mounted (its ``spark.properties`` and its executors' Pod template).
 CONF_DIR = "/etc/sparkgate"
+EXECUTOR_TEMPLATE = "executor-pod.yaml"
 #: Seconds a driver Pod gets to stop (SIGTERM, then SIGKILL).
 GRACE_SECONDS = 30
 
@@ -142,6 +146,7 @@ class DriverPods:
             "spark.kubernetes.namespace": "$(POD_NAMESPACE)",
             "spark.kubernetes.container.image": p.image,
             "spark.kubernetes.executor.podNamePrefix": name,
+            "spark.kubernetes.executor.podTemplateFile": f"{CONF_DIR}/{EXECUTOR_TEMPLATE}",
             "spark.driver.host": "$(POD_IP)",
             "spark.driver.bindAddress": "0.0.0.0",
             "spark.driver.port": str(DRIVER_PORT),
@@ -177,7 +182,9 @@ class DriverPods:
             "name": "driver",
             "image": p.image,
             "imagePullPolicy": p.image_pull_policy,
-            "command": ["/opt/spark/bin/spark-submit"],
+            # Through the image's entrypoint: tini as PID 1 (signals, Python workers reaped) and a
+            # user name for a UID the cluster assigns.
+            "command": ["/opt/entrypoint.sh", "/opt/spark/bin/spark-submit"],
             "args": args,
             "env": [
                 {"name": "POD_NAME", "valueFrom": field("metadata.name")},
@@ -204,12 +211,7 @@ class DriverPods:
                 "requests": {"cpu": p.cpu, "memory": p.memory},
                 "limits": {"cpu": p.cpu, "memory": p.memory},
             },
-            "securityContext": {
-                "runAsNonRoot": True,
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_container(),
             "volumeMounts": [{"name": "conf", "mountPath": CONF_DIR, "readOnly": True}],
         }
         pod_spec: dict[str, Any] = {
@@ -220,7 +222,10 @@ class DriverPods:
             "volumes": [
                 {
                     "name": "conf",
-                    "secret": {"secretName": name, "items": [{"key": "spark.properties", "path": "spark.properties"}]},
+                    "secret": {
+                        "secretName": name,
+                        "items": [{"key": k, "path": k} for k in ("spark.properties", EXECUTOR_TEMPLATE)],
+                    },
                 }
             ],
         }
@@ -260,9 +265,14 @@ class DriverPods:
         return merge_conf(catalog, plugin, spec.spark_conf)
 
     def secret(self, pod: Obj, spec: DriverSpec) -> Obj:
-        """The driver's Secret: its token and its ``spark.properties``, deleted with its Pod."""
+        """The driver's Secret: its token, its ``spark.properties`` and its executors' Pod template,
+        deleted with its Pod."""
         name = pod["metadata"]["name"]
-        data = {"token": self.token(name), "spark.properties": properties_text(self.conf(spec))}
+        data = {
+            "token": self.token(name),
+            "spark.properties": properties_text(self.conf(spec)),
+            EXECUTOR_TEMPLATE: yaml.safe_dump(executor_pod_template(), sort_keys=False),
+        }
         return {
             "metadata": {
                 "name": name,

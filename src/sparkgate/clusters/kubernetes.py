@@ -352,9 +352,12 @@ class KubernetesProvider(ProviderBase):
     def _node_event(self, kind: str, node: Obj) -> None:
         """A node cordoned (``kubectl drain`` begins so): its busy drivers take no new session and,
         after ``kubernetes.drain_grace_seconds``, leave the PodDisruptionBudget's protection."""
-        if kind == "DELETED" or not (node.get("spec") or {}).get("unschedulable") or self.pods is None:
+        if kind == "DELETED" or self.pods is None:
             return
         name = node["metadata"]["name"]
+        if not (node.get("spec") or {}).get("unschedulable"):
+            self._undrained(name)
+            return
         for pod in list(self.pods.objects.values()):
             meta = pod["metadata"]
             busy = (meta.get("labels") or {}).get(BUSY) == "true"
@@ -366,6 +369,24 @@ class KubernetesProvider(ProviderBase):
             self._draining[meta["name"]] = self._tasks.spawn(
                 f"release-{meta['name']}", self._release(meta["name"], timestamp(since) if since else None)
             )
+
+    def _undrained(self, node: str) -> None:
+        """The node uncordoned: its drivers' grace is no longer counting (a later drain gets one
+        of its own)."""
+        assert self.pods is not None
+        for pod in list(self.pods.objects.values()):
+            meta = pod["metadata"]
+            if (pod.get("spec") or {}).get("nodeName") != node:
+                continue
+            task = self._draining.pop(meta["name"], None)
+            if task is not None:
+                task.cancel()
+            if annotation(pod, DRAINING_SINCE):
+                self._tasks.spawn(f"undrain-{meta['name']}", self._forget_drain(meta["name"]))
+
+    async def _forget_drain(self, pod: str) -> None:
+        with contextlib.suppress(SparkgateError):  # (gone, or the API server busy: the next cordon sees it)
+            await self.api.patch(PODS, pod, {"metadata": {"annotations": {DRAINING_SINCE: None}}})
 
     async def _release(self, pod: str, since: float | None) -> None:
         """Let the drain take this driver once the grace period is over (its sessions had it).

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from sparkgate.config import CatalogSettings, KubernetesJobSettings
+from sparkgate.kube.security import restricted_container
 from sparkgate.runner.jobs import (
     COMPLETED,
     FAILED,
@@ -150,12 +151,14 @@ def build_spark_application(
                 "memory": res.driver.memory,
                 "serviceAccount": settings.service_account,
                 "labels": {"spark-role": "driver", "spark-connect": "enabled", **labels},
+                "securityContext": restricted_container(),
             },
             "executor": {
                 "cores": res.executor.cores,
                 "memory": res.executor.memory,
                 "instances": res.executor.instances,
                 "labels": {"spark-role": "executor", **labels},
+                "securityContext": restricted_container(),
             },
         },
     }

@@ -30,11 +30,11 @@ rather than silently replaced.
 {{- /* One key for all gateways: a replica, or the Pod replacing one, reaches the drivers others started. */ -}}
 {{- $_ := set $c.kubernetes "token_key_file" (printf "%s/key" (include "sparkgate.tokenKeyDir" .)) -}}
 {{- $_ := set $c.kubernetes.pod "image" (include "sparkgate.driverImage" .) -}}
-{{- $_ := set $c.kubernetes.pod "service_account" .Values.driver.serviceAccount.name -}}
+{{- $_ := set $c.kubernetes.pod "service_account" (include "sparkgate.serviceAccountName" (list . "driver")) -}}
 {{- $_ := set $c.runner "host" "0.0.0.0" -}}
 {{- $_ := set $c.runner "port" 50051 -}}
 {{- $_ := set $c.runner "gateway_url" (printf "sc://%s:%v" (include "sparkgate.component" (list . "gateway")) .Values.gateway.service.port) -}}
-{{- $_ := set $c.runner.kubernetes "service_account" .Values.driver.serviceAccount.name -}}
+{{- $_ := set $c.runner.kubernetes "service_account" (include "sparkgate.serviceAccountName" (list . "driver")) -}}
 {{- $_ := set $c.playground "host" "0.0.0.0" -}}
 {{- $_ := set $c.playground "port" 8080 -}}
 {{- $_ := set $c.playground "runner_target" (printf "%s:%v" (include "sparkgate.component" (list . "runner")) .Values.runner.service.port) -}}

@@ -7,7 +7,8 @@ Environment: ``value`` (itself expanded), ``valueFrom.fieldRef`` (``metadata.nam
 ``envFrom`` (Secrets and ConfigMaps, with ``prefix``). ``resourceFieldRef`` is not modelled: a
 container using it does not start (``CreateContainerConfigError``).
 
-Volumes: ``secret`` and ``configMap`` (all keys, or ``items`` with their ``path``), ``emptyDir``;
+Volumes: ``secret`` and ``configMap`` (all keys, or ``items`` with their ``path``: a missing key
+keeps the Pod waiting unless ``optional``), ``emptyDir``;
 files are written mode 0600 in a 0700 directory (a real kubelet's default is 0644: these hold
 tokens on a shared machine). A volume of another type keeps the Pod from starting. Mounts with
 ``subPath`` map to a file or directory inside the volume. The content is written once, when the
@@ -165,6 +166,9 @@ def gather_volumes(pod: Obj, lookup: Lookup) -> list[Volume]:
             if field in vol:
                 data = _source(lookup, resource, vol[field], "ContainerCreating", ref_field)
                 items = vol[field].get("items")
+                missing = [i["key"] for i in items or [] if i["key"] not in data]
+                if missing and not vol[field].get("optional"):  # (a kubelet does not mount it: the Pod waits)
+                    raise NotReady("ContainerCreating", f"volume {name!r}: no key {missing[0]!r} in its {field}")
                 files = {i["path"]: data[i["key"]] for i in items if i["key"] in data} if items else data
                 out.append(Volume(name, files))
                 break

@@ -119,10 +119,11 @@ class SparkSubmitRunner:
     The translation: ``--master`` set to :attr:`master` and ``--driver-memory`` to
     :attr:`driver_memory`; ``--deploy-mode`` and every ``spark.kubernetes.*`` conf dropped; and the
     server bound to the Pod's IP with the UI off. With no :attr:`spark_submit`, it runs on this
-    machine: the wheel's ``bin/spark-submit`` instead of the image's, and paths under a mount mapped
-    to this machine (in arguments, confs, and a ``--properties-file``, which is copied with the same
-    changes). With one, the command is for the container's own file system (:class:`ImageRunner`):
-    that ``spark-submit``, paths and the properties file as they are. What is not translated is
+    machine: the wheel's ``bin/spark-submit`` instead of the image's (and of what runs it, an
+    entrypoint before it in the command), and paths under a mount mapped to this machine (in
+    arguments, confs, and a ``--properties-file``, which is copied with the same changes). With
+    one, the command is for the container's own file system (:class:`ImageRunner`): that
+    ``spark-submit`` after what runs it, paths and the properties file as they are. What is not translated is
     passed as it is.
     """
 
@@ -132,9 +133,12 @@ class SparkSubmitRunner:
     spark_submit: str = ""
 
     def __call__(self, run: PodRun) -> list[str]:
-        argv = [*run.command, *run.args]
-        if not argv or Path(argv[0]).name != "spark-submit":
-            raise ValueError(f"spark_connect_runner runs spark-submit, not {argv[:1]} ({run.container['name']})")
+        full = [*run.command, *run.args]
+        start = next((i for i, arg in enumerate(full[:2]) if Path(arg).name == "spark-submit"), None)
+        if start is None:
+            raise ValueError(f"spark_connect_runner runs spark-submit, not {full[:2]} ({run.container['name']})")
+        # What runs spark-submit (the image's entrypoint): kept in the image, not here.
+        launcher, argv = full[:start], full[start:]
         here = not self.spark_submit
         path = run.host_path if here else str
         out: list[str] = []
@@ -167,8 +171,9 @@ class SparkSubmitRunner:
             own += ["--conf", f"{key}={conf_value}"]
         # Options go before the primary resource (and --class, which precedes it).
         at = out.index("--class") if "--class" in out else max(0, len(out) - 1)
-        spark_submit = str(default_spark_home() / "bin" / "spark-submit") if here else self.spark_submit
-        return [spark_submit, *out[:at], *own, *out[at:]]
+        if here:
+            return [str(default_spark_home() / "bin" / "spark-submit"), *out[:at], *own, *out[at:]]
+        return [*launcher, self.spark_submit, *out[:at], *own, *out[at:]]
 
     @staticmethod
     def _properties(run: PodRun, source: Path) -> Path:
