@@ -10,9 +10,11 @@ this machine's HTTPS proxy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -159,9 +161,25 @@ class Builder:
         assert done.returncode == 0, f"{' '.join(argv)} exited with {done.returncode}:\n{out[-6000:]}"
         return out
 
+    def running(self) -> list[int]:
+        """Processes still running in a container of this storage (their root is under it)."""
+        storage = str(self.root.resolve())
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if os.readlink(proc / "root").startswith(storage):
+                        pids.append(int(proc.name))
+                except OSError:
+                    continue
+        return pids
+
     def close(self, *, keep_images: bool = False) -> None:
         """Working containers removed; the storage too, unless ``keep_images`` (a later run's build
-        then starts from its cached layers)."""
+        then starts from its cached layers). Processes left in them are killed first."""
+        for pid in self.running():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run([*self.buildah, "rm", "--all"], capture_output=True, check=False)
         subprocess.run([*self.buildah, "umount", "--all"], capture_output=True, check=False)
         if not keep_images:

@@ -46,6 +46,7 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
         b.build("driver.Dockerfile", DRIVER_IMAGE)
         b.build("gateway.Dockerfile", GATEWAY_IMAGE)
         yield b
+        assert b.running() == [], "processes of the images' containers outlived their tests"
     finally:
         b.close(keep_images=bool(store))
 

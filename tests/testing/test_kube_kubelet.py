@@ -416,7 +416,8 @@ def test_an_image_runner_runs_the_pods_command_in_its_image(tmp_path: Path) -> N
     local = SparkSubmitRunner(spark_submit="/opt/spark/bin/spark-submit")
     argv = ImageRunner({"registry/spark:1": "ctr-1"}, command=local, buildah=("buildah", "--root", "/r"))(run)
     head, _, inner = " ".join(argv).partition(" ctr-1 -- ")
-    assert head.startswith("buildah --root /r run --isolation chroot --network host --hostname drv-1 --no-hosts")
+    assert head.startswith("unshare --pid --fork --kill-child buildah --root /r run --isolation chroot --network host")
+    assert "--hostname drv-1 --no-hosts" in head
     assert f"--volume {conf}:/etc/conf" in head and "--env TOKEN=t" in head
     assert (tmp_path / "work" / "hosts").read_text() == "127.0.0.1\tlocalhost\n127.0.0.7\tdrv-1\n"
     assert (conf.stat().st_mode & 0o777, (conf / "spark.properties").stat().st_mode & 0o777) == (0o755, 0o644)

@@ -206,7 +206,7 @@ class ImageRunner:
     (``buildah from IMAGE``); Pods of one image share its file system. :attr:`command` gives the
     command run there (default: the container's own ``command`` and ``args``), e.g.
     ``SparkSubmitRunner(spark_submit="/opt/spark/bin/spark-submit")`` for a driver Pod, whose own
-    ``--master k8s://...`` needs a cluster. Needs root and ``buildah``.
+    ``--master k8s://...`` needs a cluster. Needs root, ``buildah`` and ``unshare``.
 
     What it does not prove: the container runtime's isolation (no user or network namespace, no
     cgroup limits, a writable root file system), the image's pull, or that its entrypoint is what
@@ -229,7 +229,10 @@ class ImageRunner:
         hosts = run.workdir / "hosts"
         hosts.parent.mkdir(parents=True, exist_ok=True)
         hosts.write_text(f"127.0.0.1\tlocalhost\n{run.ip}\t{run.name}\n")
-        out = [*self.buildah, "run", "--isolation", "chroot", "--network", "host", "--hostname", run.name]
+        # In a PID namespace of its own, as a container is: when the kubelet kills it, every
+        # process it started goes too (an entrypoint's tini puts the JVM in a group of its own).
+        unshare = ["unshare", "--pid", "--fork", "--kill-child"]
+        out = [*unshare, *self.buildah, "run", "--isolation", "chroot", "--network", "host", "--hostname", run.name]
         out += ["--no-hosts", "--volume", f"{hosts}:/etc/hosts:ro"]
         for path, host in sorted(run.mounts.items()):
             _readable(host)
