@@ -232,6 +232,7 @@ def test_paths_in_the_settings_are_absolute_from_where_they_were_loaded(
         "auth.tokens_file",
         "kubernetes.kubeconfig",
         "kubernetes.token_key_file",
+        "local.class_archive_dir",
         "local.spark_home",
         "runner.gateway_ca_file",
         "state_dir",

@@ -544,6 +544,7 @@ def test_the_commands_table_and_gateway_status(clone: Clone) -> None:
         assert "usage: sparkgate" in clone.sh(f"sparkgate {sub} --help")
     status = clone.sh("sparkgate status")
     assert "sjns-feature-engineering-local" in status and "(warm pool)" in status, status
+    assert "class-data archive: ready" in status, status  # (tests/conftest.py built it for the run)
 
 
 @needs_spark

@@ -280,6 +280,9 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
     for name, prof in pool.get("profiles", {}).items():
         version = f", Spark {prof['spark_version']}" if prof.get("spark_version") else ""
         _out(f"  profile {name}: {prof['warm']}/{prof['target']} warm{version}")
+    archive = data.get("class_archive")
+    if archive:  # (local drivers: whether they start from a class-data archive)
+        _out(f"  class-data archive: {archive['state']}" + (f" ({archive['path']})" if archive.get("path") else ""))
     for key, b in data.get("start_failures", {}).items():
         _out(f"  start failing: {key}: {b['failures']}x, next try in {b['retry_in_seconds']:.0f}s: {b['last_error']}")
     _out("")

@@ -282,6 +282,7 @@ class Platform:
                 },
             },
             "limits": {"max_drivers": cm.max_drivers},
+            "class_archive": cm.provider.class_archive_status(),
             "start_failures": {key: b.to_dict() for key, b in cm.backoff.items()},
             "drivers": drivers,
             "sessions": sessions,

@@ -234,3 +234,15 @@ async def test_of_gateways_sharing_a_state_dir_racing_for_a_warm_driver_exactly_
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_only_a_warm_pools_driver_is_warmed_up_by_a_client(tmp_path: Path) -> None:
+    """A team waiting for its driver gets it as soon as it answers: the client warm-up (seconds)
+    is for drivers that wait in the pool."""
+    from sparkgate.clusters.base import Driver
+
+    provider = LocalProvider(LocalProviderSettings(), tmp_path)
+    team = Driver(id="local-1", address="127.0.0.1:1", provider="local", namespace="sjns-fe-prod")
+    pool = Driver(id="local-2", address="127.0.0.1:1", provider="local")
+    assert not provider._warms_up(team) and provider._warms_up(pool)
+    assert not LocalProvider(LocalProviderSettings(client_warmup=False), tmp_path)._warms_up(pool)

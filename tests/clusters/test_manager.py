@@ -542,3 +542,38 @@ async def test_a_session_is_not_handed_the_driver_it_just_failed_on_by_a_start_i
     assert isinstance(failed_over, Unavailable) and "just failed on" in failed_over.message
     assert len(p.started) == 1  # (no driver started for it either: it retries)
     await cm.close(stop_drivers=False)
+
+
+async def test_on_one_machine_a_team_takes_the_warm_driver_already_starting() -> None:
+    """Rather than start a second cold JVM beside it (tried: a team's session waited 21.5 s for
+    its own start although the warm driver starting beside it was ready 7 s earlier)."""
+    p = FakeProvider(start_delay=0.3)
+    p.starts_share_cpu = True  # (drivers are JVMs on this machine)
+    cm = ClusterManager(p, pool_size=1, max_drivers=4)
+    await cm.start()  # the warm pool starts filling
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    d = await cm.acquire("fe", "prod")
+    assert time.monotonic() - t0 < 0.28  # the rest of the warm driver's start, not a whole one
+    assert d.id == "fake-1" and d.namespace == "sjns-fe-prod"
+    assert [s.namespace for s in p.specs] == [POOL_NAMESPACE]  # no start of its own
+    await cm.wait_pool_ready(timeout=5)  # and the pool refills
+    await cm.close()
+
+
+async def test_on_one_machine_the_warm_pool_waits_for_a_teams_start() -> None:
+    p = FakeProvider(start_delay=0.3)
+    p.starts_share_cpu = True  # (drivers are JVMs on this machine)
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    team = asyncio.create_task(cm.acquire("fe", "prod"))
+    await asyncio.sleep(0.05)
+    cm.profiles["default"] = PoolProfile(size=1)  # the pool wants one
+    t0 = time.monotonic()
+    cm.refill_pool()
+    await team
+    assert time.monotonic() - t0 < 0.35  # the team's start did not share the machine
+    await cm.wait_pool_ready(timeout=5)
+    assert time.monotonic() - t0 >= 0.5  # the warm driver started after it
+    assert [s.namespace for s in p.specs] == ["sjns-fe-prod", POOL_NAMESPACE]
+    await cm.close()

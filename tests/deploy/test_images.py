@@ -2,8 +2,8 @@
 Debian base made with debootstrap) and run:
 
 * a driver Pod exactly as the gateway builds it, run in the driver image (its own spark-submit,
-  Java, Python and plugin jar; only the master made local), serving a pyspark session through the
-  gateway, with the path catalog writing as the image's user;
+  Java, Python, plugin jar and class-data archive; only the master made local), serving a pyspark
+  session through the gateway, with the path catalog writing as the image's user;
 * a batch job's SparkApplication run as the Spark Operator starts its driver (the image's
   entrypoint in ``driver`` mode, the job program from the image);
 * the entrypoint's ``executor`` mode starting Spark's Kubernetes executor backend;
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from sparkgate.clusters.driver_pod import heap_for
 from sparkgate.config import KubernetesJobSettings, KubernetesPodSettings, load_settings
 from sparkgate.platform import Platform
 from sparkgate.runner.jobs import Job, job_id, namespace_for_job
@@ -60,7 +61,9 @@ def driver(builder: Builder) -> str:
 async def test_a_driver_pod_in_the_driver_image_serves_a_session_through_the_gateway(
     builder: Builder, driver: str, tmp_path: Path
 ) -> None:
-    local = SparkSubmitRunner(master="local[2]", spark_submit="/opt/spark/bin/spark-submit")
+    # The heap of a default driver Pod: the image's class-data archive fits it.
+    heap = heap_for(KubernetesPodSettings().memory)
+    local = SparkSubmitRunner(master="local[2]", driver_memory=heap, spark_submit="/opt/spark/bin/spark-submit")
     runner = ImageRunner({DRIVER_IMAGE: driver}, command=local, buildah=builder.buildah)
     async with FakeKubeApi() as api, FakeKubelet(api, runner):
         settings = load_settings(
@@ -70,7 +73,8 @@ async def test_a_driver_pod_in_the_driver_image_serves_a_session_through_the_gat
             admin={"enabled": False},
             runner={"enabled": False},
             playground={"enabled": False},
-            pool={"size": 1},
+            # -Xshare:on: the JVM refuses to start unless it maps the image's class-data archive.
+            pool={"size": 1, "profiles": {"default": {"spark_conf": {"spark.driver.extraJavaOptions": "-Xshare:on"}}}},
             state_dir=tmp_path / "state",
             environments={"prod": {"provider": "kubernetes"}},
             kubernetes={

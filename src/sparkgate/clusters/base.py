@@ -119,9 +119,10 @@ class DriverSpec:
 class ClusterProvider(Protocol):
     """Starts, stops and lists drivers on one engine. Use as an async context manager.
 
-    The optional capabilities (``on_exit``, ``on_drain``, ``fingerprint``, ``check_spec``, ``claim``,
-    ``fleet_lease``, ``discard``, ``reap``): :class:`ProviderBase` gives every provider their no-op defaults, and a
-    provider overrides what it can do.
+    The optional capabilities (``on_exit``, ``on_drain``, ``starts_share_cpu``, ``fingerprint``,
+    ``check_spec``, ``claim``, ``fleet_lease``, ``discard``, ``reap``, ``class_archive_status``):
+    :class:`ProviderBase` gives every provider their no-op defaults, and a provider overrides what
+    it can do.
     """
 
     name: str
@@ -131,6 +132,9 @@ class ClusterProvider(Protocol):
     #: Called with ``(driver_id, why)`` when a driver should take no new session (its node is
     #: being drained), for a provider that sees it coming; the cluster manager sets it.
     on_drain: Callable[[str, str], None] | None
+    #: Whether drivers starting at once compete for the same CPUs (one machine): then a team's
+    #: start goes before the warm pool's, which waits for it.
+    starts_share_cpu: bool
 
     def fingerprint(self, spec: DriverSpec) -> str:
         """What a driver started from ``spec`` here is made of: an adopted driver whose fingerprint
@@ -180,6 +184,11 @@ class ClusterProvider(Protocol):
         their ids."""
         ...
 
+    def class_archive_status(self) -> dict[str, str] | None:
+        """Whether drivers start from a class-data archive (:mod:`sparkgate.spark.cds`), for
+        ``sparkgate status``: its ``state`` and ``path``; ``None`` where the provider keeps none."""
+        ...
+
     async def __aenter__(self) -> ClusterProvider: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -192,6 +201,7 @@ class ProviderBase:
 
     on_exit: Callable[[str, int | None], None] | None = None
     on_drain: Callable[[str, str], None] | None = None
+    starts_share_cpu: bool = False
 
     def fingerprint(self, spec: DriverSpec) -> str:
         return spec.fingerprint()
@@ -207,6 +217,9 @@ class ProviderBase:
         """The lease that elects which of the gateways sharing these drivers looks after them,
         where the provider's engine keeps one (Kubernetes: a ``Lease``); ``None``: none here."""
         return None
+
+    def class_archive_status(self) -> dict[str, str] | None:
+        return None  # (drivers' images carry theirs, or none)
 
     async def discard(self, driver: Driver) -> None:
         # A driver only this gateway's host could reach: nothing of it may be left running.

@@ -74,6 +74,8 @@ def selector(instance: str) -> str:
 #: Where the driver's Secret is mounted (its ``spark.properties`` and its executors' Pod template).
 CONF_DIR = "/etc/sparkgate"
 EXECUTOR_TEMPLATE = "executor-pod.yaml"
+#: JVM options a driver starts with ahead of ``spark.driver.extraJavaOptions`` (the class archive's).
+DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 #: Seconds a driver Pod gets to stop (SIGTERM, then SIGKILL).
 GRACE_SECONDS = 30
 
@@ -136,7 +138,8 @@ class DriverPods:
         """Includes which token key made the driver's token: a driver made with another key (the
         key changed; a gateway without ``token_key_file`` started it) is not adopted as ready."""
         key_id = hmac.new(self._key, b"key-id", hashlib.sha256).hexdigest()[:8]
-        return spec.fingerprint(self.pod_settings(spec.profile).model_dump_json(), self.settings.plugin_jar, key_id)
+        pod = self.pod_settings(spec.profile).model_dump_json()
+        return spec.fingerprint(pod, self.settings.plugin_jar, self.settings.class_archive, key_id)
 
     def pod(self, name: str, spec: DriverSpec) -> Obj:
         """The Pod of a new driver (as created; the API server fills in the rest)."""
@@ -262,7 +265,11 @@ class DriverPods:
         if c.enabled and (plugin or not c.is_path_catalog):
             root = c.root or f"/opt/sparkgate/catalog/{c.name}"
             catalog = c.spark_conf(Path(root)) if c.is_path_catalog else c.spark_conf()
-        return merge_conf(catalog, plugin, spec.spark_conf)
+        conf = merge_conf(catalog, plugin, spec.spark_conf)
+        if self.settings.class_archive:  # (before a profile's own options, which win where they differ)
+            theirs = conf.get(DEFAULT_JAVA_OPTIONS, "")
+            conf[DEFAULT_JAVA_OPTIONS] = f"-XX:SharedArchiveFile={self.settings.class_archive} {theirs}".strip()
+        return conf
 
     def secret(self, pod: Obj, spec: DriverSpec) -> Obj:
         """The driver's Secret: its token, its ``spark.properties`` and its executors' Pod template,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -36,11 +37,12 @@ import grpc
 import grpc.aio
 
 from sparkgate.aio import Child, free_port, pid_alive, spawn, tail
-from sparkgate.clusters.base import Driver, DriverSpec, DriverState, ProviderBase
+from sparkgate.clusters.base import POOL_NAMESPACE, Driver, DriverSpec, DriverState, ProviderBase
 from sparkgate.clusters.catalog import driver_conf
 from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSettings
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
+from sparkgate.spark.cds import ClassDataArchive, cds_problem
 from sparkgate.spark.conf import merge_conf, properties_text
 from sparkgate.spark.home import default_spark_home, spark_version_of, version_matches
 
@@ -49,11 +51,17 @@ log = logging.getLogger(__name__)
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 #: In a warm driver's directory: the namespace it was given to (see :meth:`LocalProvider.claim`).
 CLAIM_FILE = "claim"
+#: In a driver's directory: it is a class-data training run, never a driver to hand out.
+TRAINING_FILE = "class-archive-training"
+#: Training runs a gateway process tries before it gives up (drivers then start without an archive).
+TRAINING_ATTEMPTS = 2
 WARMUP_QUERY = "SELECT id, id * 2 AS x FROM range(1000) ORDER BY x DESC LIMIT 10"
 
 
 #: The Spark conf that holds a driver's token (Spark Connect's pre-shared bearer token).
 TOKEN_CONF = "spark.connect.authenticate.token"
+#: JVM options a driver starts with ahead of ``spark.driver.extraJavaOptions`` (the archive's).
+DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 
 
 class DriverTokens:
@@ -130,6 +138,11 @@ def write_properties(path: Path, conf: dict[str, str]) -> None:
 class LocalProvider(ProviderBase):
     """Starts Spark Connect servers as child processes of this machine."""
 
+    #: Drivers start quickly: readiness is looked for every 50 ms, and a driver started for a
+    #: waiting team is not warmed up first. False: the slower start (every driver warmed up, found
+    #: ready by a gRPC channel's reconnects), the baseline ``bench/pool_bench.py`` measures against.
+    quick_start = True
+
     name = "local"
 
     def __init__(
@@ -150,6 +163,8 @@ class LocalProvider(ProviderBase):
         self._catalog_lock = asyncio.Lock()
         #: What each driver requires as ``authorization: Bearer`` (``local.require_token``), its own.
         self.tokens = DriverTokens(self._state_dir)
+        #: Every driver is a JVM on this machine: starts at once slow each other down.
+        self.starts_share_cpu = True
         self._max_message_bytes = max_message_bytes
         self._reattach_buffer_bytes = reattach_buffer_bytes
         self._procs: dict[str, Child] = {}
@@ -158,6 +173,11 @@ class LocalProvider(ProviderBase):
         #: (a crash, ``kill -9``, OOM); the cluster manager sets it.
         self.on_exit: Callable[[str, int | None], None] | None = None
         self._version: str | None = None
+        #: The class-data archive drivers start from (``local.class_archive``), found at first start.
+        self._archive: ClassDataArchive | None = None
+        #: The training run building it, while one runs, and how many this process started.
+        self._training: asyncio.Task[None] | None = None
+        self._training_attempts = 0
 
     @property
     def spark_home(self) -> Path:
@@ -199,6 +219,10 @@ class LocalProvider(ProviderBase):
             return self._catalog_conf[key]
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._training is not None:
+            self._training.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._training
         for w in list(self._watchers):
             w.cancel()
 
@@ -214,6 +238,7 @@ class LocalProvider(ProviderBase):
         *,
         workdir: Path,
         token: str | None = None,
+        java_options: list[str] | None = None,
     ) -> list[str]:
         """The driver's ``spark-submit`` command line.
 
@@ -246,6 +271,9 @@ class LocalProvider(ProviderBase):
         configured = merge_conf(catalog_conf, s.spark_conf, spec.spark_conf)
         for k in own.keys() & configured.keys():  # an operator's override of what sparkgate sets: stays a --conf
             own[k] = configured.pop(k)
+        if java_options:  # (before an operator's own defaults, which then win where they differ)
+            theirs = configured.pop(DEFAULT_JAVA_OPTIONS, "")
+            own[DEFAULT_JAVA_OPTIONS] = " ".join([*java_options, theirs]).strip()
         if token:
             configured[TOKEN_CONF] = token  # scrubbed from the file once the driver is up
         properties = workdir / "spark.properties"
@@ -268,6 +296,91 @@ class LocalProvider(ProviderBase):
         return cmd
 
     async def start_driver(self, spec: DriverSpec) -> Driver:
+        archive = await self._class_archive()
+        options = await asyncio.to_thread(archive.java_options) if archive is not None else []
+        driver = await self._start(spec, options)
+        used = bool(options) and await asyncio.to_thread(_maps, driver.pid, options[0].rpartition("=")[2])
+        driver.labels = {**driver.labels, "class_archive": "yes" if used else "no"}
+        if options and not used and archive is not None:  # (the JVM started without it: built again)
+            problem = cds_problem(await asyncio.to_thread(_read_text, Path(driver.log_path or "")))
+            log.warning(
+                "driver %s did not map the class-data archive (%s); it is built again",
+                driver.id,
+                problem or "the JVM did not say why",
+            )
+            await asyncio.to_thread(archive.discard)
+        if (
+            archive is not None
+            and self._training is None
+            and self._training_attempts < TRAINING_ATTEMPTS
+            and not await asyncio.to_thread(archive.ready)
+        ):
+            self._training_attempts += 1
+            self._training = asyncio.create_task(self._train(archive, spec), name="class-data training")
+        return driver
+
+    async def _class_archive(self) -> ClassDataArchive | None:
+        if not self._settings.class_archive:
+            return None
+        if self._archive is None:
+            directory = Path(self._settings.class_archive_dir) if self._settings.class_archive_dir else _cache_dir()
+            self._archive = await asyncio.to_thread(
+                ClassDataArchive.for_drivers, directory, self.spark_home, [self._settings.driver_memory]
+            )
+        return self._archive
+
+    async def class_archive_built(self) -> bool:
+        """Wait for a training run under way, if any; whether the archive is ready."""
+        if self._training is not None:
+            await asyncio.shield(self._training)
+        return self._archive is not None and await asyncio.to_thread(self._archive.ready)
+
+    def class_archive_status(self) -> dict[str, str] | None:
+        """Whether drivers start from a class-data archive (``sparkgate status``)."""
+        if self._archive is None:
+            return None if not self._settings.class_archive else {"state": "not yet looked for"}
+        if self._training is not None:
+            state = "building"
+        else:
+            state = "ready" if self._archive.checksum_path.exists() else "none"
+        return {"state": state, "path": str(self._archive.path)}
+
+    async def _train(self, archive: ClassDataArchive, spec: DriverSpec) -> None:
+        """Build the archive: a driver started to write the classes it loads when it exits, warmed
+        up as every driver is (its warm-up loads what sessions load), then stopped. Runs in the
+        background once a driver is ready, never before; one at a time on this machine."""
+        lock_path = archive.path.with_name(archive.path.name + ".lock")
+        try:
+            lock = await asyncio.to_thread(_try_lock, lock_path)
+            if lock is None:
+                return  # (another gateway on this machine is building it)
+            try:
+                await asyncio.to_thread(archive.sweep)
+                if await asyncio.to_thread(archive.ready):
+                    return
+                target = await asyncio.to_thread(archive.training_target)
+                log.info("building a class-data archive for faster driver starts, in the background (once)")
+                t0 = time.monotonic()
+                pool_spec = DriverSpec(profile=spec.profile, catalog=spec.catalog, spark_conf=spec.spark_conf)
+                trainee = await self._start(pool_spec, [f"-XX:ArchiveClassesAtExit={target}"], training=True)
+                try:
+                    # The JVM writes the archive as it exits: give it the time to.
+                    await asyncio.shield(self.stop_driver(trainee, grace_seconds=120.0))
+                except asyncio.CancelledError:  # (shutting down: the archive is not worth waiting for)
+                    await self.stop_driver(trainee, grace_seconds=0.5)
+                    raise
+                if await asyncio.to_thread(archive.adopt, target):
+                    log.info("class-data archive ready in %.0fs: %s", time.monotonic() - t0, archive.path)
+            finally:
+                lock.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # (best effort: drivers start without it)
+            log.warning("class-data archive not built: %s", exc)
+        finally:
+            self._training = None
+
+    async def _start(self, spec: DriverSpec, java_options: list[str], *, training: bool = False) -> Driver:
         self.check_spec(spec)
         driver_id = f"local-{uuid.uuid4().hex[:10]}"
         workdir = self._dir / driver_id
@@ -277,12 +390,19 @@ class LocalProvider(ProviderBase):
 
         def prepare() -> tuple[list[str], str | None]:  # file system work, off the event loop
             workdir.mkdir(parents=True, exist_ok=True)
+            if training:
+                (workdir / TRAINING_FILE).touch()
             token = self.tokens.new(driver_id) if self._settings.require_token else None
-            return self._command(driver_id, port, ui_port, spec, catalog_conf, workdir=workdir, token=token), token
+            cmd = self._command(
+                driver_id, port, ui_port, spec, catalog_conf, workdir=workdir, token=token, java_options=java_options
+            )
+            return cmd, token
 
         cmd, token = await asyncio.to_thread(prepare)
         env = dict(os.environ)
         env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
+        if training:  # (behind drivers that teams wait for, on this machine's CPUs)
+            cmd = ["nice", "-n", "10", *cmd]
         env.pop("PYSPARK_PYTHON", None)
         # Never in the environment: other processes of this user can read it (/proc/PID/environ).
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
@@ -349,6 +469,26 @@ class LocalProvider(ProviderBase):
 
     async def _wait_ready(self, driver: Driver, proc: Child) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        # The client warm-up starts with the JVM (its Python and pyspark load meanwhile) and
+        # connects once the server listens.
+        early = self.quick_start and self._warms_up(driver)
+        warmup = asyncio.create_task(self._client_warmup(driver, deadline)) if early else None
+        try:
+            if self.quick_start:
+                await self._listening(driver, proc, deadline)
+            await self._answers(driver, proc, deadline)
+            if warmup is not None:
+                await warmup
+        finally:
+            if warmup is not None and not warmup.done():
+                warmup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warmup
+        if not early and self._warms_up(driver):
+            await self._client_warmup(driver, deadline)
+
+    async def _answers(self, driver: Driver, proc: Child, deadline: float) -> None:
+        """Wait until the driver runs a query (its first takes a while: the JIT, the catalog)."""
         async with grpc.aio.insecure_channel(driver.address) as channel:
             while True:
                 if proc.returncode is not None:
@@ -361,18 +501,38 @@ class LocalProvider(ProviderBase):
                 try:
                     await asyncio.wait_for(channel.channel_ready(), timeout=min(1.0, remaining))
                     await run_sql(channel, WARMUP_QUERY, timeout=remaining, metadata=driver.auth_metadata)
-                    break
+                    return
                 except (TimeoutError, grpc.aio.AioRpcError):
                     # The JVM and its gRPC server take a while to come up; poll (waiting on the
                     # process too, so a crash is reported at once).
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(proc.wait(), timeout=0.25)
-        await self._client_warmup(driver, deadline)
+
+    def _warms_up(self, driver: Driver) -> bool:
+        """A warm pool's driver is warmed up by a client before it is ready. A driver started for
+        a team that is waiting for it goes to the team at once: its first queries cost what the
+        warm-up would have, and the warm-up itself takes seconds."""
+        return self._settings.client_warmup and (driver.namespace == POOL_NAMESPACE or not self.quick_start)
+
+    async def _listening(self, driver: Driver, proc: Child, deadline: float) -> None:
+        """Wait until the driver accepts connections, looking every 50 ms. (A gRPC channel would
+        find it late: between its attempts to connect it backs off for up to seconds.)"""
+        host, _, port = driver.address.rpartition(":")
+        while time.monotonic() < deadline and proc.returncode is None:
+            try:
+                _, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), timeout=0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
 
     async def _client_warmup(self, driver: Driver, deadline: float) -> None:
-        """Run :mod:`sparkgate.clusters.warmup` against the driver (best effort)."""
-        if not self._settings.client_warmup:
-            return
+        """Run :mod:`sparkgate.clusters.warmup` against the driver (best effort); it waits for the
+        driver to listen."""
         env = dict(os.environ)
         env.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
         url = f"sc://{driver.address}"
@@ -400,6 +560,10 @@ class LocalProvider(ProviderBase):
             await proc.wait()
             log.warning("driver %s: client warm-up timed out; serving it anyway", driver.id)
             return
+        except asyncio.CancelledError:  # (the driver did not start)
+            proc.kill()
+            await proc.wait()
+            raise
         if proc.returncode != 0:
             log.warning(
                 "driver %s: client warm-up failed (code %s); serving it anyway: %s",
@@ -452,6 +616,12 @@ class LocalProvider(ProviderBase):
             pid = data.get("pid")
             if not isinstance(pid, int) or not pid_alive(pid) or not _pid_is_our_driver(pid, data["id"]):
                 record.unlink(missing_ok=True)
+                continue
+            if (record.parent / TRAINING_FILE).exists():  # a class-data training run: never a driver
+                if data["id"] not in self._procs:  # (left by a gateway that is gone: stopped)
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+                    record.unlink(missing_ok=True)
                 continue
             try:  # a warm driver's claim, possibly by another gateway since the record was written
                 namespace = (record.parent / CLAIM_FILE).read_text()
@@ -512,3 +682,37 @@ async def _terminate_group(pid: int, wait: Any, grace_seconds: float) -> None:
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(wait(), timeout=5)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sparkgate" / "class-archives"
+
+
+def _try_lock(path: Path) -> Any:
+    """An exclusive lock on ``path`` held by the returned file (None: another process holds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a")  # (held until the caller closes it)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _maps(pid: int | None, path: str) -> bool:
+    """Whether process ``pid`` has ``path`` mapped (a JVM that uses its class-data archive does)."""
+    if pid is None:
+        return False
+    try:
+        return path in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False

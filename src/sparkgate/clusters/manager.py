@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -105,6 +106,8 @@ class ClusterManager:
         self.start_backoff = start_backoff
         self.reconcile_interval = reconcile_interval
         self._pool_starting = 0
+        #: Warm drivers starting, by profile.
+        self._pool_profiles_starting: Counter[str] = Counter()
         self._drivers: dict[str, Driver] = {}
         self._starting: dict[str, asyncio.Task[Driver]] = {}  # namespace -> start in flight
         self._claiming: dict[str, asyncio.Task[str]] = {}  # namespace -> warm driver claim in flight
@@ -335,16 +338,19 @@ class ClusterManager:
         """Drivers running, being started or being stopped (what ``max_drivers`` bounds)."""
         return len(self._drivers) + len(self._starting) + self._pool_starting + len(self._stopping)
 
-    async def acquire(self, team: str, environment: str, *, exclude: frozenset[str] = frozenset()) -> Driver:
+    async def acquire(
+        self, team: str, environment: str, *, exclude: frozenset[str] = frozenset(), waited_for_pool: bool = False
+    ) -> Driver:
         """Pick the driver for a new session (does not count the session; see :meth:`attach`).
 
-        ``exclude`` names drivers the session must not go to (it just failed on them).
+        ``exclude`` names drivers the session must not go to (it just failed on them);
+        ``waited_for_pool``: this session waited for a warm driver already (it waits once).
         """
         ns = namespace_for(team, environment)
         claiming = self._claiming.get(ns)
         if claiming is not None:  # this namespace is claiming a warm driver: it may be enough
             await asyncio.wait([claiming])
-            return await self.acquire(team, environment, exclude=exclude)
+            return await self.acquire(team, environment, exclude=exclude, waited_for_pool=waited_for_pool)
         profile = self.profile_for(team, environment)
         mine = [d for d in self._drivers.values() if d.namespace == ns]
         await self._count_shared(mine)
@@ -375,8 +381,20 @@ class ClusterManager:
             claimed = await self._claim(min(warm, key=lambda x: x.started_at), ns)
             # Won, or lost to another gateway: then the namespace's drivers are looked at again
             # (the winner may be this very team) before another warm one is tried.
-            return claimed if claimed is not None else await self.acquire(team, environment, exclude=exclude)
+            if claimed is not None:
+                return claimed
+            return await self.acquire(team, environment, exclude=exclude, waited_for_pool=waited_for_pool)
         task = self._starting.get(ns)
+        if (
+            task is None
+            and self.provider.starts_share_cpu
+            and self._pool_profiles_starting[profile]
+            and not waited_for_pool
+        ):
+            # A warm driver of this profile is starting on this machine already, further along
+            # than one started now would be (and not slowed down by it): take it when it is ready.
+            await self._pool_changed()
+            return await self.acquire(team, environment, exclude=exclude, waited_for_pool=True)
         if task is None:
             at_cap = self._in_use() >= self.max_drivers
             if at_cap and ready:  # every driver of the namespace is full: share rather than refuse
@@ -717,6 +735,7 @@ class ClusterManager:
 
     async def _refill(self) -> None:
         async with self._pool_lock:
+            deferred = False
             while True:
                 name = self._pool_short()
                 if name is None:
@@ -732,7 +751,15 @@ class ClusterManager:
                     return
                 if not self.leadership.is_leader():
                     return  # (lost the lease meanwhile: the new leader fills the pool)
+                if self.provider.starts_share_cpu and self._starting and not deferred:
+                    # A team waits for a driver starting on this machine: it goes first (two cold
+                    # JVMs at once would each take nearly twice as long). Once: teams that keep
+                    # coming do not keep the pool empty.
+                    deferred = True
+                    await asyncio.wait(list(self._starting.values()))
+                    continue
                 self._pool_starting += 1
+                self._pool_profiles_starting[name] += 1
                 try:
                     d = await self.provider.start_driver(self._spec(POOL_NAMESPACE, name))
                 except Exception as exc:
@@ -740,11 +767,25 @@ class ClusterManager:
                     continue
                 finally:
                     self._pool_starting -= 1
+                    self._pool_profiles_starting[name] -= 1
+                    self._wake_pool_waiters()
                 self.backoff.pop(f"pool:{name}", None)
                 d.profile = name
                 self._drivers[d.id] = d
-                for ev in self._pool_waiters:
-                    ev.set()
+                self._wake_pool_waiters()
+
+    def _wake_pool_waiters(self) -> None:
+        for ev in self._pool_waiters:
+            ev.set()
+
+    async def _pool_changed(self) -> None:
+        """Wait until a warm driver starting now is ready, or its start ended."""
+        ev = asyncio.Event()
+        self._pool_waiters.append(ev)
+        try:
+            await ev.wait()
+        finally:
+            self._pool_waiters.remove(ev)
 
     def _schedule_backoff_retry(self) -> None:
         """Refill again when the earliest pool backoff ends (a crash-looping profile retries slowly)."""

@@ -13,13 +13,31 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from typing import Any
+
+
+def wait_listening(url: str, timeout: float = 600.0) -> None:
+    """Wait until the server of ``url`` accepts connections (this process may start with it)."""
+    host, _, port = url.removeprefix("sc://").partition("/")[0].rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def warm(url: str, rounds: int = 3) -> None:
     from pyspark.sql import SparkSession
+
+    wait_listening(url)
 
     # Batch jobs (the runner's pool mode) read and write Parquet: warm those paths too. The driver
     # is on this machine (local provider), so a temporary directory here is one it can write.
