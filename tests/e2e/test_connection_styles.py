@@ -17,7 +17,9 @@ from .conftest import NS_API, NS_NOTEBOOK, GatewayHarness, stop_all
 pytestmark = pytest.mark.spark
 
 
-def test_pattern1_direct_api_connection(gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_service_connects_directly_with_routing_options(
+    gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A service's connection verbatim, but for the host (the query reads the local pedregal catalog).
     spark = (
         SparkSession.builder.remote(f"sc://127.0.0.1:{gateway.port}")
@@ -69,7 +71,7 @@ def get_spark(
     return spark
 
 
-def test_pattern3_notebook_helper(gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_notebook_connects_through_get_spark(gateway: GatewayHarness, capsys: pytest.CaptureFixture[str]) -> None:
     spark = get_spark(gateway, team="data-science", environment="staging")
     try:
         assert "Connected to Spark 4.1.4" in capsys.readouterr().out
