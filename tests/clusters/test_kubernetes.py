@@ -128,6 +128,24 @@ async def test_warm_pods_start_ready_and_each_answers_only_with_its_own_token(
     assert rbac.pairs(rbac.GATEWAY_RULES + rbac.GATEWAY_CLUSTER_RULES) >= api.seen
 
 
+async def test_a_starting_driver_is_found_ready_when_the_watch_goes_quiet(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch may stall without ending (a proxy holding the stream): a driver still starting is
+    read directly, now and then, so its start does not wait for the watch's silence timeout."""
+    from sparkgate.clusters import kubernetes
+
+    api, _ = cluster
+    monkeypatch.setattr(kubernetes, "LOOK_AGAIN_SECONDS", 0.2)
+    async with KubeApi(api.kubeconfig(), namespace=NS) as client:
+        async with KubernetesProvider(k8s_settings(key), api=client) as provider:
+            assert provider.pods is not None
+            await provider.pods._tasks.close()  # the watch goes quiet: nothing more is heard
+            d = await provider.start_driver(DriverSpec())
+            assert d.state is DriverState.READY and d.address.endswith(":15002")
+            await provider.stop_driver(d)
+
+
 async def test_two_gateways_claiming_one_warm_pod_get_it_once(
     cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
 ) -> None:

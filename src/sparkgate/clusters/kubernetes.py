@@ -52,6 +52,9 @@ from sparkgate.spark.home import version_matches
 
 log = logging.getLogger(__name__)
 
+#: Seconds a starting driver's Pod may go unheard of before it is read directly.
+LOOK_AGAIN_SECONDS = 10.0
+
 #: Tries at claiming a warm Pod that keeps changing under the claim (its status, say).
 CLAIM_TRIES = 5
 
@@ -187,7 +190,15 @@ class KubernetesProvider(ProviderBase):
             seen = seen or obj is not None
             return (seen and obj is None) or (obj is not None and state_of(obj) is not DriverState.WARMING)
 
-        ok = await self.pods.wait_for(settled, timeout)
+        deadline = time.monotonic() + timeout
+        while not (ok := await self.pods.wait_for(settled, min(LOOK_AGAIN_SECONDS, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                break
+            # Nothing heard for a while: read the Pod itself (a watch may stall without ending).
+            with contextlib.suppress(SparkgateError):
+                found = await self.api.get(PODS, name)
+                if found["metadata"].get("uid") == uid:
+                    await self.pods.observe(found)
         obj = self.pods.objects.get(uid)
         if obj is not None and state_of(obj) is DriverState.READY:
             log.info("driver Pod %s is ready at %s", name, address_of(obj))

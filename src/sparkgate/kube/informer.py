@@ -74,6 +74,13 @@ class Informer:
                 return False
         return True
 
+    async def observe(self, obj: Obj) -> None:
+        """``obj`` as read directly (a GET), applied if the watch has not shown this version of it:
+        a backstop for a watch that went quiet without ending."""
+        known = self.objects.get(uid(obj))
+        if known is None or known["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+            await self._apply("MODIFIED" if known is not None else "ADDED", obj)
+
     async def _list(self) -> None:
         items, rv = await self.api.list(self.kind, namespace=self.namespace, labels=self.labels)
         listed = {uid(o): o for o in items}
