@@ -313,6 +313,7 @@ class LocalProvider(ProviderBase):
             archive is not None
             and self._training is None
             and self._training_attempts < TRAINING_ATTEMPTS
+            and not used  # (a driver that mapped the archive found it whole)
             and not await asyncio.to_thread(archive.ready)
         ):
             self._training_attempts += 1
@@ -348,7 +349,8 @@ class LocalProvider(ProviderBase):
     async def _train(self, archive: ClassDataArchive, spec: DriverSpec) -> None:
         """Build the archive: a driver started to write the classes it loads when it exits, warmed
         up as every driver is (its warm-up loads what sessions load), then stopped. Runs in the
-        background once a driver is ready, never before; one at a time on this machine."""
+        background once a driver is ready, never before; one at a time per archive directory (a
+        lock beside the archive)."""
         lock_path = archive.path.with_name(archive.path.name + ".lock")
         try:
             lock = await asyncio.to_thread(_try_lock, lock_path)
