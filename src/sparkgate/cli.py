@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -98,15 +97,22 @@ async def _progress(platform: Platform, stop: asyncio.Event) -> None:
         return
     t0 = time.monotonic()
     last = -1
-    while not stop.is_set():
-        warm = len(platform.clusters.warm())
-        if warm != last or int(time.monotonic() - t0) % 5 == 0:
-            _out(f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)")
-            last = warm
-        if warm >= target:
-            return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    # Woken at once when the pool is ready (not at the next tick), and once a second to show progress.
+    ready = asyncio.create_task(platform.clusters.wait_pool_ready())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            warm = len(platform.clusters.warm())
+            if warm != last or int(time.monotonic() - t0) % 5 == 0:
+                _out(f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)")
+                last = warm
+            if ready.done() or stopping.done():
+                return
+            await asyncio.wait({ready, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (ready, stopping):
+            task.cancel()
+        await asyncio.gather(ready, stopping, return_exceptions=True)
 
 
 async def _run_up(settings: Settings) -> int:

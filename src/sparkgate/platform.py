@@ -40,6 +40,7 @@ from sparkgate.runner.store import JobStore, database_url
 from sparkgate.sampledata import write_sample_catalog
 from sparkgate.security.authz import PLATFORM_GROUP
 from sparkgate.security.identity import Identity
+from sparkgate.spark.plugin import default_plugin_dir
 
 #: Who the runner's pool jobs are on the gateway when auth is on.
 RUNNER_IDENTITY = "sparkgate-runner"
@@ -196,7 +197,7 @@ class Platform:
             gateway_ca_file=Path(r.gateway_ca_file) if r.gateway_ca_file else None,
             default_driver=r.local_driver,
             catalog_root=catalog,
-            plugin_dir=s.state_path("plugin"),
+            plugin_dir=default_plugin_dir(),
             spark_home=Path(s.local.spark_home) if s.local.spark_home else None,
             ui_lookup=self._ui_for_session,
         )

@@ -64,8 +64,8 @@ def no_javac(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
     """``plugin_jar`` without a compiler: a made-up jar (the real build is covered in tests/e2e)."""
     built: list[Path] = []
 
-    def fake_jar(spark_home: Path, cache_dir: Path) -> Path:
-        built.append(cache_dir / "sparkgate-driver-plugin-test.jar")
+    def fake_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
+        built.append((cache_dir or plugin.default_plugin_dir()) / "sparkgate-driver-plugin-test.jar")
         return built[-1]
 
     monkeypatch.setattr(plugin, "plugin_jar", fake_jar)
@@ -90,7 +90,7 @@ async def test_a_driver_mounts_its_profiles_catalog(tmp_path: Path, no_javac: li
     assert conf["spark.sql.catalog.lakehouse.root"] == str(root)
     assert "spark.sql.catalog.pedregal" not in conf
     # List-valued conf adds up: the plugin jar and the eager loading stay next to the operator's.
-    assert conf["spark.jars"] == f"{tmp_path}/plugin/sparkgate-driver-plugin-test.jar,/opt/extra.jar"
+    assert conf["spark.jars"] == f"{plugin.default_plugin_dir()}/sparkgate-driver-plugin-test.jar,/opt/extra.jar"
     assert conf["spark.sql.extensions"] == f"{plugin.EXTENSIONS},com.example.Ext"
     assert (root / "raw" / "events.schema.json").is_file()  # the sample tables, under its own name
     # Prepared once per catalog, however many drivers start with it.
@@ -148,11 +148,11 @@ async def test_a_relative_state_dir_gives_the_driver_absolute_paths(
     )
     conf = _conf(cmd)
     assert conf["spark.sql.catalog.pedregal.root"] == str(tmp_path / ".sparkgate" / "catalog" / "pedregal")
-    assert conf["spark.jars"] == str(tmp_path / ".sparkgate" / "plugin" / "sparkgate-driver-plugin-test.jar")
+    assert conf["spark.jars"] == str(plugin.default_plugin_dir() / "sparkgate-driver-plugin-test.jar")
 
 
 async def test_without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_jdk(spark_home: Path, cache_dir: Path) -> Path:
+    def no_jdk(spark_home: Path, cache_dir: Path | None = None) -> Path:
         raise ConfigError("javac and jar not found")
 
     monkeypatch.setattr(plugin, "plugin_jar", no_jdk)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from sparkgate.clusters.base import DriverSpec
-from sparkgate.clusters.local import LocalProvider, _cache_dir
+from sparkgate.clusters.local import LocalProvider
 from sparkgate.config import LocalProviderSettings
+from sparkgate.spark.home import user_cache_dir
 
 pytestmark = pytest.mark.spark
 
@@ -25,7 +26,7 @@ async def test_drivers_start_from_the_archive_and_never_from_a_damaged_one(tmp_p
     async with LocalProvider(settings, tmp_path / "state") as provider:
         archive = await provider._class_archive()
         assert archive is not None
-        built = _cache_dir() / archive.path.name
+        built = user_cache_dir("class-archives") / archive.path.name
         if built.exists():  # (the suite's: copied with its checksum, times kept)
             archive.path.parent.mkdir(parents=True)
             for source in (built, built.with_name(built.name + ".sha256")):

@@ -44,7 +44,7 @@ def driver_conf(catalog: CatalogSettings, spark_home: Path, state_dir: Path) -> 
     """The Spark conf sparkgate adds to a local driver: the plugin and the mounted ``catalog``
     (blocking: may run javac and write the sample tables)."""
     try:
-        plugin = plugin_conf(spark_home, state_dir / "plugin")
+        plugin = plugin_conf(spark_home)
     except ConfigError as exc:
         lost = "sandboxed jobs are refused on them"
         if catalog.enabled and catalog.is_path_catalog:

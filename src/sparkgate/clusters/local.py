@@ -44,7 +44,7 @@ from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
 from sparkgate.spark.cds import ClassDataArchive, cds_problem
 from sparkgate.spark.conf import merge_conf, properties_text
-from sparkgate.spark.home import default_spark_home, spark_version_of, version_matches
+from sparkgate.spark.home import default_spark_home, spark_version_of, user_cache_dir, version_matches
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,8 @@ class LocalProvider(ProviderBase):
         if not self._settings.class_archive:
             return None
         if self._archive is None:
-            directory = Path(self._settings.class_archive_dir) if self._settings.class_archive_dir else _cache_dir()
+            configured = self._settings.class_archive_dir
+            directory = Path(configured) if configured else user_cache_dir("class-archives")
             self._archive = await asyncio.to_thread(
                 ClassDataArchive.for_drivers, directory, self.spark_home, [self._settings.driver_memory]
             )
@@ -684,11 +685,6 @@ async def _terminate_group(pid: int, wait: Any, grace_seconds: float) -> None:
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(wait(), timeout=5)
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sparkgate" / "class-archives"
 
 
 def _try_lock(path: Path) -> Any:

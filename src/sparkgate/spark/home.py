@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sparkgate.errors import DriverStartError
@@ -14,6 +15,13 @@ def default_spark_home() -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DriverStartError("local drivers need the pyspark package: pip install 'sparkgate[spark]'") from exc
     return Path(pyspark.__file__).parent
+
+
+def user_cache_dir(kind: str) -> Path:
+    """Where builds made against this machine's Spark are kept for every state directory of the
+    user (``$XDG_CACHE_HOME/sparkgate/<kind>``, else ``~/.cache/sparkgate/<kind>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sparkgate" / kind
 
 
 def spark_version_of(home: Path) -> str:

@@ -1,7 +1,8 @@
 """sparkgate's driver plugin: a jar of Spark extensions every local driver loads.
 
 Built from the Java sources beside this module (``driver_plugin/``) with ``javac`` against the
-Spark distribution's jars, once per source version (cached by hash). It holds
+Spark distribution's jars, once per source version and Spark (cached by hash, in the user's cache
+directory: every state directory of the user shares it). It holds
 
 * ``Extensions`` — the session extensions (``spark.sql.extensions``): two check rules on every
   plan a session analyzes. ``Sandbox`` confines a sandboxed batch job's session (no JVM calls or
@@ -26,6 +27,7 @@ import uuid
 from pathlib import Path
 
 from sparkgate.errors import ConfigError
+from sparkgate.spark.home import user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,15 @@ SOURCES = sorted(Path(__file__).with_name("driver_plugin").glob("*.java"))
 EXTENSIONS = "io.sparkgate.Extensions"
 
 
-def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
-    """The compiled plugin (built with javac on first use; raises ConfigError without a JDK)."""
+def default_plugin_dir() -> Path:
+    """Where built plugins are kept unless told otherwise: the user's cache directory."""
+    return user_cache_dir("plugins")
+
+
+def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
+    """The compiled plugin (built with javac on first use; raises ConfigError without a JDK), kept
+    in ``cache_dir`` (default: the user's cache directory)."""
+    cache_dir = cache_dir or default_plugin_dir()
     # Built against one Spark's jars: another Spark gets a jar of its own.
     source = b"".join(src.read_bytes() for src in SOURCES) + str(spark_home.resolve()).encode()
     digest = hashlib.sha256(source).hexdigest()[:12]
@@ -72,7 +81,7 @@ def plugin_jar(spark_home: Path, cache_dir: Path) -> Path:
     return jar
 
 
-def plugin_conf(spark_home: Path, cache_dir: Path) -> dict[str, str]:
+def plugin_conf(spark_home: Path, cache_dir: Path | None = None) -> dict[str, str]:
     """The Spark conf that loads the plugin on a driver (builds it first if need be; raises
     ConfigError without a JDK)."""
     return {"spark.jars": str(plugin_jar(spark_home, cache_dir)), "spark.sql.extensions": EXTENSIONS}
