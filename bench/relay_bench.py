@@ -196,6 +196,8 @@ def start_nginx(workdir: Path, upstream: str, workers: str) -> tuple[Child, str]
         conf = conf.replace(key, value)
     (prefix / "nginx.conf").write_text(conf.replace("@WORKERS@", workers))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).is_file():
+        raise SystemExit("relay_bench.py needs nginx, its baseline: scripts/bench installs it (apt-get install nginx)")
     child = spawn("nginx", [nginx, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"], workdir)
     wait_port(child, listen, 15)
     return child, listen

@@ -246,3 +246,26 @@ def test_only_a_warm_pools_driver_is_warmed_up_by_a_client(tmp_path: Path) -> No
     pool = Driver(id="local-2", address="127.0.0.1:1", provider="local")
     assert not provider._warms_up(team) and provider._warms_up(pool)
     assert not LocalProvider(LocalProviderSettings(client_warmup=False), tmp_path)._warms_up(pool)
+
+
+async def test_a_class_archive_keeps_the_java_options_of_spark_defaults(
+    tmp_path: Path, no_javac: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive's JVM options go before the operator's: from configuration, else from the
+    distribution's spark-defaults.conf (which a --conf of the same key would otherwise hide)."""
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    home = tmp_path / "spark"
+    (home / "conf").mkdir(parents=True)
+    (home / "conf" / "spark-defaults.conf").write_text("spark.driver.defaultJavaOptions -Dfrom=defaults\n")
+    archive = ["-XX:SharedArchiveFile=/a.jsa"]
+
+    def options(**local: object) -> str:
+        settings = load_settings(None, {}, state_dir=str(tmp_path), local={"spark_home": str(home), **local})
+        provider = LocalProvider(settings.local, settings.state_dir)
+        spec = DriverSpec(profile="default", catalog=settings.profile_catalogs()["default"])
+        cmd = provider._command("local-1", 1, 2, spec, {}, workdir=tmp_path, java_options=archive)
+        return _conf(cmd)["spark.driver.defaultJavaOptions"]
+
+    assert options() == "-XX:SharedArchiveFile=/a.jsa -Dfrom=defaults"
+    configured = {"spark_conf": {"spark.driver.defaultJavaOptions": "-Dfrom=config"}}
+    assert options(**configured) == "-XX:SharedArchiveFile=/a.jsa -Dfrom=config"

@@ -43,7 +43,7 @@ from sparkgate.config import DEFAULT_PROFILE, CatalogSettings, LocalProviderSett
 from sparkgate.connect.probe import run_sql
 from sparkgate.errors import DriverStartError
 from sparkgate.spark.cds import ClassDataArchive, cds_problem
-from sparkgate.spark.conf import merge_conf, properties_text
+from sparkgate.spark.conf import merge_conf, properties_text, spark_defaults
 from sparkgate.spark.home import default_spark_home, spark_version_of, user_cache_dir, version_matches
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,9 @@ class LocalProvider(ProviderBase):
         for k in own.keys() & configured.keys():  # an operator's override of what sparkgate sets: stays a --conf
             own[k] = configured.pop(k)
         if java_options:  # (before an operator's own defaults, which then win where they differ)
-            theirs = configured.pop(DEFAULT_JAVA_OPTIONS, "")
+            theirs = configured.pop(DEFAULT_JAVA_OPTIONS, None)
+            if theirs is None:  # (a --conf hides spark-defaults.conf's: they are kept)
+                theirs = spark_defaults(home).get(DEFAULT_JAVA_OPTIONS, "")
             own[DEFAULT_JAVA_OPTIONS] = " ".join([*java_options, theirs]).strip()
         if token:
             configured[TOKEN_CONF] = token  # scrubbed from the file once the driver is up
