@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from sparkgate.aio import free_port, pid_alive
-from sparkgate.cli import main
+from sparkgate.cli import _progress, main
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,3 +123,47 @@ def test_certs_makes_a_ca_server_and_client_certificates(tmp_path: Path, capsys:
     ctx.load_cert_chain(d / "sparkgate-runner.pem", d / "sparkgate-runner-key.pem")
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(d / "server.pem", d / "server-key.pem")
+
+
+class _Pool:
+    """What ``sparkgate up``'s progress reads of a platform: a pool that fills when told."""
+
+    def __init__(self) -> None:
+        self.pool_size = 1
+        self.filled = asyncio.Event()
+        self.failure: Exception | None = None
+
+    def warm(self) -> list[object]:
+        return [object()] if self.filled.is_set() else []
+
+    async def wait_pool_ready(self, timeout: float | None = None) -> None:
+        await self.filled.wait()
+        if self.failure is not None:
+            raise self.failure
+
+
+async def test_up_says_ready_as_soon_as_the_pool_is(capsys: pytest.CaptureFixture[str]) -> None:
+    pool = _Pool()
+    progress = asyncio.create_task(_progress(cast(Any, SimpleNamespace(clusters=pool)), asyncio.Event()))
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    pool.filled.set()
+    await asyncio.wait_for(progress, 5)
+    assert time.monotonic() - t0 < 0.5  # (not at the next once-a-second look)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("  warming drivers: 0/1 ready") and lines[-1].startswith("  warming drivers: 1/1 ready")
+
+
+async def test_up_reports_a_pool_that_failed_instead_of_ready() -> None:
+    pool = _Pool()
+    pool.failure = TimeoutError("the pool did not fill")
+    pool.filled.set()
+    with pytest.raises(TimeoutError, match="did not fill"):
+        await _progress(cast(Any, SimpleNamespace(clusters=pool)), asyncio.Event())
+
+
+async def test_up_stops_waiting_when_told_to_stop() -> None:
+    stop = asyncio.Event()
+    progress = asyncio.create_task(_progress(cast(Any, SimpleNamespace(clusters=_Pool())), stop))
+    stop.set()
+    await asyncio.wait_for(progress, 5)

@@ -98,15 +98,18 @@ async def _progress(platform: Platform, stop: asyncio.Event) -> None:
     t0 = time.monotonic()
     last = -1
     # Woken at once when the pool is ready (not at the next tick), and once a second to show progress.
-    ready = asyncio.create_task(platform.clusters.wait_pool_ready())
-    stopping = asyncio.create_task(stop.wait())
+    ready = asyncio.create_task(platform.clusters.wait_pool_ready(), name="up: pool ready")
+    stopping = asyncio.create_task(stop.wait(), name="up: stop")
     try:
         while True:
             warm = len(platform.clusters.warm())
             if warm != last or int(time.monotonic() - t0) % 5 == 0:
                 _out(f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)")
                 last = warm
-            if ready.done() or stopping.done():
+            if ready.done():
+                ready.result()  # (raises what went wrong rather than report a ready pool)
+                return
+            if stopping.done():
                 return
             await asyncio.wait({ready, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -302,7 +302,8 @@ class CatalogSettings(_Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    #: Mount it (the path catalog needs a JDK once, to build its plugin).
+    #: Mount it (the path catalog needs a JDK once, to build its plugin, kept in
+    #: ``$XDG_CACHE_HOME/sparkgate/plugins``, else ``~/.cache/sparkgate/plugins``).
     enabled: bool = True
     #: The name queries use: ``pedregal.raw.events``.
     name: str = "pedregal"

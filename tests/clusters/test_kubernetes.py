@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +243,20 @@ async def test_a_driver_that_cannot_start_says_why(cluster: tuple[FakeKubeApi, F
             await cm.close()
 
 
-async def released_to_the_drain(api: FakeKubeApi, name: str) -> dict[str, Any]:
-    """The driver Pod once the busy-driver PodDisruptionBudget no longer holds it."""
+async def pod_when(api: FakeKubeApi, name: str, holds: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """The driver Pod once ``holds`` says so (within 15 s)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         pod = api.get_object("pods", name, NS)
-        if pod is not None and pod["metadata"]["labels"][BUSY] == "false":
+        if pod is not None and holds(pod):
             return pod
         await asyncio.sleep(0.05)
-    raise AssertionError(f"driver Pod {name} still protected from the drain: {api.get_object('pods', name, NS)}")
+    raise AssertionError(f"driver Pod {name} {what}: {api.get_object('pods', name, NS)}")
+
+
+async def released_to_the_drain(api: FakeKubeApi, name: str) -> dict[str, Any]:
+    """The driver Pod once the busy-driver PodDisruptionBudget no longer holds it."""
+    return await pod_when(api, name, lambda pod: pod["metadata"]["labels"][BUSY] == "false", "still protected")
 
 
 @contextlib.asynccontextmanager
@@ -283,6 +288,11 @@ async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the
         assert d.state is DriverState.DRAINING  # no new session goes there
         pod = await released_to_the_drain(api, d.id)
         assert pod["metadata"]["annotations"][DRAINING_SINCE]  # when the grace began, for other gateways
+        # The drain called off: its team's sessions are protected again, and new ones come.
+        kubelet.uncordon()
+        await annotated(api, d.id, present=False)
+        await pod_when(api, d.id, lambda pod: pod["metadata"]["labels"][BUSY] == "true", "not protected again")
+        assert d.state is DriverState.READY
 
 
 async def test_the_drain_grace_runs_from_when_the_first_gateway_saw_the_drain(
@@ -309,17 +319,16 @@ async def test_an_uncordoned_node_stops_the_grace_and_a_later_drain_gets_its_own
         pod = await annotated(api, d.id, present=False)
         assert pod["metadata"]["labels"][BUSY] == "true"  # still protected: no drain is going on
         assert d.id not in provider._draining
+        assert d.state is DriverState.READY  # and it takes new sessions again
 
 
 async def annotated(api: FakeKubeApi, name: str, *, present: bool) -> dict[str, Any]:
     """The driver Pod once its drain annotation is there (or gone)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        pod = api.get_object("pods", name, NS)
-        if pod is not None and bool((pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE)) is present:
-            return pod
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{DRAINING_SINCE} {'never written' if present else 'still there'}")
+
+    def holds(pod: dict[str, Any]) -> bool:
+        return bool((pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE)) is present
+
+    return await pod_when(api, name, holds, f"{DRAINING_SINCE} {'never written' if present else 'still there'}")
 
 
 async def test_one_gateway_holds_the_fleet_lease_and_another_takes_over(

@@ -577,3 +577,22 @@ async def test_on_one_machine_the_warm_pool_waits_for_a_teams_start() -> None:
     assert time.monotonic() - t0 >= 0.5  # the warm driver started after it
     assert [s.namespace for s in p.specs] == ["sjns-fe-prod", POOL_NAMESPACE]
     await cm.close()
+
+
+async def test_a_drain_its_provider_calls_off_returns_the_driver_to_new_sessions() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    node_drained = await cm.acquire("fe", "prod")
+    stopped_elsewhere = await cm.acquire("ml", "prod")
+    cm.drain(node_drained.id, "its node is being drained")
+    cm.drain(stopped_elsewhere.id, "another gateway stops it", stopping=True)
+    assert node_drained.state is stopped_elsewhere.state is DriverState.DRAINING
+    cm.undrain(node_drained.id)
+    cm.undrain(stopped_elsewhere.id)  # (not the provider's drain to call off)
+    assert node_drained.state is DriverState.READY
+    assert stopped_elsewhere.state is DriverState.DRAINING
+    assert await cm.acquire("fe", "prod") is node_drained  # new sessions go there again
+    cm.undrain(node_drained.id)  # (called off twice: nothing more)
+    assert node_drained.state is DriverState.READY
+    await cm.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from sparkgate.spark.cds import DYNAMIC_ARCHIVE_MAGIC as MAGIC
@@ -86,3 +87,34 @@ def test_what_the_jvm_says_when_it_cannot_use_the_archive() -> None:
     # What a training run prints about classes it leaves out is not a problem of a driver's archive.
     assert cds_problem("[15.6s][warning][cds] Preload Warning: Verification failed for org.apache.ivy.X\n") == ""
     assert cds_problem("26/12/05 INFO SharedState: Warehouse path is 'file:/tmp/spark-warehouse'.\n") == ""
+
+
+def test_archives_of_another_spark_unused_for_a_month_are_swept(tmp_path: Path) -> None:
+    def built(name: str) -> ClassDataArchive:
+        archive = ClassDataArchive(tmp_path / name)
+        target = archive.training_target()
+        target.write_bytes(MAGIC + b"\x01" * (2 << 20))
+        assert archive.adopt(target)
+        return archive
+
+    current, recent, old = built("spark-driver-a.jsa"), built("spark-driver-b.jsa"), built("spark-driver-c.jsa")
+    month_ago = time.time() - 31 * 24 * 3600
+    for archive in (current, old):
+        os.utime(archive.checksum_path, (month_ago, month_ago))
+    os.utime(recent.checksum_path, (time.time() - 3 * 24 * 3600,) * 2)
+    current.sweep()
+    assert current.ready()  # its own archive stays, however long unused
+    assert recent.ready()  # used three days ago
+    assert not old.path.exists() and not old.checksum_path.exists()
+
+
+def test_a_driver_start_records_the_archives_use(tmp_path: Path) -> None:
+    archive = ClassDataArchive(tmp_path / "spark-driver-a.jsa")
+    target = archive.training_target()
+    target.write_bytes(MAGIC + b"\x01" * (2 << 20))
+    assert archive.adopt(target)
+    week_ago = time.time() - 7 * 24 * 3600
+    os.utime(archive.checksum_path, (week_ago, week_ago))
+    assert archive.java_options()
+    assert archive.checksum_path.stat().st_mtime > week_ago + 24 * 3600
+    assert archive.ready()  # (its checksum still matches the file)

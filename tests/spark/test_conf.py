@@ -67,3 +67,9 @@ def test_spark_defaults_come_from_the_conf_dir(tmp_path: Path, monkeypatch: pyte
     (elsewhere / "spark-defaults.conf").write_text("spark.x=1\n")
     monkeypatch.setenv("SPARK_CONF_DIR", str(elsewhere))
     assert spark_defaults(tmp_path) == {"spark.x": "1"}
+
+
+def test_values_are_trimmed_as_spark_trims_them() -> None:
+    # Control characters and spaces go at either end; escaped line breaks and other spaces stay.
+    text = "spark.a=\\t x \\u0001\nspark.b=x\\n\nspark.c=\\u00a0x\\u00a0\n"
+    assert parse_properties(text) == {"spark.a": "x", "spark.b": "x\n", "spark.c": "\u00a0x\u00a0"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sparkgate.errors import ConfigError
 from sparkgate.spark.home import default_spark_home
 from sparkgate.spark.plugin import plugin_jar
 
@@ -21,3 +22,23 @@ def test_builders_at_once_share_one_whole_jar(tmp_path: Path) -> None:
     assert jars[0] == jars[1] and jars[0].stat().st_size > 1000
     assert [p.name for p in tmp_path.iterdir()] == [jars[0].name]  # nothing staged left behind
     assert plugin_jar(home, tmp_path) == jars[0]  # cached
+
+
+def test_another_spark_at_the_same_path_gets_a_jar_of_its_own(tmp_path: Path) -> None:
+    """The cache outlives state directories and upgrades: its key is the Spark jars, not their path."""
+    home = tmp_path / "spark"
+    (home / "jars").mkdir(parents=True)
+    for jar in (default_spark_home() / "jars").glob("*.jar"):
+        (home / "jars" / jar.name).symlink_to(jar)
+    built = plugin_jar(home, tmp_path / "cache")
+    any_jar = sorted((home / "jars").glob("*.jar"))[0]
+    (home / "jars" / "an-upgraded-dependency.jar").symlink_to(any_jar.resolve())  # (the same path, other jars)
+    rebuilt = plugin_jar(home, tmp_path / "cache")
+    assert rebuilt != built and built.is_file() and rebuilt.is_file()
+
+
+def test_a_cache_it_cannot_write_is_a_clear_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match="cannot be kept in"):
+        plugin_jar(default_spark_home(), blocked / "plugins")

@@ -119,7 +119,7 @@ class DriverSpec:
 class ClusterProvider(Protocol):
     """Starts, stops and lists drivers on one engine. Use as an async context manager.
 
-    The optional capabilities (``on_exit``, ``on_drain``, ``starts_share_cpu``, ``fingerprint``,
+    The optional capabilities (``on_exit``, ``on_drain``, ``on_undrain``, ``starts_share_cpu``, ``fingerprint``,
     ``check_spec``, ``claim``, ``fleet_lease``, ``discard``, ``reap``, ``class_archive_status``):
     :class:`ProviderBase` gives every provider their no-op defaults, and a provider overrides what
     it can do.
@@ -132,6 +132,9 @@ class ClusterProvider(Protocol):
     #: Called with ``(driver_id, why)`` when a driver should take no new session (its node is
     #: being drained), for a provider that sees it coming; the cluster manager sets it.
     on_drain: Callable[[str, str], None] | None
+    #: Called with ``driver_id`` when a driver ``on_drain`` named may take sessions again (its
+    #: node's drain was called off); the cluster manager sets it.
+    on_undrain: Callable[[str], None] | None
     #: Whether drivers starting at once compete for the same CPUs (one machine): then a team's
     #: start goes before the warm pool's, which waits for it.
     starts_share_cpu: bool
@@ -201,6 +204,7 @@ class ProviderBase:
 
     on_exit: Callable[[str, int | None], None] | None = None
     on_drain: Callable[[str, str], None] | None = None
+    on_undrain: Callable[[str], None] | None = None
     starts_share_cpu: bool = False
 
     def fingerprint(self, spec: DriverSpec) -> str:

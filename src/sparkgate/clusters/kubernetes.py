@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sparkgate.aio import TaskSupervisor
 from sparkgate.clusters.base import Driver, DriverSpec, DriverState, ProviderBase
@@ -382,8 +383,9 @@ class KubernetesProvider(ProviderBase):
             )
 
     def _undrained(self, node: str) -> None:
-        """The node uncordoned: its drivers' grace is no longer counting (a later drain gets one
-        of its own)."""
+        """The node uncordoned: its drivers take new sessions again, their grace is no longer
+        counting (a later drain gets one of its own), and those released to the drain while a
+        team held them are protected again."""
         assert self.pods is not None
         for pod in list(self.pods.objects.values()):
             meta = pod["metadata"]
@@ -392,12 +394,18 @@ class KubernetesProvider(ProviderBase):
             task = self._draining.pop(meta["name"], None)
             if task is not None:
                 task.cancel()
-            if annotation(pod, DRAINING_SINCE):
-                self._tasks.spawn(f"undrain-{meta['name']}", self._forget_drain(meta["name"]))
+            released = (meta.get("labels") or {}).get(BUSY) == "false" and bool(annotation(pod, NAMESPACE))
+            if task is not None or annotation(pod, DRAINING_SINCE):
+                if self.on_undrain is not None:
+                    self.on_undrain(meta["name"])
+                self._tasks.spawn(f"undrain-{meta['name']}", self._forget_drain(meta["name"], protect=released))
 
-    async def _forget_drain(self, pod: str) -> None:
+    async def _forget_drain(self, pod: str, *, protect: bool) -> None:
+        patch: dict[str, Any] = {"metadata": {"annotations": {DRAINING_SINCE: None}}}
+        if protect:  # (a team holds it: busy again, in the PodDisruptionBudget)
+            patch["metadata"]["labels"] = {BUSY: "true"}
         with contextlib.suppress(SparkgateError):  # (gone, or the API server busy: the next cordon sees it)
-            await self.api.patch(PODS, pod, {"metadata": {"annotations": {DRAINING_SINCE: None}}})
+            await self.api.patch(PODS, pod, patch)
 
     async def _release(self, pod: str, since: float | None) -> None:
         """Let the drain take this driver once the grace period is over (its sessions had it).

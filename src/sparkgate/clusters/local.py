@@ -328,9 +328,11 @@ class LocalProvider(ProviderBase):
         if self._archive is None:
             configured = self._settings.class_archive_dir
             directory = Path(configured) if configured else user_cache_dir("class-archives")
-            self._archive = await asyncio.to_thread(
+            archive = await asyncio.to_thread(
                 ClassDataArchive.for_drivers, directory, self.spark_home, [self._settings.driver_memory]
             )
+            await asyncio.to_thread(archive.sweep)  # (what earlier Sparks' drivers left, unused for long)
+            self._archive = archive
         return self._archive
 
     async def class_archive_built(self) -> bool:
@@ -405,7 +407,9 @@ class LocalProvider(ProviderBase):
 
         cmd, token = await asyncio.to_thread(prepare)
         env = dict(os.environ)
-        env.setdefault("SPARK_HOME", str(Path(cmd[0]).parent.parent))
+        # The distribution the command runs, whatever the environment names: its scripts, jars and
+        # conf/spark-defaults.conf (read by _command too) must be the same one's.
+        env["SPARK_HOME"] = str(Path(cmd[0]).parent.parent)
         if training:  # (behind drivers that teams wait for, on this machine's CPUs)
             cmd = ["nice", "-n", "10", *cmd]
         env.pop("PYSPARK_PYTHON", None)

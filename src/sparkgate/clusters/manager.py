@@ -134,8 +134,11 @@ class ClusterManager:
         self._shared_sessions: dict[str, int] = {}
         #: Drivers another gateway is stopping (idle over all of them): their end is expected.
         self._stopped_elsewhere: set[str] = set()
+        #: Drivers draining because their provider said so (:meth:`drain`), until it calls it off.
+        self._drained_by_provider: set[str] = set()
         provider.on_exit = self._driver_exited
         provider.on_drain = self.drain
+        provider.on_undrain = self.undrain
 
     @property
     def pool_size(self) -> int:
@@ -540,6 +543,21 @@ class ClusterManager:
         if d.state is DriverState.READY:
             log.info("driver %s takes no new session: %s", driver_id, why)
             d.state = DriverState.DRAINING
+            if not stopping:
+                self._drained_by_provider.add(driver_id)
+                while len(self._drained_by_provider) > 1000:
+                    self._drained_by_provider.pop()
+
+    def undrain(self, driver_id: str) -> None:
+        """The driver's provider called off what :meth:`drain` was told (its node is schedulable
+        again): it takes new sessions. A driver draining for another reason (outdated settings,
+        stopped by another gateway) stays draining."""
+        d = self._drivers.get(driver_id)
+        if driver_id in self._drained_by_provider:
+            self._drained_by_provider.discard(driver_id)
+            if d is not None and d.state is DriverState.DRAINING and driver_id not in self._stopped_elsewhere:
+                log.info("driver %s takes new sessions again: its provider no longer drains it", driver_id)
+                d.state = DriverState.READY
 
     async def _start(
         self,

@@ -34,14 +34,17 @@ def wait_listening(url: str, timeout: float = 600.0) -> None:
             time.sleep(0.05)
 
 
-#: New sessions run after the full round, each ``SELECT 1`` and a small Arrow result: what a
-#: user's first cell costs. Measured on 2 cores (five platform starts per variant): a second and
-#: third full round (about 3 s) left a new session at 0.25 s p50; six of these (about 1.7 s) at
-#: 0.20 s, one full round alone at 0.40 s.
-SESSION_ROUNDS = 6
+#: Rounds of queries (:func:`_full_round`), then new sessions of ``SELECT 1`` and a small Arrow
+#: result (what a user's first cell costs). Measured on 2 cores with paired platform starts: a new
+#: session's ``SELECT 1``, then a shuffle and ``toPandas`` on the warm driver (p50 over runs):
+#: three rounds (~8 s of warm-up) 0.21-0.23 s and 0.67-0.77 s in three runs; two rounds and three
+#: new sessions (~7.5 s) 0.19 s and 0.72 s in one; one round and six new sessions (~6.5 s)
+#: 0.23-0.33 s and 0.76-0.86 s in three: one round leaves a user's first shuffle slower.
+FULL_ROUNDS = 2
+SESSION_ROUNDS = 3
 
 
-def warm(url: str, session_rounds: int = SESSION_ROUNDS) -> None:
+def warm(url: str, full_rounds: int = FULL_ROUNDS, session_rounds: int = SESSION_ROUNDS) -> None:
     from pyspark.sql import SparkSession
 
     wait_listening(url)
@@ -50,7 +53,8 @@ def warm(url: str, session_rounds: int = SESSION_ROUNDS) -> None:
     # is on this machine (local provider), so a temporary directory here is one it can write.
     scratch = tempfile.mkdtemp(prefix="sparkgate-warmup-")
     try:
-        _warm(SparkSession, url, scratch)
+        for i in range(full_rounds):
+            _full_round(SparkSession, url, f"{scratch}/{i}")
         for _ in range(session_rounds):
             _new_session(SparkSession, url)
     finally:
@@ -61,7 +65,7 @@ def _session(SparkSession: Any, url: str) -> Any:
     return SparkSession.builder.remote(url).config("spark.sparkgate.warmup", "true").create()
 
 
-def _warm(SparkSession: Any, url: str, scratch: str) -> None:
+def _full_round(SparkSession: Any, url: str, scratch: str) -> None:
     """One session through the paths users' queries take: SQL, a shuffle, pandas and Arrow
     results, a local relation, Parquet written and read."""
     spark = _session(SparkSession, url)

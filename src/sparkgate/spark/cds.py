@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkgate.spark.home import jar_listing
+
 log = logging.getLogger(__name__)
 
 #: What the JVM prints when it cannot use the archive it was given (unified logging, ``cds`` tags).
@@ -37,6 +39,12 @@ _CDS_TROUBLE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
+
+#: An archive of another Java, Spark or heap that no driver here started from for this long is
+#: removed by :meth:`ClassDataArchive.sweep` (each is ~200 MB; a JVM that maps one keeps it).
+UNUSED_SECONDS = 30 * 24 * 3600
+#: How often at most a driver's start records an archive's use.
+_USE_RECORDED_EVERY = 3600
 
 #: The first bytes of a dynamic archive (HotSpot's ``CDS_DYNAMIC_ARCHIVE_MAGIC``, little-endian).
 DYNAMIC_ARCHIVE_MAGIC = bytes.fromhex("a8ab0bf0")
@@ -61,9 +69,7 @@ def archive_key(spark_home: Path, java: Path | None, options: Iterable[str]) -> 
                 h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
         with contextlib.suppress(OSError):
             h.update((java / "release").read_bytes())
-    for jar in sorted((spark_home / "jars").glob("*.jar")):
-        st = jar.stat()
-        h.update(f"{jar.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    h.update(jar_listing(spark_home).encode())
     h.update("\n".join(options).encode())
     return h.hexdigest()[:20]
 
@@ -118,8 +124,14 @@ class ClassDataArchive:
         return True
 
     def java_options(self) -> list[str]:
-        """What a driver starts with to use the archive (nothing when it is not ready)."""
-        return [f"-XX:SharedArchiveFile={self.path}"] if self.ready() else []
+        """What a driver starts with to use the archive (nothing when it is not ready). Records
+        the use (the checksum file's time), which keeps it from :meth:`sweep`."""
+        if not self.ready():
+            return []
+        with contextlib.suppress(OSError):
+            if time.time() - self.checksum_path.stat().st_mtime > _USE_RECORDED_EVERY:
+                os.utime(self.checksum_path)
+        return [f"-XX:SharedArchiveFile={self.path}"]
 
     def training_target(self) -> Path:
         """Where a training run writes its archive (adopted by :meth:`adopt` once it exits)."""
@@ -154,12 +166,24 @@ class ClassDataArchive:
                 path.unlink(missing_ok=True)
         self._verified = None
 
-    def sweep(self, older_than_seconds: float = 3600) -> None:
-        """Remove what interrupted training runs left (``*.tmp`` beside the archive)."""
+    def sweep(self, older_than_seconds: float = 3600, unused_seconds: float = UNUSED_SECONDS) -> None:
+        """Remove what interrupted training runs left (``*.tmp`` beside the archive), and the
+        archives of other keys (an earlier Spark or Java) no driver started from for
+        ``unused_seconds``."""
+        now = time.time()
         for tmp in self.path.parent.glob(f"{self.path.name}*.tmp"):
             with contextlib.suppress(OSError):
-                if time.time() - tmp.stat().st_mtime > older_than_seconds:
+                if now - tmp.stat().st_mtime > older_than_seconds:
                     tmp.unlink()
+        for other in self.path.parent.glob("spark-driver-*.jsa"):
+            if other == self.path:
+                continue
+            old = ClassDataArchive(other)
+            with contextlib.suppress(OSError):
+                used = (old.checksum_path if old.checksum_path.exists() else other).stat().st_mtime
+                if now - used > unused_seconds:
+                    log.info("removing class-data archive %s: unused for %d days", other, (now - used) // 86400)
+                    old.discard()  # (its lock file stays: a gateway may hold it)
 
 
 def _sha256(path: Path) -> str:

@@ -69,8 +69,8 @@ def _unescape(text: str) -> str:
 
 def parse_properties(text: str) -> dict[str, str]:
     """A Java properties file's entries, read as ``java.util.Properties.load`` reads them
-    (comments, ``=``/``:``/blank separators, continuation lines, escapes); values are trimmed as
-    Spark trims them."""
+    (comments, ``=``/``:``/blank separators, continuation lines, escapes), values trimmed as Spark
+    trims them."""
     entries: dict[str, str] = {}
     lines = re.split(r"\r\n|\r|\n", text)
     i = 0
@@ -90,8 +90,15 @@ def parse_properties(text: str) -> dict[str, str]:
         rest = line[key_end:].lstrip(" \t\f")
         if rest[:1] in ("=", ":"):
             rest = rest[1:].lstrip(" \t\f")
-        entries[_unescape(line[:key_end])] = _unescape(rest).strip()
+        entries[_unescape(line[:key_end])] = _trim(_unescape(rest))
     return entries
+
+
+def _trim(value: str) -> str:
+    """What Spark keeps of a value it loads (``Utils.trimExceptCRLF``): control characters and
+    spaces at either end go, except CR and LF."""
+    keep = [i for i, ch in enumerate(value) if ch > " " or ch in "\r\n"]
+    return value[keep[0] : keep[-1] + 1] if keep else ""
 
 
 def spark_defaults(spark_home: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from sparkgate.errors import DriverStartError
@@ -19,9 +20,25 @@ def default_spark_home() -> Path:
 
 def user_cache_dir(kind: str) -> Path:
     """Where builds made against this machine's Spark are kept for every state directory of the
-    user (``$XDG_CACHE_HOME/sparkgate/<kind>``, else ``~/.cache/sparkgate/<kind>``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    user (``$XDG_CACHE_HOME/sparkgate/<kind>``, else ``~/.cache/sparkgate/<kind>``; for a user
+    without a home directory, a directory of the user's own in the temporary directory)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # (no $HOME, and no home in the password database)
+            base = str(Path(tempfile.gettempdir()) / f"sparkgate-cache-{os.getuid()}")
     return Path(base) / "sparkgate" / kind
+
+
+def jar_listing(spark_home: Path) -> str:
+    """A distribution's jars as lines of name, size and time: another Spark, or the same path
+    upgraded in place, lists differently (part of what builds made against it are keyed by)."""
+    lines = []
+    for jar in sorted((spark_home / "jars").glob("*.jar")):
+        st = jar.stat()
+        lines.append(f"{jar.name} {st.st_size} {st.st_mtime_ns}\n")
+    return "".join(lines)
 
 
 def spark_version_of(home: Path) -> str:

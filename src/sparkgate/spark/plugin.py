@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from sparkgate.errors import ConfigError
-from sparkgate.spark.home import user_cache_dir
+from sparkgate.spark.home import jar_listing, user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,26 @@ def default_plugin_dir() -> Path:
 def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
     """The compiled plugin (built with javac on first use; raises ConfigError without a JDK), kept
     in ``cache_dir`` (default: the user's cache directory)."""
-    cache_dir = cache_dir or default_plugin_dir()
-    # Built against one Spark's jars: another Spark gets a jar of its own.
-    source = b"".join(src.read_bytes() for src in SOURCES) + str(spark_home.resolve()).encode()
-    digest = hashlib.sha256(source).hexdigest()[:12]
-    jar = cache_dir / f"sparkgate-driver-plugin-{digest}.jar"
+    if cache_dir is None:
+        cache_dir = default_plugin_dir()
+    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
+    # Built by one JDK against one Spark's jars: another Spark (or the same path upgraded in place)
+    # or another JDK gets a jar of its own.
+    h = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES))
+    h.update(f"{spark_home.resolve()}\n{Path(javac).resolve() if javac else ''}\n".encode())
+    h.update(jar_listing(spark_home).encode())
+    jar = cache_dir / f"sparkgate-driver-plugin-{h.hexdigest()[:12]}.jar"
     if jar.is_file():
         return jar
-    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
     if javac is None or jar_tool is None:
         raise ConfigError(
             "sparkgate's driver plugin (the batch sandbox, the local catalog) needs a JDK to build "
             "(javac and jar not found): apt-get install openjdk-17-jdk-headless"
         )
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"sparkgate's driver plugin cannot be kept in {cache_dir}: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="sparkgate-plugin-") as tmp:
         (Path(tmp) / "classes").mkdir()
         out = subprocess.run(
@@ -75,8 +81,12 @@ def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
         partial = Path(tmp) / jar.name
         subprocess.run([jar_tool, "cf", str(partial), "-C", str(Path(tmp) / "classes"), "."], check=True, timeout=120)
         staged = jar.with_name(f".{jar.name}.{uuid.uuid4().hex}")
-        shutil.move(partial, staged)
-        staged.replace(jar)
+        try:
+            shutil.move(partial, staged)
+            staged.replace(jar)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise ConfigError(f"sparkgate's driver plugin cannot be kept in {cache_dir}: {exc}") from exc
     log.info("built sparkgate's driver plugin %s", jar)
     return jar
 
