@@ -260,20 +260,29 @@ async def released_to_the_drain(api: FakeKubeApi, name: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def a_team_driver(
-    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, *, drain_grace_seconds: float
-) -> AsyncIterator[tuple[KubeApi, KubernetesProvider, Driver]]:
-    """A gateway's provider on the fake cluster, and a driver a team has claimed."""
+async def a_gateway(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, *, pool_size: int, drain_grace_seconds: float = 3600
+) -> AsyncIterator[tuple[KubeApi, KubernetesProvider, ClusterManager]]:
+    """A gateway's provider and cluster manager on the fake cluster."""
     api, _ = cluster
     async with KubeApi(api.kubeconfig(), namespace=NS) as client:
         provider = KubernetesProvider(k8s_settings(key, drain_grace_seconds=drain_grace_seconds), api=client)
         async with provider:
-            cm = ClusterManager(provider, pool_size=0, max_drivers=4)
+            cm = ClusterManager(provider, pool_size=pool_size, max_drivers=4)
             await cm.start()
             try:
-                yield client, provider, await cm.acquire("fe", "prod")
+                yield client, provider, cm
             finally:
                 await cm.close()
+
+
+@contextlib.asynccontextmanager
+async def a_team_driver(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path, *, drain_grace_seconds: float
+) -> AsyncIterator[tuple[KubeApi, KubernetesProvider, Driver]]:
+    """A gateway's provider on the fake cluster, and a driver a team has claimed."""
+    async with a_gateway(cluster, key, pool_size=0, drain_grace_seconds=drain_grace_seconds) as (client, provider, cm):
+        yield client, provider, await cm.acquire("fe", "prod")
 
 
 async def test_a_node_drain_stops_new_sessions_and_releases_the_driver_after_the_grace(
@@ -306,6 +315,31 @@ async def test_the_drain_grace_runs_from_when_the_first_gateway_saw_the_drain(
         kubelet.cordon()
         pod = await released_to_the_drain(api, d.id)
         assert pod["metadata"]["annotations"][DRAINING_SINCE] == an_hour_ago
+
+
+async def test_a_warm_driver_on_a_cordoned_node_takes_no_session_until_it_is_uncordoned(
+    cluster: tuple[FakeKubeApi, FakeKubelet], key: Path
+) -> None:
+    api, kubelet = cluster
+    async with a_gateway(cluster, key, pool_size=1) as (_, provider, cm):
+        await pool_ready(cm, api)
+        (warm,) = cm.warm()
+        told: list[tuple[str, str]] = []
+        drain, undrain = provider.on_drain, provider.on_undrain
+        assert drain is not None and undrain is not None
+        provider.on_drain = lambda name, why: (told.append(("drain", name)), drain(name, why))[-1]
+        provider.on_undrain = lambda name: (told.append(("undrain", name)), undrain(name))[-1]
+        kubelet.cordon()
+        deadline = time.monotonic() + 15
+        while ("drain", warm.id) not in told and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert ("drain", warm.id) in told  # (it would not be protected from the drain: no team holds it)
+        kubelet.uncordon()
+        while ("undrain", warm.id) not in told and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert told == [("drain", warm.id), ("undrain", warm.id)]
+        pod = api.get_object("pods", warm.id, NS)
+        assert pod is not None and pod["metadata"]["labels"][BUSY] == "false"  # (still no team's)
 
 
 async def test_an_uncordoned_node_stops_the_grace_and_a_later_drain_gets_its_own(

@@ -596,3 +596,19 @@ async def test_a_drain_its_provider_calls_off_returns_the_driver_to_new_sessions
     cm.undrain(node_drained.id)  # (called off twice: nothing more)
     assert node_drained.state is DriverState.READY
     await cm.close()
+
+
+async def test_a_driver_adopted_while_its_provider_drains_it_returns_when_the_drain_is_called_off() -> None:
+    p = FakeProvider()
+    cm = ClusterManager(p, pool_size=0, max_drivers=4)
+    await cm.start()
+    held = await cm.acquire("fe", "prod")
+    await cm.close(stop_drivers=False)
+    held.state = DriverState.DRAINING  # (as its provider lists it: its node is being drained)
+    cm2 = ClusterManager(p, pool_size=0, max_drivers=4)  # a gateway restarted during the drain
+    await cm2.start()
+    adopted = cm2.get(held.id)
+    assert adopted is not None and adopted.state is DriverState.DRAINING
+    cm2.undrain(held.id)
+    assert adopted.state is DriverState.READY
+    await cm2.close()

@@ -118,3 +118,13 @@ def test_a_driver_start_records_the_archives_use(tmp_path: Path) -> None:
     assert archive.java_options()
     assert archive.checksum_path.stat().st_mtime > week_ago + 24 * 3600
     assert archive.ready()  # (its checksum still matches the file)
+
+
+def test_leftovers_of_other_archives_training_runs_are_swept_too(tmp_path: Path) -> None:
+    mine, other = ClassDataArchive(tmp_path / "spark-driver-a.jsa"), ClassDataArchive(tmp_path / "spark-driver-b.jsa")
+    left, running = other.training_target(), other.training_target()
+    left.write_bytes(b"x")
+    running.write_bytes(b"x")
+    os.utime(left, (1, 1))
+    mine.sweep()
+    assert not left.exists() and running.exists()  # (a run under way is minutes old at most)

@@ -25,7 +25,7 @@ def test_builders_at_once_share_one_whole_jar(tmp_path: Path) -> None:
 
 
 def test_another_spark_at_the_same_path_gets_a_jar_of_its_own(tmp_path: Path) -> None:
-    """The cache outlives state directories and upgrades: its key is the Spark jars, not their path."""
+    """The cache outlives state directories and upgrades: its key has the Spark jars, not only their path."""
     home = tmp_path / "spark"
     (home / "jars").mkdir(parents=True)
     for jar in (default_spark_home() / "jars").glob("*.jar"):
@@ -40,5 +40,5 @@ def test_another_spark_at_the_same_path_gets_a_jar_of_its_own(tmp_path: Path) ->
 def test_a_cache_it_cannot_write_is_a_clear_error(tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    with pytest.raises(ConfigError, match="cannot be kept in"):
+    with pytest.raises(ConfigError, match="could not be built into"):
         plugin_jar(default_spark_home(), blocked / "plugins")

@@ -89,6 +89,9 @@ class KubernetesProvider(ProviderBase):
         self.nodes: Informer | None = None
         #: Driver Pods on cordoned nodes, released from drain protection after the grace period.
         self._draining: dict[str, asyncio.Task[None]] = {}
+        #: Driver Pods this gateway told the cluster manager take no new session (their node is
+        #: cordoned), until the node is schedulable again.
+        self._drain_told: set[str] = set()
         self._tasks = TaskSupervisor("kubernetes-provider")
         #: Pods this gateway is deleting (their end is not a crash), and starting (not listed yet).
         self._stopping: set[str] = set()
@@ -348,6 +351,7 @@ class KubernetesProvider(ProviderBase):
             told = name in self._exited or name in self._stopping
             self._exited.discard(name)
             self._stopping.discard(name)
+            self._drain_told.discard(name)
             if told:
                 return
         elif state_of(obj) is not DriverState.DEAD or name in self._exited:
@@ -362,8 +366,9 @@ class KubernetesProvider(ProviderBase):
     # -- node drains ---------------------------------------------------------------------------
 
     def _node_event(self, kind: str, node: Obj) -> None:
-        """A node cordoned (``kubectl drain`` begins so): its busy drivers take no new session and,
-        after ``kubernetes.drain_grace_seconds``, leave the PodDisruptionBudget's protection."""
+        """A node cordoned (``kubectl drain`` begins so): its drivers take no new session (a warm
+        one is stopped as outdated, and the pool refills elsewhere), and its busy ones leave the
+        PodDisruptionBudget's protection after ``kubernetes.drain_grace_seconds``."""
         if kind == "DELETED" or self.pods is None:
             return
         name = node["metadata"]["name"]
@@ -372,20 +377,23 @@ class KubernetesProvider(ProviderBase):
             return
         for pod in list(self.pods.objects.values()):
             meta = pod["metadata"]
-            busy = (meta.get("labels") or {}).get(BUSY) == "true"
-            if (pod.get("spec") or {}).get("nodeName") != name or not busy or meta["name"] in self._draining:
+            if (pod.get("spec") or {}).get("nodeName") != name:
                 continue
-            if self.on_drain is not None:
-                self.on_drain(meta["name"], f"its node {name} is being drained")
-            since = annotation(pod, DRAINING_SINCE)
-            self._draining[meta["name"]] = self._tasks.spawn(
-                f"release-{meta['name']}", self._release(meta["name"], timestamp(since) if since else None)
-            )
+            if meta["name"] not in self._drain_told:
+                self._drain_told.add(meta["name"])
+                if self.on_drain is not None:
+                    self.on_drain(meta["name"], f"its node {name} is being drained")
+            busy = (meta.get("labels") or {}).get(BUSY) == "true"
+            if busy and meta["name"] not in self._draining:
+                since = annotation(pod, DRAINING_SINCE)
+                self._draining[meta["name"]] = self._tasks.spawn(
+                    f"release-{meta['name']}", self._release(meta["name"], timestamp(since) if since else None)
+                )
 
     def _undrained(self, node: str) -> None:
         """The node uncordoned: its drivers take new sessions again, their grace is no longer
-        counting (a later drain gets one of its own), and those released to the drain while a
-        team held them are protected again."""
+        counting (a later drain gets one of its own), and those a team holds are protected again
+        (busy), also when the grace had released them."""
         assert self.pods is not None
         for pod in list(self.pods.objects.values()):
             meta = pod["metadata"]
@@ -394,17 +402,22 @@ class KubernetesProvider(ProviderBase):
             task = self._draining.pop(meta["name"], None)
             if task is not None:
                 task.cancel()
-            released = (meta.get("labels") or {}).get(BUSY) == "false" and bool(annotation(pod, NAMESPACE))
-            if task is not None or annotation(pod, DRAINING_SINCE):
+            if meta["name"] in self._drain_told or annotation(pod, DRAINING_SINCE):
+                self._drain_told.discard(meta["name"])
                 if self.on_undrain is not None:
                     self.on_undrain(meta["name"])
-                self._tasks.spawn(f"undrain-{meta['name']}", self._forget_drain(meta["name"], protect=released))
+            claimed = bool(annotation(pod, NAMESPACE))
+            unprotected = claimed and (meta.get("labels") or {}).get(BUSY) != "true"
+            # (A release cancelled while its patch was in flight may land after this copy was
+            # read: when one was under way, the label is written whatever the copy says.)
+            if task is not None or annotation(pod, DRAINING_SINCE) or unprotected:
+                self._tasks.spawn(f"undrain-{meta['name']}", self._forget_drain(meta["name"], protect=claimed))
 
     async def _forget_drain(self, pod: str, *, protect: bool) -> None:
         patch: dict[str, Any] = {"metadata": {"annotations": {DRAINING_SINCE: None}}}
-        if protect:  # (a team holds it: busy again, in the PodDisruptionBudget)
+        if protect:  # (a team holds it: busy, in the PodDisruptionBudget)
             patch["metadata"]["labels"] = {BUSY: "true"}
-        with contextlib.suppress(SparkgateError):  # (gone, or the API server busy: the next cordon sees it)
+        with contextlib.suppress(SparkgateError):  # (gone, or the API server busy: the next node event sees it)
             await self.api.patch(PODS, pod, patch)
 
     async def _release(self, pod: str, since: float | None) -> None:

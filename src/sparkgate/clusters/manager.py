@@ -163,9 +163,11 @@ class ClusterManager:
 
     def _adopt(self, d: Driver) -> None:
         where = d.namespace or "pool"
-        if d.state is DriverState.DRAINING:  # (its provider says so: e.g. its node is being drained)
+        outdated = bool(d.fingerprint) and d.fingerprint != self._fingerprint(self._spec(d.namespace, d.profile))
+        if d.state is DriverState.DRAINING and not outdated:  # (its provider says so: its node is being drained)
             log.warning("adopted driver %s (%s) takes no new sessions: its provider drains it", d.id, where)
-        elif d.fingerprint and d.fingerprint != self._fingerprint(self._spec(d.namespace, d.profile)):
+            self._drained_by_provider.add(d.id)  # (until the provider calls it off: undrain)
+        elif outdated:
             # Started before its profile's Spark conf, catalog or Spark version changed: it keeps
             # the sessions it has (a restarted gateway restores their routes) but takes no new
             # ones, and is stopped once it has none (:meth:`expire_idle`); the pool starts a
@@ -679,8 +681,9 @@ class ClusterManager:
     async def expire_idle(self) -> list[Driver]:
         """Stop team drivers that had no session for ``driver_idle_ttl`` seconds (pool drivers stay).
 
-        Adopted drivers that run with outdated settings (DRAINING) go too: a warm one at once (it
-        never had a session), a team one like any other once idle.
+        Drivers that take no new session (DRAINING: adopted with outdated settings, or on a node
+        being drained) go too: a warm one at once (it never had a session; the pool refills), a
+        team one like any other once idle.
         """
         if not self.leadership.is_leader():
             return []

@@ -167,11 +167,12 @@ class ClassDataArchive:
         self._verified = None
 
     def sweep(self, older_than_seconds: float = 3600, unused_seconds: float = UNUSED_SECONDS) -> None:
-        """Remove what interrupted training runs left (``*.tmp`` beside the archive), and the
-        archives of other keys (an earlier Spark or Java) no driver started from for
-        ``unused_seconds``."""
+        """Remove what interrupted training runs left (``*.tmp``, of any key, older than
+        ``older_than_seconds``: a run takes well under a minute), and the archives of other keys
+        (an earlier Spark or Java) no driver started from for ``unused_seconds``. (A JVM that maps
+        a removed archive keeps its pages on a local file system, not on NFS.)"""
         now = time.time()
-        for tmp in self.path.parent.glob(f"{self.path.name}*.tmp"):
+        for tmp in self.path.parent.glob("*.jsa.*.tmp"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > older_than_seconds:
                     tmp.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -20,15 +21,21 @@ def default_spark_home() -> Path:
 
 def user_cache_dir(kind: str) -> Path:
     """Where builds made against this machine's Spark are kept for every state directory of the
-    user (``$XDG_CACHE_HOME/sparkgate/<kind>``, else ``~/.cache/sparkgate/<kind>``; for a user
-    without a home directory, a directory of the user's own in the temporary directory)."""
+    user (``$XDG_CACHE_HOME/sparkgate/<kind>``, else ``~/.cache/sparkgate/<kind>``). A user
+    without a home directory gets a new private directory per process: a fixed path in the shared
+    temporary directory could be made by another user first, with jars of theirs in it."""
     base = os.environ.get("XDG_CACHE_HOME")
     if not base:
         try:
             base = str(Path.home() / ".cache")
         except RuntimeError:  # (no $HOME, and no home in the password database)
-            base = str(Path(tempfile.gettempdir()) / f"sparkgate-cache-{os.getuid()}")
+            base = _private_cache()
     return Path(base) / "sparkgate" / kind
+
+
+@functools.cache
+def _private_cache() -> str:
+    return tempfile.mkdtemp(prefix="sparkgate-cache-")  # (mode 0700, made anew)
 
 
 def jar_listing(spark_home: Path) -> str:

@@ -51,7 +51,10 @@ def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
     # or another JDK gets a jar of its own.
     h = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES))
     h.update(f"{spark_home.resolve()}\n{Path(javac).resolve() if javac else ''}\n".encode())
-    h.update(jar_listing(spark_home).encode())
+    try:
+        h.update(jar_listing(spark_home).encode())
+    except OSError as exc:  # (e.g. a jar that is a dangling link)
+        raise ConfigError(f"sparkgate's driver plugin cannot be built against {spark_home}: {exc}") from exc
     jar = cache_dir / f"sparkgate-driver-plugin-{h.hexdigest()[:12]}.jar"
     if jar.is_file():
         return jar
@@ -61,9 +64,16 @@ def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
             "(javac and jar not found): apt-get install openjdk-17-jdk-headless"
         )
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"sparkgate's driver plugin cannot be kept in {cache_dir}: {exc}") from exc
+        _build(javac, jar_tool, spark_home, jar)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"sparkgate's driver plugin could not be built into {cache_dir}: {exc}") from exc
+    log.info("built sparkgate's driver plugin %s", jar)
+    return jar
+
+
+def _build(javac: str, jar_tool: str, spark_home: Path, jar: Path) -> None:
+    """Compile the sources against ``spark_home``'s jars and put the jar at ``jar``."""
+    jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sparkgate-plugin-") as tmp:
         (Path(tmp) / "classes").mkdir()
         out = subprocess.run(
@@ -84,11 +94,8 @@ def plugin_jar(spark_home: Path, cache_dir: Path | None = None) -> Path:
         try:
             shutil.move(partial, staged)
             staged.replace(jar)
-        except OSError as exc:
+        finally:
             staged.unlink(missing_ok=True)
-            raise ConfigError(f"sparkgate's driver plugin cannot be kept in {cache_dir}: {exc}") from exc
-    log.info("built sparkgate's driver plugin %s", jar)
-    return jar
 
 
 def plugin_conf(spark_home: Path, cache_dir: Path | None = None) -> dict[str, str]:
