@@ -16,6 +16,7 @@ import pytest
 
 from sparkgate.aio import free_port, pid_alive
 from sparkgate.cli import _progress, main
+from sparkgate.clusters.manager import StartBackoff
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,6 +133,7 @@ class _Pool:
         self.pool_size = 1
         self.filled = asyncio.Event()
         self.failure: Exception | None = None
+        self.backoff: dict[str, StartBackoff] = {}
 
     def warm(self) -> list[object]:
         return [object()] if self.filled.is_set() else []
@@ -167,3 +169,18 @@ async def test_up_stops_waiting_when_told_to_stop() -> None:
     progress = asyncio.create_task(_progress(cast(Any, SimpleNamespace(clusters=_Pool())), stop))
     stop.set()
     await asyncio.wait_for(progress, 5)
+
+
+async def test_up_says_why_the_pool_does_not_fill(capsys: pytest.CaptureFixture[str]) -> None:
+    pool = _Pool()
+    pool.backoff["pool:default"] = StartBackoff(
+        failures=2, retry_at=time.monotonic() + 20, last_error="driver local-1 exited with code 1 while starting\n..."
+    )
+    stop = asyncio.Event()
+    progress = asyncio.create_task(_progress(cast(Any, SimpleNamespace(clusters=pool)), stop))
+    await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(progress, 5)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("  warming drivers: 0/1 ready")
+    assert "2 start(s) failed, next try in 20s: driver local-1 exited with code 1 while starting" in line

@@ -104,7 +104,8 @@ async def _progress(platform: Platform, stop: asyncio.Event) -> None:
         while True:
             warm = len(platform.clusters.warm())
             if warm != last or int(time.monotonic() - t0) % 5 == 0:
-                _out(f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)")
+                line = f"  warming drivers: {warm}/{target} ready ({time.monotonic() - t0:4.0f}s)"
+                _out(line + _failed_starts(platform))
                 last = warm
             if ready.done():
                 ready.result()  # (raises what went wrong rather than report a ready pool)
@@ -116,6 +117,16 @@ async def _progress(platform: Platform, stop: asyncio.Event) -> None:
         for task in (ready, stopping):
             task.cancel()
         await asyncio.gather(ready, stopping, return_exceptions=True)
+
+
+def _failed_starts(platform: Platform) -> str:
+    """Why the warm pool is not filling, if its starts fail (the log has the details)."""
+    for key, b in platform.clusters.backoff.items():
+        if key.startswith("pool:") and b.failures:
+            why = (b.last_error.splitlines() or ["unknown"])[0][:160]
+            retry = max(0.0, b.retry_at - time.monotonic())
+            return f"; {b.failures} start(s) failed, next try in {retry:.0f}s: {why}"
+    return ""
 
 
 async def _run_up(settings: Settings) -> int:
