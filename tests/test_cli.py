@@ -183,4 +183,4 @@ async def test_up_says_why_the_pool_does_not_fill(capsys: pytest.CaptureFixture[
     await asyncio.wait_for(progress, 5)
     line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith("  warming drivers: 0/1 ready")
-    assert "2 start(s) failed, next try in 20s: driver local-1 exited with code 1 while starting" in line
+    assert "; start failing: 2x, next try in 20s: driver local-1 exited with code 1 while starting" in line

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import yaml
@@ -120,13 +120,19 @@ async def _progress(platform: Platform, stop: asyncio.Event) -> None:
 
 
 def _failed_starts(platform: Platform) -> str:
-    """Why the warm pool is not filling, if its starts fail (the log has the details)."""
+    """Why the warm pool is not filling, if its starts fail (the first line of the last error;
+    the log has the rest)."""
     for key, b in platform.clusters.backoff.items():
         if key.startswith("pool:") and b.failures:
-            why = (b.last_error.splitlines() or ["unknown"])[0][:160]
-            retry = max(0.0, b.retry_at - time.monotonic())
-            return f"; {b.failures} start(s) failed, next try in {retry:.0f}s: {why}"
+            info = b.to_dict()
+            info["last_error"] = (b.last_error.splitlines() or ["unknown"])[0][:160]
+            return f"; start failing: {_start_failure(info)}"
     return ""
+
+
+def _start_failure(info: Mapping[str, Any]) -> str:
+    """A profile's or namespace's failing driver starts (``StartBackoff.to_dict``), in one line."""
+    return f"{info['failures']}x, next try in {info['retry_in_seconds']:.0f}s: {info['last_error']}"
 
 
 async def _run_up(settings: Settings) -> int:
@@ -304,7 +310,7 @@ def _status(settings: Settings, url: str | None, raw: bool) -> int:
     if archive:  # (local drivers: whether they start from a class-data archive)
         _out(f"  class-data archive: {archive['state']}" + (f" ({archive['path']})" if archive.get("path") else ""))
     for key, b in data.get("start_failures", {}).items():
-        _out(f"  start failing: {key}: {b['failures']}x, next try in {b['retry_in_seconds']:.0f}s: {b['last_error']}")
+        _out(f"  start failing: {key}: {_start_failure(b)}")
     _out("")
     _out(f"{'DRIVER':<18} {'STATE':<9} {'NAMESPACE':<32} {'PROFILE':<10} {'SESSIONS':>8}  ADDRESS")
     for d in data["drivers"]:

@@ -71,6 +71,14 @@ class StartBackoff:
         }
 
 
+def _remember(ids: set[str], driver_id: str, limit: int = 1000) -> None:
+    """Add ``driver_id`` to a set of ids kept about drivers, which stays bounded (the ids of
+    drivers long gone fall out first, roughly)."""
+    ids.add(driver_id)
+    while len(ids) > limit:
+        ids.pop()
+
+
 class ClusterManager:
     def __init__(
         self,
@@ -539,16 +547,12 @@ class ClusterManager:
         if d is None:
             return
         if stopping:
-            self._stopped_elsewhere.add(driver_id)  # (its end is no crash)
-            while len(self._stopped_elsewhere) > 1000:
-                self._stopped_elsewhere.pop()
+            _remember(self._stopped_elsewhere, driver_id)  # (its end is no crash)
         if d.state is DriverState.READY:
             log.info("driver %s takes no new session: %s", driver_id, why)
             d.state = DriverState.DRAINING
             if not stopping:
-                self._drained_by_provider.add(driver_id)
-                while len(self._drained_by_provider) > 1000:
-                    self._drained_by_provider.pop()
+                _remember(self._drained_by_provider, driver_id)
 
     def undrain(self, driver_id: str) -> None:
         """The driver's provider called off what :meth:`drain` was told (its node is schedulable
